@@ -1,0 +1,262 @@
+"""Normalised hub records and their InfluxDB line-protocol form.
+
+Every record carries the gateway `site` and the grid tags (grid, micro_grid, police_grid) that the
+normaliser fills from the registries; timestamps are UTC nanoseconds. Fields that a device did not
+report are None and are left out of the point, never written as zero.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import ClassVar, Union
+
+FieldValue = Union[float, int, bool, str]
+
+
+@dataclass(slots=True, frozen=True)
+class GridTags:
+    grid: str = ""
+    micro_grid: str = ""
+    police_grid: str = ""
+
+
+NO_GRID = GridTags()
+
+
+@dataclass(slots=True, frozen=True)
+class WaterMeterReading:
+    measurement: ClassVar[str] = "water_meter"
+    meter_id: str
+    time_ns: int
+    total_m3: float | None = None
+    flow_m3h: float | None = None
+    battery_v: float | None = None
+    alarm_bits: int | None = None
+    reverse_flow: bool | None = None
+    household: str = ""
+    grid: GridTags = NO_GRID
+    source: str = ""
+
+    def tags(self) -> dict[str, str]:
+        return {"meter_id": self.meter_id, "household": self.household}
+
+    def fields(self) -> dict[str, FieldValue | None]:
+        return {
+            "total_m3": self.total_m3,
+            "flow_m3h": self.flow_m3h,
+            "battery_v": self.battery_v,
+            "alarm_bits": self.alarm_bits,
+            "reverse_flow": self.reverse_flow,
+        }
+
+
+DOOR_EVENTS = ("open", "forced", "held_open", "denied", "alarm")
+
+
+@dataclass(slots=True, frozen=True)
+class DoorEvent:
+    measurement: ClassVar[str] = "door_event"
+    door_id: str
+    time_ns: int
+    event: str  # one of DOOR_EVENTS
+    credential_hash: str = ""  # salted hash; the raw card number never leaves the driver
+    building: str = ""
+    grid: GridTags = NO_GRID
+    source: str = ""
+
+    def tags(self) -> dict[str, str]:
+        return {"door_id": self.door_id, "event": self.event, "building": self.building}
+
+    def fields(self) -> dict[str, FieldValue | None]:
+        return {"count": 1, "credential_hash": self.credential_hash or None}
+
+
+@dataclass(slots=True, frozen=True)
+class VesselPosition:
+    measurement: ClassVar[str] = "vessel_position"
+    mmsi: str
+    time_ns: int
+    lat: float | None = None
+    lon: float | None = None
+    sog_kn: float | None = None
+    cog_deg: float | None = None
+    heading_deg: float | None = None
+    nav_status: int | None = None
+    msg_type: int = 0
+    ais_class: str = ""  # "A", "B", "AtoN", "base"
+    registered: bool = False
+    grid: GridTags = NO_GRID
+    source: str = ""
+
+    def tags(self) -> dict[str, str]:
+        return {
+            "mmsi": self.mmsi,
+            "ais_class": self.ais_class,
+            "registered": "true" if self.registered else "false",
+        }
+
+    def fields(self) -> dict[str, FieldValue | None]:
+        return {
+            "lat": self.lat,
+            "lon": self.lon,
+            "sog_kn": self.sog_kn,
+            "cog_deg": self.cog_deg,
+            "heading_deg": self.heading_deg,
+            "nav_status": self.nav_status,
+            "msg_type": self.msg_type,
+        }
+
+
+@dataclass(slots=True, frozen=True)
+class VesselStatic:
+    measurement: ClassVar[str] = "vessel_static"
+    mmsi: str
+    time_ns: int
+    name: str | None = None
+    callsign: str | None = None
+    imo: int | None = None
+    ship_type: int | None = None
+    length_m: float | None = None
+    beam_m: float | None = None
+    msg_type: int = 0
+    grid: GridTags = NO_GRID
+    source: str = ""
+
+    def tags(self) -> dict[str, str]:
+        return {"mmsi": self.mmsi}
+
+    def fields(self) -> dict[str, FieldValue | None]:
+        return {
+            "name": self.name,
+            "callsign": self.callsign,
+            "imo": self.imo,
+            "ship_type": self.ship_type,
+            "length_m": self.length_m,
+            "beam_m": self.beam_m,
+            "msg_type": self.msg_type,
+        }
+
+
+@dataclass(slots=True, frozen=True)
+class GatewayFix:
+    """The gateway's own position/heading from $-sentences (GGA, RMC, VTG, HDT)."""
+
+    measurement: ClassVar[str] = "gateway_fix"
+    time_ns: int
+    lat: float | None = None
+    lon: float | None = None
+    sog_kn: float | None = None
+    cog_deg: float | None = None
+    heading_deg: float | None = None
+    sentence: str = ""
+    grid: GridTags = NO_GRID
+    source: str = ""
+
+    def tags(self) -> dict[str, str]:
+        return {"sentence": self.sentence}
+
+    def fields(self) -> dict[str, FieldValue | None]:
+        return {
+            "lat": self.lat,
+            "lon": self.lon,
+            "sog_kn": self.sog_kn,
+            "cog_deg": self.cog_deg,
+            "heading_deg": self.heading_deg,
+        }
+
+
+@dataclass(slots=True, frozen=True)
+class HealthSample:
+    measurement: ClassVar[str] = "hub_health"
+    time_ns: int
+    msgs: int
+    errors: int
+    lag_s: float = 0.0
+    outbox_rows: int = 0
+    dropped: int = 0
+    grid: GridTags = NO_GRID
+    source: str = ""
+
+    def tags(self) -> dict[str, str]:
+        return {}
+
+    def fields(self) -> dict[str, FieldValue | None]:
+        return {
+            "msgs": self.msgs,
+            "errors": self.errors,
+            "lag_s": self.lag_s,
+            "outbox_rows": self.outbox_rows,
+            "dropped": self.dropped,
+        }
+
+
+Record = Union[WaterMeterReading, DoorEvent, VesselPosition, VesselStatic, GatewayFix, HealthSample]
+RECORD_TYPES: tuple[type, ...] = (
+    WaterMeterReading,
+    DoorEvent,
+    VesselPosition,
+    VesselStatic,
+    GatewayFix,
+    HealthSample,
+)
+
+
+@dataclass(slots=True, frozen=True)
+class Point:
+    """One InfluxDB point, already tagged; what the outbox stores as line protocol."""
+
+    measurement: str
+    tags: dict[str, str]
+    fields: dict[str, FieldValue]
+    time_ns: int
+
+
+def record_point(record: Record, site: str) -> Point:
+    tags = {"site": site, "source": record.source}
+    grid = record.grid
+    if grid.grid:
+        tags["grid"] = grid.grid
+    if grid.micro_grid:
+        tags["micro_grid"] = grid.micro_grid
+    if grid.police_grid:
+        tags["police_grid"] = grid.police_grid
+    tags.update(record.tags())
+    fields = {
+        k: v
+        for k, v in record.fields().items()
+        if v is not None and not (isinstance(v, float) and not math.isfinite(v))
+    }
+    return Point(record.measurement, tags, fields, record.time_ns)
+
+
+# --- line protocol (https://docs.influxdata.com/influxdb/v1/write_protocols/line_protocol_reference/)
+
+_MEAS_ESC = str.maketrans({",": r"\,", " ": r"\ ", "\n": r"\n"})
+_TAG_ESC = str.maketrans({",": r"\,", " ": r"\ ", "=": r"\=", "\n": r"\n"})
+
+
+def _field_value(value: FieldValue) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return f"{value}i"
+    if isinstance(value, float):
+        return repr(value)
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{escaped}"'
+
+
+def to_line(point: Point) -> str:
+    """Encode a point as one line of InfluxDB line protocol (empty tag values are omitted)."""
+    tags = "".join(
+        f",{k.translate(_TAG_ESC)}={v.translate(_TAG_ESC)}"
+        for k, v in sorted(point.tags.items())
+        if v != ""
+    )
+    fields = ",".join(
+        f"{k.translate(_TAG_ESC)}={_field_value(v)}" for k, v in point.fields.items()
+    )
+    if not fields:
+        raise ValueError(f"point {point.measurement} has no fields")
+    return f"{point.measurement.translate(_MEAS_ESC)}{tags} {fields} {point.time_ns}"

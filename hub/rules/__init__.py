@@ -1,0 +1,46 @@
+"""Rules: pure logic over (persisted state, record, clock time) that emits alert signals.
+
+A rule never talks to the network or the database. The engine (hub/engine.py) owns each rule's
+state dict (JSON-serialisable, persisted in SQLite) and turns signals into alert lifecycle events.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from hub.records import NO_GRID, GridTags, Record
+
+SEVERITIES = ("info", "warning", "critical")
+
+
+@dataclass(slots=True, frozen=True)
+class Signal:
+    """A rule's verdict about one subject: `active=True` raises or updates, False resolves.
+
+    `subject` is the stable key of what the alert is about ("meter:M-001", "mmsi:412345678");
+    the alert id is derived from (site, rule, subject, episode). `data` carries the structured
+    evidence (position, litres in window, last door event ...) and must be JSON-serialisable.
+    """
+
+    rule: str
+    subject: str
+    active: bool
+    severity: str = "warning"
+    message: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+    grid: GridTags = NO_GRID
+
+
+def resolve(rule: str, subject: str, message: str = "", **data: Any) -> Signal:
+    return Signal(rule, subject, active=False, severity="info", message=message, data=data)
+
+
+class Rule(Protocol):
+    """What the engine calls. `state` is this rule's own dict, mutated in place and persisted."""
+
+    name: str
+
+    def on_record(self, state: dict[str, Any], record: Record, now_ns: int) -> list[Signal]: ...
+
+    def on_tick(self, state: dict[str, Any], now_ns: int) -> list[Signal]: ...
