@@ -1,0 +1,341 @@
+"""Wiring: builds every service from the config and runs them on one event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import secrets
+import time
+from collections.abc import Coroutine, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hub.alerts import AlertManager
+from hub.clock import Clock, SystemClock
+from hub.config import HubConfig, env_secret
+from hub.engine import Engine
+from hub.errors import ConfigError, HubError
+from hub.forwarder import Forwarder
+from hub.logs import register_secret
+from hub.outbox import Outbox
+from hub.pipeline import Pipeline
+from hub.publishers import DeliveryLoop, MqttLink, WebhookPublisher, parse_ack
+from hub.records import HealthSample
+from hub.registry import Registry, RegistryPart
+from hub.registry.community import CommunityRegistry
+from hub.registry.maritime import MaritimeRegistry
+from hub.rules import Rule
+from hub.rules.community import build_community_rules
+from hub.rules.core import SourceSilent
+from hub.rules.maritime import build_maritime_rules
+from hub.sinks import InfluxV1Sink, InfluxV2Sink, LocalSink, Sink
+from hub.source import Source, SourceContext
+
+log = logging.getLogger("hub.app")
+
+
+@dataclass(slots=True, frozen=True)
+class Secrets:
+    influx_password: str = ""
+    influx_token: str = ""
+    mqtt_password: str | None = None
+    webhook_secret: str = ""
+    http_token: str = ""
+    hash_salt: str = ""
+
+
+def read_secrets(cfg: HubConfig) -> Secrets:
+    """Read every secret the config names from the environment (ConfigError if one is unset)."""
+
+    def get(env_name: str, what: str) -> str:
+        if not env_name:
+            return ""
+        value = env_secret(env_name, what).get_secret_value()
+        register_secret(value)
+        return value
+
+    influx = cfg.influxdb
+    return Secrets(
+        influx_password=get(influx.password_env, "influxdb.password_env"),
+        influx_token=get(influx.token_env, "influxdb.token_env"),
+        mqtt_password=get(cfg.mqtt.password_env, "mqtt.password_env") or None,
+        webhook_secret=get(cfg.webhook.secret_env, "webhook.secret_env")
+        if cfg.webhook.enabled
+        else "",
+        http_token=get(cfg.http.token_env, "http.token_env"),
+        hash_salt=get(cfg.hub.hash_salt_env, "hub.hash_salt_env"),
+    )
+
+
+def install_salt(data_dir: Path) -> str:
+    """A random per-install salt kept in data_dir, for when no salt comes from the environment."""
+    path = data_dir / "hash_salt"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))
+    return path.read_text().strip()
+
+
+def build_sink(cfg: HubConfig, sec: Secrets) -> Sink | None:
+    influx = cfg.influxdb
+    if influx.api == "v1":
+        return InfluxV1Sink(
+            influx.url,
+            influx.database,
+            influx.retention_policy,
+            influx.username,
+            sec.influx_password,
+            influx.gzip,
+            influx.timeout_s,
+        )
+    if influx.api == "v2":
+        return InfluxV2Sink(
+            influx.url, influx.org, influx.bucket, sec.influx_token, influx.gzip, influx.timeout_s
+        )
+    if influx.api == "local":
+        return LocalSink(cfg.hub.data_dir / "store.sqlite")
+    return None
+
+
+class Hub:
+    def __init__(
+        self, cfg: HubConfig, clock: Clock | None = None, extra_sources: Sequence[Source] = ()
+    ) -> None:
+        self.cfg = cfg
+        self.clock = clock or SystemClock()
+        self.secrets = read_secrets(cfg)
+        data_dir = cfg.hub.data_dir
+        salt = self.secrets.hash_salt or install_salt(data_dir)
+        self.ctx = SourceContext(
+            site=cfg.hub.site, clock=self.clock, data_dir=data_dir, hash_salt=salt, mqtt=cfg.mqtt
+        )
+        self.registry = self._build_registry(salt)
+        self.sources: list[Source] = [s.build(self.ctx) for s in cfg.sources]
+        self.sources += list(extra_sources)
+        self.outbox = Outbox(data_dir / "outbox.sqlite", cfg.outbox.max_bytes)
+        self.engine = Engine(
+            self._build_rules(), AlertManager(cfg.hub.site, cfg.alerts.cooldown_minutes * 60)
+        )
+        self.sink = build_sink(cfg, self.secrets)
+        self.forwarder = (
+            Forwarder(
+                self.outbox,
+                self.sink,
+                self.clock,
+                cfg.influxdb.batch_size,
+                cfg.influxdb.flush_interval_s,
+                cfg.influxdb.retry_initial_s,
+                cfg.influxdb.retry_max_s,
+            )
+            if self.sink
+            else None
+        )
+        self.publishers: list[DeliveryLoop] = []
+        self.mqtt: MqttLink | None = None
+        if cfg.mqtt.enabled:
+            self.mqtt = MqttLink(
+                cfg.mqtt,
+                self.secrets.mqtt_password,
+                cfg.hub.site,
+                self.outbox,
+                self.clock,
+                self.on_mqtt,
+            )
+            self.publishers.append(self.mqtt)
+        if cfg.webhook.enabled:
+            self.publishers.append(
+                WebhookPublisher(cfg.webhook, self.secrets.webhook_secret, self.outbox, self.clock)
+            )
+        self.pipeline = Pipeline(
+            cfg.hub.site,
+            self.clock,
+            self.registry,
+            self.engine,
+            self.outbox,
+            [p.destination for p in self.publishers],
+            cfg.outbox.write_batch,
+            cfg.outbox.queue_batches,
+        )
+        self.started_at = time.time()
+        self.http_url = ""
+        self.mqtt_errors = 0
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._source_tasks: list[asyncio.Task[Any]] = []
+        self._http_runner: Any = None
+
+    def _build_registry(self, salt: str) -> Registry:
+        parts: list[RegistryPart] = [
+            CommunityRegistry(self.cfg.registry.community, salt),
+            MaritimeRegistry(self.cfg.registry.maritime, salt),
+        ]
+        return Registry(parts)
+
+    def _build_rules(self) -> list[Rule]:
+        rules: list[Rule] = []
+        silent = self.cfg.rules.source_silent
+        if silent.enabled:
+            timeouts = {
+                s.name: s.silent_timeout_s or silent.default_timeout_s
+                for s in self.cfg.sources
+                if s.silent_timeout_s or silent.default_timeout_s
+            }
+            rules.append(SourceSilent({k: v for k, v in timeouts.items() if v}))
+        community = self.registry.parts["community"]
+        maritime = self.registry.parts["maritime"]
+        assert isinstance(community, CommunityRegistry) and isinstance(maritime, MaritimeRegistry)
+        rules += build_community_rules(self.cfg.rules.community, community)
+        rules += build_maritime_rules(self.cfg.rules.maritime, maritime)
+        return rules
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.outbox.open()
+        self.engine.restore(
+            await self.outbox.load_rule_state(), await self.outbox.load_alert_state()
+        )
+        self._spawn(self.pipeline.run(), "pipeline")
+        if self.forwarder:
+            self._spawn(self.forwarder.run(), "forwarder")
+        for publisher in self.publishers:
+            self._spawn(publisher.run(), publisher.destination)  # type: ignore[attr-defined]
+        self._spawn(self._tick_loop(), "rules-tick")
+        self._spawn(self._state_saver(), "state-saver")
+        self._spawn(self._health_loop(), "health")
+        self._spawn(self._registry_watch(), "registry-watch")
+        if self.cfg.http.enabled:
+            from hub.http import start_http
+
+            self._http_runner, self.http_url = await start_http(self)
+        for source in self.sources:
+            self._source_tasks.append(
+                asyncio.create_task(self._supervise(source), name=source.name)
+            )
+        log.info(
+            "hub started: site=%s sources=%d sink=%s alerts=%s status=%s",
+            self.cfg.hub.site,
+            len(self.sources),
+            self.cfg.influxdb.api,
+            ",".join(p.destination for p in self.publishers) or "none",
+            self.http_url or "off",
+        )
+
+    async def stop(self, flush_timeout_s: float = 5.0) -> None:
+        """Stop sources, commit what they handed over, flush the sink briefly, persist state."""
+        for task in self._source_tasks:
+            task.cancel()
+        await asyncio.gather(*self._source_tasks, return_exceptions=True)
+        for source in self.sources:
+            with contextlib.suppress(Exception):
+                await source.aclose()
+        if self.forwarder and flush_timeout_s > 0:
+            await self.forwarder.flush(flush_timeout_s)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._http_runner is not None:
+            await self._http_runner.cleanup()
+        await self.outbox.save_rule_state(self.engine.snapshot())
+        if self.sink:
+            await self.sink.aclose()
+        await self.outbox.close()
+        log.info("hub stopped")
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        task.add_done_callback(self._task_done)
+        self._tasks.append(task)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("hub task %s died: %r", task.get_name(), task.exception())
+
+    async def _supervise(self, source: Source) -> None:
+        """Run a source forever; a crash or an unexpected return restarts it with backoff."""
+        delay = 1.0
+        while True:
+            started = time.monotonic()
+            try:
+                await source.run(self.pipeline.publish)
+                log.warning("source %s returned; restarting", source.name)
+            except asyncio.CancelledError:
+                raise
+            except HubError as exc:
+                log.error("source %s failed: %s; restarting in %.0f s", source.name, exc, delay)
+            except Exception:
+                log.exception("source %s crashed; restarting in %.0f s", source.name, delay)
+            source.stats.restarts += 1
+            source.stats.connected = False
+            if time.monotonic() - started > 60:
+                delay = 1.0
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 60.0)
+
+    # --- periodic work -------------------------------------------------------------------------
+
+    async def _tick_loop(self) -> None:
+        while True:
+            await self.clock.sleep(self.cfg.alerts.tick_s)
+            await self.pipeline.commit_alerts(self.engine.on_tick(self.clock.now_ns()))
+
+    async def _state_saver(self) -> None:
+        while True:
+            await asyncio.sleep(5.0)
+            await self.outbox.save_rule_state(self.engine.snapshot())
+
+    async def _health_loop(self) -> None:
+        while True:
+            await self.clock.sleep(self.cfg.hub.health_interval_s)
+            await self.pipeline.publish(self.health_samples())
+
+    def health_samples(self) -> list[HealthSample]:
+        now_ns = self.clock.now_ns()
+        samples = [
+            HealthSample(now_ns, s.stats.messages, s.stats.error_total, source=s.name)
+            for s in self.sources
+        ]
+        stats = self.outbox.stats
+        lag = self.forwarder.lag_s if self.forwarder else 0.0
+        samples.append(
+            HealthSample(
+                now_ns, self.pipeline.records_in, 0, lag, stats.rows, stats.dropped, source="hub"
+            )
+        )
+        return samples
+
+    async def _registry_watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.cfg.registry.reload_check_s)
+            try:
+                if self.registry.reload_if_changed():
+                    log.info("registry files reloaded")
+            except ConfigError as exc:
+                log.error("registry reload failed, keeping the previous data: %s", exc)
+
+    # --- inbound control -----------------------------------------------------------------------
+
+    async def on_mqtt(self, topic: str, payload: bytes) -> None:
+        prefix = f"{self.cfg.mqtt.topic_prefix}/{self.cfg.hub.site}/"
+        tail = topic[len(prefix) :] if topic.startswith(prefix) else topic
+        try:
+            if tail == "alerts/ack":
+                alert_id, by = parse_ack(payload)
+                await self.acknowledge(alert_id, by)
+            elif tail.startswith("registry/") and tail.count("/") == 2:
+                _, part, kind = tail.split("/")
+                self.registry.apply_update(part, kind, json.loads(payload))
+                log.info("registry update applied: %s/%s", part, kind)
+        except (ValueError, HubError) as exc:
+            self.mqtt_errors += 1
+            log.warning("rejected MQTT message on %s: %s", topic, exc)
+
+    async def acknowledge(self, alert_id: str, by: str) -> bool:
+        batch = self.engine.acknowledge(alert_id, by, self.clock.now_ns())
+        await self.pipeline.commit_alerts(batch)
+        return bool(batch.alerts)

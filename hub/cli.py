@@ -1,0 +1,140 @@
+"""The `hub` command: run, check-config, demo, replay."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from hub import __version__
+from hub.config import HubConfig, load_config
+from hub.errors import ConfigError, HubError
+from hub.logs import setup_logging
+
+log = logging.getLogger("hub.cli")
+
+EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_UNREACHABLE = 0, 1, 2, 3
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return EXIT_CONFIG
+    try:
+        code: int = args.func(args)
+        return code
+    except ConfigError as exc:
+        print(f"hub: configuration error:\n{exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except HubError as exc:
+        print(f"hub: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hub", description="Harbourgrid IoT sensor hub")
+    parser.add_argument("--version", action="version", version=f"hub {__version__}")
+    sub = parser.add_subparsers(dest="command")
+
+    run = sub.add_parser("run", help="run the hub")
+    run.add_argument("--config", "-c", required=True, type=Path)
+    run.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    run.set_defaults(func=cmd_run)
+
+    check = sub.add_parser("check-config", help="validate a config file")
+    check.add_argument("config", type=Path)
+    check.add_argument("--connect", action="store_true", help="also try to reach InfluxDB and MQTT")
+    check.set_defaults(func=cmd_check_config)
+
+    demo = sub.add_parser("demo", help="run simulators through the hub, print alerts")
+    demo.add_argument("--duration", type=float, default=None, help="stop after SECONDS")
+    demo.add_argument("--speed", type=float, default=120.0, help="clock acceleration factor")
+    demo.add_argument("--port", type=int, default=8080, help="status page port (0: any free)")
+    demo.set_defaults(func=cmd_demo)
+
+    replay = sub.add_parser("replay", help="feed a recorded file through the pipeline and flush")
+    replay.add_argument("--config", "-c", required=True, type=Path)
+    replay.add_argument("input", type=Path, help=".nmea/.txt/.log (NMEA 0183) or .jsonl (records)")
+    replay.add_argument("--batch", type=int, default=2000)
+    replay.set_defaults(func=cmd_replay)
+    return parser
+
+
+def _setup_logs(cfg: HubConfig, level: str | None = None) -> None:
+    setup_logging(level or cfg.hub.log_level, cfg.hub.log_format)
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config)
+    from hub.app import read_secrets
+
+    read_secrets(cfg)  # every named environment variable must be set
+    print(
+        f"{args.config}: ok — site {cfg.hub.site}, {len(cfg.sources)} source(s), "
+        f"influxdb api={cfg.influxdb.api}, mqtt={'on' if cfg.mqtt.enabled else 'off'}, "
+        f"webhook={'on' if cfg.webhook.enabled else 'off'}"
+    )
+    if args.connect:
+        from hub.doctor import check_connections
+
+        problems = asyncio.run(check_connections(cfg))
+        for problem in problems:
+            print(f"unreachable: {problem}", file=sys.stderr)
+        return EXIT_UNREACHABLE if problems else EXIT_OK
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config)
+    _setup_logs(cfg, args.log_level)
+    return asyncio.run(_run(cfg))
+
+
+async def _run(cfg: HubConfig) -> int:
+    from hub.app import Hub
+    from hub.doctor import check_connections
+
+    hub = Hub(cfg)
+    for problem in await check_connections(cfg, mqtt=False):
+        log.warning(
+            "%s — the hub starts anyway and buffers in the outbox until it is reachable", problem
+        )
+    await hub.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await hub.stop()
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from hub.demo import run_demo
+
+    setup_logging("warning", "kv")
+    with contextlib.suppress(KeyboardInterrupt):
+        return asyncio.run(run_demo(args.duration, args.speed, args.port))
+    return EXIT_OK
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config)
+    _setup_logs(cfg)
+    if not args.input.exists():
+        raise HubError(f"{args.input}: no such file")
+    from hub.replay import replay
+
+    return asyncio.run(replay(cfg, args.input, args.batch))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""Rules engine: runs every rule over records and clock ticks, keeps their state, makes alerts."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from hub.alerts import Alert, AlertManager
+from hub.outbox import Commit
+from hub.records import Record, to_line
+from hub.rules import Rule, Signal
+
+log = logging.getLogger("hub.engine")
+
+
+@dataclass(slots=True)
+class AlertBatch:
+    """Alert changes of one step, in the shape the outbox commits."""
+
+    alerts: list[Alert] = field(default_factory=list)
+    state: dict[str, str] = field(default_factory=dict)
+
+    def fill(self, commit: Commit, destinations: Sequence[str]) -> None:
+        commit.alert_points = [to_line(a.point()).encode() for a in self.alerts]
+        commit.deliveries = [
+            (dest, json.dumps(a.payload(), ensure_ascii=False).encode())
+            for a in self.alerts
+            for dest in destinations
+        ]
+        commit.alert_state = list(self.state.items())
+
+
+class Engine:
+    def __init__(self, rules: Sequence[Rule], alerts: AlertManager) -> None:
+        self.rules = list(rules)
+        self.alerts = alerts
+        self.states: dict[str, dict[str, Any]] = {r.name: {} for r in self.rules}
+        self.rule_errors: Counter[str] = Counter()
+        self.alert_counts: Counter[str] = Counter()
+        self.listeners: list[Callable[[Alert], None]] = []
+
+    def restore(self, rule_state: dict[str, Any], alert_state: dict[str, Any]) -> None:
+        for name, state in rule_state.items():
+            if name in self.states and isinstance(state, dict):
+                self.states[name] = state
+        self.alerts.restore(alert_state)
+
+    def snapshot(self) -> dict[str, str]:
+        return {name: json.dumps(state) for name, state in self.states.items()}
+
+    def on_records(self, records: Sequence[Record], now_ns: int) -> AlertBatch:
+        batch = AlertBatch()
+        for rule in self.rules:
+            state = self.states[rule.name]
+            for record in records:
+                try:
+                    signals = rule.on_record(state, record, now_ns)
+                except Exception:  # a rule bug must not stop ingest; counted and logged
+                    self._rule_failed(rule.name)
+                    continue
+                self._apply(signals, now_ns, batch)
+        return batch
+
+    def on_tick(self, now_ns: int) -> AlertBatch:
+        batch = AlertBatch()
+        for rule in self.rules:
+            try:
+                signals = rule.on_tick(self.states[rule.name], now_ns)
+            except Exception:
+                self._rule_failed(rule.name)
+                continue
+            self._apply(signals, now_ns, batch)
+        return batch
+
+    def acknowledge(self, alert_id: str, by: str, now_ns: int) -> AlertBatch:
+        batch = AlertBatch()
+        changed = self.alerts.acknowledge(alert_id, by, now_ns)
+        if changed:
+            self._record(changed, batch)
+        return batch
+
+    def _apply(self, signals: list[Signal], now_ns: int, batch: AlertBatch) -> None:
+        for signal in signals:
+            changed = self.alerts.apply(signal, now_ns)
+            if changed:
+                self._record(changed, batch)
+
+    def _record(self, changed: tuple[Alert, str], batch: AlertBatch) -> None:
+        alert, entry_json = changed
+        batch.alerts.append(alert)
+        batch.state[f"{alert.rule}|{alert.subject}"] = entry_json
+        self.alert_counts[alert.state] += 1
+
+    def _rule_failed(self, name: str) -> None:
+        if self.rule_errors[name] == 0:
+            log.exception("rule %s failed; further failures are only counted", name)
+        self.rule_errors[name] += 1
+
+    def notify(self, alerts: Sequence[Alert]) -> None:
+        """Tell in-process listeners (the demo console) about committed alert changes."""
+        for alert in alerts:
+            for listener in self.listeners:
+                listener(alert)

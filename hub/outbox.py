@@ -1,0 +1,333 @@
+"""Durable store-and-forward: readings, alert deliveries and rule state in one SQLite WAL file.
+
+All SQLite work runs on one dedicated thread, so the event loop never blocks on disk and the
+connection is used from a single thread. A batch is acknowledged only after its transaction
+committed. The byte budget counts stored line-protocol bytes; when it is exceeded the oldest
+*readings* are dropped and counted, alert points and alert deliveries never.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+KIND_READING = 0
+KIND_ALERT = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS points (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind INTEGER NOT NULL,
+    line BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS points_kind ON points(kind, id);
+CREATE TABLE IF NOT EXISTS dead_letter (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    destination TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    reason TEXT NOT NULL,
+    at_ns INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS deliveries (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    destination TEXT NOT NULL,
+    payload BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS deliveries_dest ON deliveries(destination, id);
+CREATE TABLE IF NOT EXISTS alert_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS rule_state (rule TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+
+@dataclass(slots=True)
+class Commit:
+    """Everything one pipeline step makes durable in a single transaction."""
+
+    readings: Sequence[bytes] = ()
+    alert_points: Sequence[bytes] = ()
+    deliveries: Sequence[tuple[str, bytes]] = ()  # (destination, payload)
+    alert_state: Sequence[tuple[str, str]] = ()  # (key, json)
+
+
+@dataclass(slots=True)
+class OutboxStats:
+    rows: int = 0
+    bytes: int = 0
+    dropped: int = 0
+    dead_letters: int = 0
+    committed: int = 0
+    forwarded: int = 0
+    deliveries: int = 0
+
+
+class Outbox:
+    def __init__(self, path: Path, max_bytes: int, fsync: bool = True) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+        self.stats = OutboxStats()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox")
+        self._db: sqlite3.Connection | None = None
+        self._fsync = fsync
+        self._lock = threading.Lock()  # guards against misuse from more than one thread
+        self.new_points = asyncio.Event()
+        self._delivery_events: dict[str, asyncio.Event] = {}
+
+    def delivery_event(self, destination: str) -> asyncio.Event:
+        """Set whenever a delivery for `destination` was committed."""
+        return self._delivery_events.setdefault(destination, asyncio.Event())
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        await self._run(self._open)
+
+    def _open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(f"PRAGMA synchronous={'FULL' if self._fsync else 'NORMAL'}")
+        db.executescript(_SCHEMA)
+        self._db = db
+        rows, size = db.execute(
+            "SELECT count(*), coalesce(sum(length(line)), 0) FROM points"
+        ).fetchone()
+        self.stats.rows, self.stats.bytes = int(rows), int(size)
+        self.stats.dropped = self._counter("dropped")
+        self.stats.dead_letters = int(db.execute("SELECT count(*) FROM dead_letter").fetchone()[0])
+        self.stats.deliveries = int(db.execute("SELECT count(*) FROM deliveries").fetchone()[0])
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._run(self._db.close)
+            self._db = None
+        self._executor.shutdown(wait=True)
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, fn, *args)
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise RuntimeError("outbox is not open")
+        return self._db
+
+    def _counter(self, name: str) -> int:
+        row = self.db.execute("SELECT value FROM counters WHERE name=?", (name,)).fetchone()
+        return int(row[0]) if row else 0
+
+    # --- writing -------------------------------------------------------------------------------
+
+    async def commit(self, batch: Commit) -> None:
+        """Make a batch durable; returns only after the transaction committed."""
+        await self._run(self._commit, batch)
+        if batch.readings or batch.alert_points:
+            self.new_points.set()
+        for destination in {dest for dest, _ in batch.deliveries}:
+            self.delivery_event(destination).set()
+
+    def _commit(self, batch: Commit) -> None:
+        db = self.db
+        with self._lock:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                points = [(KIND_READING, line) for line in batch.readings]
+                points += [(KIND_ALERT, line) for line in batch.alert_points]
+                db.executemany("INSERT INTO points(kind, line) VALUES (?, ?)", points)
+                db.executemany(
+                    "INSERT INTO deliveries(destination, payload) VALUES (?, ?)", batch.deliveries
+                )
+                db.executemany(
+                    "INSERT OR REPLACE INTO alert_state(key, value) VALUES (?, ?)",
+                    batch.alert_state,
+                )
+                added = sum(len(line) for _, line in points)
+                dropped, freed = self._enforce_budget(self.stats.bytes + added)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        self.stats.rows += len(points) - dropped
+        self.stats.bytes += added - freed
+        self.stats.dropped += dropped
+        self.stats.committed += len(points)
+        self.stats.deliveries += len(batch.deliveries)
+
+    def _enforce_budget(self, total_bytes: int) -> tuple[int, int]:
+        """Drop the oldest readings until the stored bytes fit the budget (inside the open
+        transaction). Returns (rows dropped, bytes freed)."""
+        if total_bytes <= self.max_bytes:
+            return 0, 0
+        excess = total_bytes - int(self.max_bytes * 0.9)  # free 10% headroom at once
+        dropped = freed = 0
+        cursor = self.db.execute(
+            "SELECT id, length(line) FROM points WHERE kind=? ORDER BY id", (KIND_READING,)
+        )
+        last_id = None
+        for row_id, size in cursor:
+            if freed >= excess:
+                break
+            last_id, freed, dropped = row_id, freed + int(size), dropped + 1
+        if last_id is not None:
+            self.db.execute("DELETE FROM points WHERE kind=? AND id<=?", (KIND_READING, last_id))
+            self.db.execute(
+                "INSERT INTO counters(name, value) VALUES ('dropped', ?) "
+                "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
+                (dropped,),
+            )
+        return dropped, freed
+
+    # --- forwarding ----------------------------------------------------------------------------
+
+    async def peek_points(self, limit: int) -> list[tuple[int, bytes]]:
+        """The oldest `limit` points, in insertion order."""
+        return await self._run(self._peek_points, limit)
+
+    def _peek_points(self, limit: int) -> list[tuple[int, bytes]]:
+        rows = self.db.execute("SELECT id, line FROM points ORDER BY id LIMIT ?", (limit,))
+        return [(int(i), bytes(line)) for i, line in rows]
+
+    async def ack_points(self, ids: Iterable[int]) -> None:
+        """Delete points that the sink acknowledged."""
+        await self._run(self._delete_points, list(ids))
+
+    def _delete_points(self, ids: list[int]) -> None:
+        with self._lock:
+            db = self.db
+            db.execute("BEGIN IMMEDIATE")
+            size = 0
+            for chunk in _chunks(ids, 500):
+                marks = ",".join("?" * len(chunk))
+                size += int(
+                    db.execute(
+                        f"SELECT coalesce(sum(length(line)), 0) FROM points WHERE id IN ({marks})",
+                        chunk,
+                    ).fetchone()[0]
+                )
+                deleted = db.execute(f"DELETE FROM points WHERE id IN ({marks})", chunk).rowcount
+                self.stats.rows -= deleted
+                self.stats.forwarded += deleted
+            db.execute("COMMIT")
+            self.stats.bytes -= size
+
+    async def dead_letter(
+        self, destination: str, ids: Sequence[int], reason: str, now_ns: int
+    ) -> None:
+        """Move points a sink refused for good into the dead-letter table."""
+        await self._run(self._dead_letter_points, destination, list(ids), reason, now_ns)
+
+    def _dead_letter_points(
+        self, destination: str, ids: list[int], reason: str, now_ns: int
+    ) -> None:
+        with self._lock:
+            db = self.db
+            db.execute("BEGIN IMMEDIATE")
+            for chunk in _chunks(ids, 500):
+                marks = ",".join("?" * len(chunk))
+                rows = db.execute(
+                    f"SELECT line FROM points WHERE id IN ({marks})", chunk
+                ).fetchall()
+                db.executemany(
+                    "INSERT INTO dead_letter(destination, payload, reason, at_ns) VALUES (?,?,?,?)",
+                    [(destination, r[0], reason[:500], now_ns) for r in rows],
+                )
+                self.stats.bytes -= sum(len(r[0]) for r in rows)
+                self.stats.rows -= db.execute(
+                    f"DELETE FROM points WHERE id IN ({marks})", chunk
+                ).rowcount
+                self.stats.dead_letters += len(rows)
+            db.execute("COMMIT")
+
+    # --- alert deliveries ----------------------------------------------------------------------
+
+    async def peek_deliveries(self, destination: str, limit: int) -> list[tuple[int, bytes]]:
+        return await self._run(self._peek_deliveries, destination, limit)
+
+    def _peek_deliveries(self, destination: str, limit: int) -> list[tuple[int, bytes]]:
+        rows = self.db.execute(
+            "SELECT id, payload FROM deliveries WHERE destination=? ORDER BY id LIMIT ?",
+            (destination, limit),
+        )
+        return [(int(i), bytes(p)) for i, p in rows]
+
+    async def ack_delivery(self, delivery_id: int) -> None:
+        await self._run(self._ack_delivery, delivery_id)
+
+    def _ack_delivery(self, delivery_id: int) -> None:
+        with self._lock:
+            deleted = self.db.execute("DELETE FROM deliveries WHERE id=?", (delivery_id,)).rowcount
+            self.stats.deliveries -= deleted
+
+    async def dead_letter_delivery(
+        self, destination: str, delivery_id: int, reason: str, now_ns: int
+    ) -> None:
+        await self._run(self._dead_letter_delivery, destination, delivery_id, reason, now_ns)
+
+    def _dead_letter_delivery(
+        self, destination: str, delivery_id: int, reason: str, now_ns: int
+    ) -> None:
+        with self._lock:
+            db = self.db
+            db.execute("BEGIN IMMEDIATE")
+            row = db.execute("SELECT payload FROM deliveries WHERE id=?", (delivery_id,)).fetchone()
+            if row:
+                db.execute(
+                    "INSERT INTO dead_letter(destination, payload, reason, at_ns) VALUES (?,?,?,?)",
+                    (destination, row[0], reason[:500], now_ns),
+                )
+                db.execute("DELETE FROM deliveries WHERE id=?", (delivery_id,))
+                self.stats.deliveries -= 1
+                self.stats.dead_letters += 1
+            db.execute("COMMIT")
+
+    # --- state ---------------------------------------------------------------------------------
+
+    async def load_alert_state(self) -> dict[str, Any]:
+        rows = await self._run(
+            lambda: self.db.execute("SELECT key, value FROM alert_state").fetchall()
+        )
+        return {k: json.loads(v) for k, v in rows}
+
+    async def load_rule_state(self) -> dict[str, Any]:
+        rows = await self._run(
+            lambda: self.db.execute("SELECT rule, value FROM rule_state").fetchall()
+        )
+        return {k: json.loads(v) for k, v in rows}
+
+    async def save_rule_state(self, states: dict[str, str]) -> None:
+        """Persist rule states given as {rule: json text}."""
+
+        def save() -> None:
+            with self._lock:
+                self.db.execute("BEGIN IMMEDIATE")
+                self.db.executemany(
+                    "INSERT OR REPLACE INTO rule_state(rule, value) VALUES (?, ?)", states.items()
+                )
+                self.db.execute("COMMIT")
+
+        await self._run(save)
+
+    async def dead_letter_rows(self) -> list[tuple[str, bytes, str]]:
+        return await self._run(
+            lambda: [
+                (str(d), bytes(p), str(r))
+                for d, p, r in self.db.execute(
+                    "SELECT destination, payload, reason FROM dead_letter ORDER BY id"
+                )
+            ]
+        )
+
+
+def _chunks(items: list[int], size: int) -> Iterable[list[int]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

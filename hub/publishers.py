@@ -1,0 +1,252 @@
+"""Alert delivery from the durable alert outbox: MQTT QoS 1 and an HMAC-signed webhook.
+
+A delivery row is deleted only after the broker's PUBACK or the webhook's 2xx, so alerts raised
+while the broker or the platform is down are delivered, in order, when it returns — also across
+restarts. The MQTT link also receives alert acknowledgements and registry pushes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+import random
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import aiomqtt
+
+from hub.clock import Clock
+from hub.config import MqttSection, WebhookSection
+from hub.errors import SinkError, SinkRejected
+from hub.outbox import Outbox
+from hub.sinks import classify
+
+log = logging.getLogger("hub.publishers")
+
+MessageHandler = Callable[[str, bytes], Awaitable[None]]
+
+
+class Backoff:
+    def __init__(self, initial_s: float = 0.5, max_s: float = 30.0) -> None:
+        self.initial_s, self.max_s, self.failures = initial_s, max_s, 0
+
+    async def wait(self) -> None:
+        self.failures += 1
+        delay = min(self.max_s, self.initial_s * 2 ** min(self.failures - 1, 16))
+        await asyncio.sleep(random.uniform(delay / 2, delay))
+
+    def reset(self) -> None:
+        self.failures = 0
+
+
+class DeliveryLoop:
+    """Shared loop: take the oldest delivery for one destination, send it, ack it."""
+
+    destination = ""
+
+    def __init__(self, outbox: Outbox, clock: Clock) -> None:
+        self.outbox = outbox
+        self.clock = clock
+        self.sent = 0
+        self.errors = 0
+        self.connected = False
+        self.last_error = ""
+
+    async def drain(self) -> None:
+        """Send pending deliveries until none is left; raises SinkError on transient failure."""
+        while True:
+            self.outbox.delivery_event(self.destination).clear()
+            rows = await self.outbox.peek_deliveries(self.destination, 100)
+            if not rows:
+                return
+            for delivery_id, payload in rows:
+                try:
+                    await self.send(payload)
+                except SinkRejected as exc:
+                    log.error(
+                        "%s refused an alert for good; dead-lettered: %s", self.destination, exc
+                    )
+                    await self.outbox.dead_letter_delivery(
+                        self.destination, delivery_id, str(exc), self.clock.now_ns()
+                    )
+                    continue
+                await self.outbox.ack_delivery(delivery_id)
+                self.sent += 1
+
+    async def send(self, payload: bytes) -> None:
+        raise NotImplementedError
+
+    async def wait_for_work(self) -> None:
+        await self.outbox.delivery_event(self.destination).wait()
+
+
+class MqttLink(DeliveryLoop):
+    """One MQTT session: publishes alerts (QoS 1) and subscribes to acks and registry pushes."""
+
+    destination = "mqtt"
+
+    def __init__(
+        self,
+        cfg: MqttSection,
+        password: str | None,
+        site: str,
+        outbox: Outbox,
+        clock: Clock,
+        on_message: MessageHandler,
+    ) -> None:
+        super().__init__(outbox, clock)
+        self.cfg = cfg
+        self.password = password
+        self.prefix = f"{cfg.topic_prefix}/{site}"
+        self.on_message = on_message
+        self._client: aiomqtt.Client | None = None
+
+    def alert_topic(self, rule: str) -> str:
+        return f"{self.prefix}/alerts/{rule}"
+
+    async def run(self) -> None:
+        backoff = Backoff()
+        while True:
+            try:
+                async with self._make_client() as client:
+                    self._client = client
+                    self.connected = True
+                    if backoff.failures:
+                        log.info("MQTT broker %s:%d is back", self.cfg.host, self.cfg.port)
+                    backoff.reset()
+                    await client.subscribe(f"{self.prefix}/alerts/ack", qos=1)
+                    await client.subscribe(f"{self.prefix}/registry/#", qos=1)
+                    await asyncio.gather(self._publish_forever(), self._receive(client))
+            except (aiomqtt.MqttError, SinkError, OSError) as exc:
+                self.errors += 1
+                self.last_error = str(exc)
+                if self.connected or backoff.failures == 0:
+                    log.warning(
+                        "MQTT broker %s:%d unavailable: %s", self.cfg.host, self.cfg.port, exc
+                    )
+            finally:
+                self._client = None
+                self.connected = False
+            await backoff.wait()
+
+    def _make_client(self) -> aiomqtt.Client:
+        tls: ssl.SSLContext | None = None
+        if self.cfg.tls:
+            tls = ssl.create_default_context(
+                cafile=str(self.cfg.ca_file) if self.cfg.ca_file else None
+            )
+            if self.cfg.cert_file:
+                tls.load_cert_chain(
+                    str(self.cfg.cert_file), str(self.cfg.key_file) if self.cfg.key_file else None
+                )
+        return aiomqtt.Client(
+            self.cfg.host,
+            self.cfg.port,
+            username=self.cfg.username or None,
+            password=self.password,
+            identifier=self.cfg.client_id or None,
+            keepalive=self.cfg.keepalive_s,
+            tls_context=tls,
+            timeout=self.cfg.publish_timeout_s,
+        )
+
+    async def _publish_forever(self) -> None:
+        while True:
+            await self.drain()
+            await self.wait_for_work()
+
+    async def send(self, payload: bytes) -> None:
+        client = self._client
+        if client is None:
+            raise SinkError("MQTT not connected")
+        rule = json.loads(payload).get("rule", "unknown")
+        try:
+            # aiomqtt returns from a QoS 1 publish only after the broker's PUBACK.
+            await client.publish(
+                self.alert_topic(rule), payload, qos=1, timeout=self.cfg.publish_timeout_s
+            )
+        except aiomqtt.MqttError as exc:
+            raise SinkError(f"MQTT publish failed: {exc}") from exc
+
+    async def _receive(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            payload = (
+                message.payload
+                if isinstance(message.payload, bytes)
+                else str(message.payload).encode()
+            )
+            try:
+                await self.on_message(str(message.topic), payload)
+            except Exception:  # one bad message must not drop the session; counted
+                self.errors += 1
+                log.exception("handling MQTT message on %s failed", message.topic)
+
+
+def sign(secret: bytes, timestamp: str, body: bytes) -> str:
+    """HMAC-SHA256 over "<timestamp>.<body>", hex; sent as `X-Harbourgrid-Signature: sha256=…`."""
+    return hmac.new(secret, timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+
+
+class WebhookPublisher(DeliveryLoop):
+    destination = "webhook"
+
+    def __init__(self, cfg: WebhookSection, secret: str, outbox: Outbox, clock: Clock) -> None:
+        super().__init__(outbox, clock)
+        self.cfg = cfg
+        self.secret = secret.encode()
+        self._session: aiohttp.ClientSession | None = None
+
+    async def run(self) -> None:
+        backoff = Backoff()
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=self.cfg.timeout_s)
+        )
+        try:
+            while True:
+                try:
+                    await self.drain()
+                    self.connected = True
+                    backoff.reset()
+                    await self.wait_for_work()
+                except SinkError as exc:
+                    self.errors += 1
+                    self.last_error = str(exc)
+                    if self.connected or backoff.failures == 0:
+                        log.warning("webhook unavailable, alerts stay queued: %s", exc)
+                    self.connected = False
+                    await backoff.wait()
+        finally:
+            await self._session.close()
+
+    async def send(self, payload: bytes) -> None:
+        assert self._session is not None
+        timestamp = str(int(time.time()))
+        headers = {
+            "Content-Type": "application/json",
+            "X-Harbourgrid-Timestamp": timestamp,
+            "X-Harbourgrid-Signature": "sha256=" + sign(self.secret, timestamp, payload),
+        }
+        try:
+            async with self._session.post(self.cfg.url, data=payload, headers=headers) as resp:
+                if resp.status // 100 == 2:
+                    return
+                raise classify(resp.status, await resp.text())
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise SinkError(f"webhook unreachable: {exc.__class__.__name__}: {exc}") from exc
+
+
+def parse_ack(payload: bytes) -> tuple[str, str]:
+    """An ack message: {"alert_id": "...", "by": "worker-17"} → (alert_id, by)."""
+    try:
+        doc: Any = json.loads(payload)
+    except ValueError as exc:
+        raise ValueError(f"ack is not JSON: {exc}") from exc
+    if not isinstance(doc, dict) or not isinstance(doc.get("alert_id"), str):
+        raise ValueError("ack must be a JSON object with a string alert_id")
+    return doc["alert_id"], str(doc.get("by", ""))

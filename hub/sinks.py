@@ -1,0 +1,172 @@
+"""Where readings go: InfluxDB v1 `/write`, InfluxDB v2 API (influxdb-client), or a local file.
+
+A sink's `write` returns only when the server acknowledged the batch (HTTP 2xx). It raises
+SinkRejected when the server refused the data for good (4xx other than 408/429) and SinkError
+for anything worth retrying (5xx, 408/429, connection trouble, timeouts).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import sqlite3
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import urlencode
+
+import aiohttp
+
+from hub.errors import SinkError, SinkRejected
+
+RETRYABLE_STATUS = {408, 429}
+
+
+class Sink(Protocol):
+    name: str
+
+    async def write(self, lines: list[bytes]) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+def classify(status: int, body: str, retry_after: str | None = None) -> SinkError:
+    message = f"HTTP {status}: {body.strip()[:300]}"
+    if 400 <= status < 500 and status not in RETRYABLE_STATUS:
+        return SinkRejected(message)
+    error = SinkError(message)
+    error.retry_after_s = _retry_after(retry_after)  # type: ignore[attr-defined]
+    return error
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None
+
+
+class InfluxV1Sink:
+    """InfluxDB 1.x `/write` with precision=ns, optional basic auth, gzip."""
+
+    name = "influxdb"
+
+    def __init__(
+        self,
+        url: str,
+        database: str,
+        retention_policy: str = "",
+        username: str = "",
+        password: str = "",
+        gzip_body: bool = True,
+        timeout_s: float = 10.0,
+    ) -> None:
+        params = {"db": database, "precision": "ns"}
+        if retention_policy:
+            params["rp"] = retention_policy
+        self.write_url = f"{url.rstrip('/')}/write?{urlencode(params)}"
+        self.auth = aiohttp.BasicAuth(username, password) if username else None
+        self.gzip = gzip_body
+        self.timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def write(self, lines: list[bytes]) -> None:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self.timeout)
+        body = b"\n".join(lines)
+        headers = {"Content-Type": "text/plain; charset=utf-8"}
+        if self.gzip:
+            body = gzip.compress(body, compresslevel=1)
+            headers["Content-Encoding"] = "gzip"
+        try:
+            async with self._session.post(
+                self.write_url, data=body, headers=headers, auth=self.auth
+            ) as resp:
+                if resp.status // 100 == 2:
+                    return
+                raise classify(resp.status, await resp.text(), resp.headers.get("Retry-After"))
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise SinkError(f"cannot reach InfluxDB: {exc.__class__.__name__}: {exc}") from exc
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+class InfluxV2Sink:
+    """InfluxDB 2.x / 3.x / 1.8+ through influxdb-client's async write API."""
+
+    name = "influxdb"
+
+    def __init__(
+        self,
+        url: str,
+        org: str,
+        bucket: str,
+        token: str = "",
+        gzip_body: bool = True,
+        timeout_s: float = 10.0,
+    ) -> None:
+        self.url, self.org, self.bucket, self.token = url, org, bucket, token
+        self.gzip = gzip_body
+        self.timeout_ms = int(timeout_s * 1000)
+        self._client: object | None = None
+
+    async def write(self, lines: list[bytes]) -> None:
+        from influxdb_client import WritePrecision
+        from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
+        from influxdb_client.rest import ApiException
+
+        if self._client is None:
+            self._client = InfluxDBClientAsync(
+                url=self.url,
+                token=self.token,
+                org=self.org,
+                enable_gzip=self.gzip,
+                timeout=self.timeout_ms,
+            )
+        client: InfluxDBClientAsync = self._client
+        body = b"\n".join(lines).decode()
+        try:
+            ok = await client.write_api().write(
+                bucket=self.bucket, org=self.org, record=body, write_precision=WritePrecision.NS
+            )
+        except ApiException as exc:
+            raise classify(int(exc.status or 0), str(exc.body or exc.reason)) from exc
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise SinkError(f"cannot reach InfluxDB: {exc.__class__.__name__}: {exc}") from exc
+        if ok is False:
+            raise SinkError("InfluxDB did not confirm the write")
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.close()  # type: ignore[attr-defined]
+            self._client = None
+
+
+class LocalSink:
+    """An SQLite file of line-protocol rows: the demo's store when no InfluxDB is configured."""
+
+    name = "local"
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS points (measurement TEXT, time_ns INTEGER, line TEXT)"
+        )
+
+    async def write(self, lines: list[bytes]) -> None:
+        rows = []
+        for raw in lines:
+            line = raw.decode()
+            rows.append((line.split(",", 1)[0].split(" ", 1)[0], int(line.rsplit(" ", 1)[1]), line))
+        await asyncio.to_thread(self._insert, rows)
+
+    def _insert(self, rows: list[tuple[str, int, str]]) -> None:
+        with self.db:
+            self.db.executemany("INSERT INTO points VALUES (?, ?, ?)", rows)
+
+    async def aclose(self) -> None:
+        self.db.close()
