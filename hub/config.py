@@ -201,8 +201,7 @@ def _validate_source(index: int, raw: Any, text: str, path: Path) -> SourceConfi
     if kind not in SOURCE_TYPES:
         line = _line_of(text, (*loc, "type"))
         raise ConfigError(
-            f"{path}{line}: sources[{index}].type: unknown source type {kind!r} "
-            f"(known: {_known()})"
+            f"{path}{line}: sources[{index}].type: unknown source type {kind!r} (known: {_known()})"
         )
     model = config_model(kind)
     try:
@@ -261,9 +260,9 @@ def _line_of(text: str, loc: tuple[Any, ...]) -> str:
                     best = f":{lineno}"
             continue
         key = _KEY.match(line)
-        if key and (*table, key.group(1)) == want[: len(table) + 1]:
-            if want_index is None or index == want_index:
-                return f":{lineno}"
+        matches_key = key is not None and (*table, key.group(1)) == want[: len(table) + 1]
+        if matches_key and (want_index is None or index == want_index):
+            return f":{lineno}"
     return best
 
 

@@ -78,32 +78,38 @@ class Forwarder:
     async def _deliver(self, rows: list[tuple[int, bytes]]) -> None:
         """Write rows, retrying transient failures until they succeed."""
         while True:
+            refused: list[str] = []
             try:
-                await self._write_isolating(rows)
+                await self._write_isolating(rows, refused)
             except SinkError as exc:
                 await self._back_off(exc)
                 continue
+            finally:
+                if refused:
+                    log.warning(
+                        "sink %s refused %d point(s) for good; moved to the dead-letter table: %s",
+                        self.sink.name,
+                        len(refused),
+                        refused[0],
+                    )
             if self.failures:
                 log.info("sink %s is back after %d failed attempts", self.sink.name, self.failures)
             self.failures = 0
             self.healthy = True
             return
 
-    async def _write_isolating(self, rows: list[tuple[int, bytes]]) -> None:
+    async def _write_isolating(self, rows: list[tuple[int, bytes]], refused: list[str]) -> None:
         try:
             await self.sink.write([line for _, line in rows])
         except SinkRejected as exc:
             if len(rows) == 1:
-                log.warning(
-                    "sink %s refused a point for good; dead-lettered: %s", self.sink.name, exc
-                )
-                await self.outbox.dead_letter(
-                    self.sink.name, [rows[0][0]], str(exc), self.clock.now_ns()
-                )
+                refused.append(str(exc))
+                now_ns = self.clock.now_ns()
+                await self.outbox.dead_letter(self.sink.name, [rows[0][0]], str(exc), now_ns)
                 return
             half = len(rows) // 2
-            await self._write_isolating(rows[:half])
-            await self._write_isolating(rows[half:])
+            await self._write_isolating(rows[:half], refused)
+            await self._write_isolating(rows[half:], refused)
             return
         await self.outbox.ack_points(row_id for row_id, _ in rows)
         self.written += len(rows)

@@ -120,9 +120,9 @@ def status(hub: Hub) -> dict[str, Any]:
                 "lon": v.lon,
                 "registered": v.registered,
                 "sog_kn": v.sog_kn,
-            }  # type: ignore[union-attr]
+            }
             for v in list(hub.pipeline.latest_vessels.values())[-500:]
-            if getattr(v, "lat", None) is not None
+            if v.lat is not None
         ],
     }
 
@@ -149,7 +149,7 @@ async def ingest(request: web.Request) -> web.Response:
     records = [p for p in parsed if not isinstance(p, ProtocolError)]
     if errors:
         return web.json_response({"accepted": 0, "errors": errors[:20]}, status=400)
-    await hub.pipeline.publish(records)  # type: ignore[arg-type]
+    await hub.pipeline.publish(records)
     return web.json_response({"accepted": len(records)})
 
 

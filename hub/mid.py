@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import Enum
+from functools import lru_cache
 from types import MappingProxyType
 
 # ITU Radio Regulations Appendix 43 / ITU MARS table of MIDs (201-775), as allocated in 2024.
@@ -293,6 +294,7 @@ _NINE_DIGIT_PREFIXES: tuple[tuple[str, MmsiKind], ...] = (
 )
 
 
+@lru_cache(maxsize=16_384)
 def mmsi_kind(mmsi: str) -> MmsiKind:
     """Classify an MMSI string (exactly nine ASCII digits, leading zeros kept)."""
     if len(mmsi) != 9 or not mmsi.isascii() or not mmsi.isdigit():

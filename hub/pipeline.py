@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from hub.clock import Clock
 from hub.engine import AlertBatch, Engine
 from hub.outbox import Commit, Outbox
-from hub.records import Record, record_point, to_line
+from hub.records import Record, VesselPosition, record_point, to_line
 from hub.registry import Registry
 
 log = logging.getLogger("hub.pipeline")
@@ -45,7 +45,7 @@ class Pipeline:
         self._queue: asyncio.Queue[_Item] = asyncio.Queue(maxsize=queue_batches)
         self.encode_errors: Counter[str] = Counter()
         self.records_in = 0
-        self.latest_vessels: dict[str, Record] = {}
+        self.latest_vessels: dict[str, VesselPosition] = {}
 
     async def publish(self, records: Sequence[Record]) -> None:
         """Hand records to the hub; returns once they are durable in the outbox."""
@@ -109,7 +109,8 @@ class Pipeline:
 
     def _remember_vessels(self, records: list[Record]) -> None:
         for record in records:
-            if record.measurement == "vessel_position":
-                self.latest_vessels[getattr(record, "mmsi", "")] = record
+            if isinstance(record, VesselPosition):
+                self.latest_vessels.pop(record.mmsi, None)  # keep insertion order = recency
+                self.latest_vessels[record.mmsi] = record
                 if len(self.latest_vessels) > 5000:
                     self.latest_vessels.pop(next(iter(self.latest_vessels)))

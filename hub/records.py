@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import ClassVar, Union
+from typing import ClassVar
 
-FieldValue = Union[float, int, bool, str]
+FieldValue = float | int | bool | str
 
 
 @dataclass(slots=True, frozen=True)
@@ -191,7 +191,7 @@ class HealthSample:
         }
 
 
-Record = Union[WaterMeterReading, DoorEvent, VesselPosition, VesselStatic, GatewayFix, HealthSample]
+Record = WaterMeterReading | DoorEvent | VesselPosition | VesselStatic | GatewayFix | HealthSample
 RECORD_TYPES: tuple[type, ...] = (
     WaterMeterReading,
     DoorEvent,
@@ -254,9 +254,7 @@ def to_line(point: Point) -> str:
         for k, v in sorted(point.tags.items())
         if v != ""
     )
-    fields = ",".join(
-        f"{k.translate(_TAG_ESC)}={_field_value(v)}" for k, v in point.fields.items()
-    )
+    fields = ",".join(f"{k.translate(_TAG_ESC)}={_field_value(v)}" for k, v in point.fields.items())
     if not fields:
         raise ValueError(f"point {point.measurement} has no fields")
     return f"{point.measurement.translate(_MEAS_ESC)}{tags} {fields} {point.time_ns}"

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hub.app import Hub
 from hub.config import HubConfig
@@ -14,71 +14,67 @@ from hub.errors import ProtocolError
 from hub.ingest import records_from_lines
 from hub.progress import Progress
 from hub.records import Record
+from hub.source import SourceStats
 
-log = logging.getLogger("hub.replay")
-
-
-def _jsonl_batches(
-    path: Path, batch: int, now_ns: int, errors: list[int]
-) -> Iterator[list[Record]]:
-    out: list[Record] = []
-    with path.open("rb") as f:
-        for item in records_from_lines(f, "replay", now_ns):
-            if isinstance(item, ProtocolError):
-                errors[0] += 1
-                continue
-            out.append(item)
-            if len(out) >= batch:
-                yield out
-                out = []
-    if out:
-        yield out
+if TYPE_CHECKING:
+    from drivers.nmea.replay import FileReplay
 
 
-def _count_lines(path: Path) -> int:
-    with path.open("rb") as f:
-        return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
+class JsonlReplay:
+    """Batches of records from a .jsonl file (one record object per line)."""
+
+    def __init__(self, path: Path, now_ns: int, batch: int) -> None:
+        self.path, self.now_ns, self.batch = path, now_ns, batch
+        self.stats = SourceStats()
+        self.bytes_read = 0
+
+    def __iter__(self) -> Iterator[list[Record]]:
+        out: list[Record] = []
+        with self.path.open("rb") as f:
+            for line in f:
+                self.bytes_read += len(line)
+                self.stats.messages += 1
+                for item in records_from_lines([line], "replay", self.now_ns):
+                    if isinstance(item, ProtocolError):
+                        self.stats.error(type(item).__name__)
+                    else:
+                        out.append(item)
+                if len(out) >= self.batch:
+                    yield out
+                    out = []
+        if out:
+            yield out
 
 
 async def replay(cfg: HubConfig, path: Path, batch: int) -> int:
-    cfg = cfg.model_copy(
-        update={"sources": [], "http": cfg.http.model_copy(update={"enabled": False})}
-    )
-    hub = Hub(cfg)
+    http_off = cfg.http.model_copy(update={"enabled": False})
+    hub = Hub(cfg.model_copy(update={"sources": [], "http": http_off}))
     await hub.start()
-    total_lines = _count_lines(path)
-    progress = Progress(total_lines, "lines")
-    errors = [0]
-    started = time.monotonic()
     if path.suffix == ".jsonl":
-        batches: Iterator[list[Record]] = _jsonl_batches(path, batch, hub.clock.now_ns(), errors)
-        counts = None
+        source: JsonlReplay | FileReplay = JsonlReplay(path, hub.clock.now_ns(), batch)
     else:
-        from drivers.nmea import iter_file_records
+        from drivers.nmea.replay import FileReplay
 
-        batches, counts = iter_file_records(path, "replay", hub.clock, batch), None
+        source = FileReplay(path, "replay", hub.clock, batch_lines=batch)
+    # A batch job: reading the capture on the loop is the work itself, nothing else waits.
+    progress = Progress(path.stat().st_size, "bytes")  # noqa: ASYNC240
+    started = time.monotonic()
     records = 0
-    lines_before = 0
-    for chunk in batches:
+    for chunk in source:
         await hub.pipeline.publish(chunk)
         records += len(chunk)
-        lines_done = getattr(batches, "lines", None)
-        if isinstance(lines_done, int):
-            progress.update(lines_done - lines_before)
-            lines_before = lines_done
-        else:
-            progress.update(len(chunk))
-    progress.done = total_lines
+        progress.update(source.bytes_read - progress.done)
     progress.close()
     ingest_s = time.monotonic() - started
-    flushed = await hub.forwarder.flush(timeout_s=600) if hub.forwarder else True
+    flushed = await hub.forwarder.flush(timeout_s=3600) if hub.forwarder else True
     total_s = time.monotonic() - started
     await hub.stop(flush_timeout_s=0)
-    del counts
+    stats = source.stats
     print(
-        f"replayed {total_lines} lines -> {records} records in {ingest_s:.2f} s "
-        f"({total_lines / max(ingest_s, 1e-9):,.0f} lines/s into the outbox); "
-        f"flushed to {cfg.influxdb.api} in {total_s:.2f} s total; {errors[0]} bad lines",
+        f"replay: {stats.messages} messages -> {records} records in {ingest_s:.2f} s "
+        f"({stats.messages / max(ingest_s, 1e-9):,.0f} msg/s into the durable outbox); "
+        f"{stats.error_total} errors {dict(stats.errors) or ''}; "
+        f"flushed to '{cfg.influxdb.api}' after {total_s:.2f} s",
         file=sys.stderr,
     )
     if not flushed:

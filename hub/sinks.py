@@ -11,7 +11,7 @@ import asyncio
 import gzip
 import sqlite3
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import urlencode
 
 import aiohttp
@@ -110,11 +110,11 @@ class InfluxV2Sink:
         self.url, self.org, self.bucket, self.token = url, org, bucket, token
         self.gzip = gzip_body
         self.timeout_ms = int(timeout_s * 1000)
-        self._client: object | None = None
+        self._client: Any = None
 
     async def write(self, lines: list[bytes]) -> None:
-        from influxdb_client import WritePrecision
         from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
+        from influxdb_client.domain.write_precision import WritePrecision
         from influxdb_client.rest import ApiException
 
         if self._client is None:
@@ -125,7 +125,7 @@ class InfluxV2Sink:
                 enable_gzip=self.gzip,
                 timeout=self.timeout_ms,
             )
-        client: InfluxDBClientAsync = self._client
+        client = self._client
         body = b"\n".join(lines).decode()
         try:
             ok = await client.write_api().write(
@@ -140,7 +140,7 @@ class InfluxV2Sink:
 
     async def aclose(self) -> None:
         if self._client is not None:
-            await self._client.close()  # type: ignore[attr-defined]
+            await self._client.close()
             self._client = None
 
 

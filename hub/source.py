@@ -53,7 +53,7 @@ class Source(abc.ABC):
     async def run(self, publish: Publish) -> None:
         """Produce records forever, handing them to `publish`."""
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027 - optional hook, no-op by default
         """Release resources (ports, sockets); called once when the hub stops."""
 
 

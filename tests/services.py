@@ -6,6 +6,7 @@ is missing the fixture fails (never skips): `make test` installs them.
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import shutil
@@ -41,6 +42,7 @@ class Service:
     """A child process that can be stopped and started again on the same port and data dir."""
 
     def __init__(self, workdir: Path) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
         self.workdir = workdir
         self.proc: subprocess.Popen[bytes] | None = None
         self.host = "127.0.0.1"
@@ -77,12 +79,17 @@ class Service:
 
 
 class Mosquitto(Service):
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, persistence: bool = False) -> None:
         super().__init__(workdir)
         self.port = free_port()
-        (workdir / "mosq.conf").write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-        )
+        # Run as ourselves: started as root, mosquitto would switch to a user that cannot
+        # write the persistence file into our temp dir.
+        conf = f"listener {self.port} 127.0.0.1\nallow_anonymous true\nuser {getpass.getuser()}\n"
+        if persistence:  # keeps sessions and queued QoS 1 messages across a restart
+            conf += f"persistence true\npersistence_location {workdir}/\n"
+        else:
+            conf += "persistence false\n"
+        (workdir / "mosq.conf").write_text(conf)
 
     def command(self) -> list[str]:
         return [require("mosquitto"), "-c", str(self.workdir / "mosq.conf")]
@@ -153,9 +160,13 @@ bind-address = "127.0.0.1:{free_port()}"
                 rows.append(row)
         return rows
 
-    def reset(self) -> None:
-        self.raw_query(f'DROP DATABASE "{self.db}"')
-        self.raw_query(f'CREATE DATABASE "{self.db}"')
+    def create_database(self, name: str) -> InfluxDB:
+        """A view of this server on another (new) database, so tests do not share data."""
+        self.raw_query(f'CREATE DATABASE "{name}"')
+        view = InfluxDB.__new__(InfluxDB)
+        view.__dict__.update(self.__dict__)
+        view.db = name
+        return view
 
 
 class VictoriaMetrics(Service):

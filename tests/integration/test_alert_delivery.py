@@ -1,0 +1,126 @@
+"""Alerts reach a real webhook receiver (HMAC verified) and a real MQTT subscriber; acks flow back."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+from pathlib import Path
+
+import aiomqtt
+import pytest
+from aiohttp import web
+
+from tests.hubtest import config, running
+from tests.services import Mosquitto
+from tests.util import free_port, wait_for
+
+SECRET = "webhook-secret-xyz"
+
+
+class Receiver:
+    """The governance platform's webhook endpoint, verifying the hub's signature."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.received: list[dict[str, object]] = []
+        self.rejected = 0
+        self.runner: web.AppRunner | None = None
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        ts = request.headers["X-Harbourgrid-Timestamp"]
+        want = hmac.new(SECRET.encode(), ts.encode() + b"." + body, hashlib.sha256).hexdigest()
+        if request.headers["X-Harbourgrid-Signature"] != f"sha256={want}":
+            self.rejected += 1
+            return web.Response(status=401)
+        self.received.append(json.loads(body))
+        return web.Response(status=204)
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/alerts", self.handle)
+        self.runner = web.AppRunner(app)
+        await self.runner.setup()
+        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
+
+    async def stop(self) -> None:
+        assert self.runner is not None
+        await self.runner.cleanup()
+
+
+async def test_webhook_signed_and_buffered_through_outage(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TEST_WEBHOOK_SECRET", SECRET)
+    receiver = Receiver()
+    cfg = config(
+        tmp_path,
+        f"""
+[webhook]
+enabled = true
+url = "http://127.0.0.1:{receiver.port}/alerts"
+secret_env = "TEST_WEBHOOK_SECRET"
+[alerts]
+tick_s = 0.1
+[[sources]]
+type = "simulated_meters"
+name = "quiet"
+interval_s = 0.1
+stop_after_s = 0.2
+silent_timeout_s = 1.0
+""",
+    )
+    async with running(cfg) as hub:  # receiver is down: the alert waits in the outbox
+        await wait_for(lambda: hub.engine.alert_counts["open"] == 1, timeout=15)
+        await wait_for(lambda: hub.publishers[0].errors > 0, timeout=15)
+        assert hub.outbox.stats.deliveries == 1
+        await receiver.start()
+        try:
+            await wait_for(lambda: receiver.received, timeout=30)
+        finally:
+            await receiver.stop()
+    (alert,) = receiver.received
+    assert receiver.rejected == 0
+    assert alert["rule"] == "source_silent" and alert["state"] == "open"
+    assert alert["site"] == "test-site"
+
+
+async def test_ack_over_mqtt_publishes_acknowledged_state(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    cfg = config(
+        tmp_path,
+        f"""
+[mqtt]
+enabled = true
+port = {mosquitto.port}
+[alerts]
+tick_s = 0.1
+[[sources]]
+type = "simulated_meters"
+name = "quiet"
+interval_s = 0.1
+stop_after_s = 0.2
+silent_timeout_s = 1.0
+""",
+        site="acksite",
+    )
+    async with aiomqtt.Client("127.0.0.1", mosquitto.port) as platform:
+        await platform.subscribe("hub/acksite/alerts/source_silent", qos=1)
+        async with running(cfg) as hub:
+            messages = platform.messages
+            opened = json.loads((await asyncio.wait_for(anext(messages), 20)).payload)  # type: ignore[arg-type]
+            assert opened["state"] == "open"
+            await platform.publish(
+                "hub/acksite/alerts/ack",
+                json.dumps({"alert_id": opened["alert_id"], "by": "worker-3"}),
+                qos=1,
+            )
+            acked = json.loads((await asyncio.wait_for(anext(messages), 20)).payload)  # type: ignore[arg-type]
+            assert acked["state"] == "acknowledged" and acked["alert_id"] == opened["alert_id"]
+            assert acked["acknowledged_by"] == "worker-3" and acked["seq"] == 2
+            await platform.publish("hub/acksite/alerts/ack", b"{not json", qos=1)
+            await wait_for(lambda: hub.mqtt_errors == 1)  # counted, session survives
+            assert hub.mqtt is not None and hub.mqtt.connected

@@ -1,0 +1,235 @@
+"""Nothing is lost: InfluxDB outages, SIGKILL of `hub run`, broker outages, refused points."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import aiomqtt
+
+from hub.records import DoorEvent
+from tests.hubtest import config, meter_readings, running
+from tests.services import InfluxDB, Mosquitto
+from tests.util import free_port, wait_for, wait_for_sync
+
+
+async def test_influxdb_outage_every_record_arrives(tmp_path: Path) -> None:
+    influx = InfluxDB(tmp_path / "influx")
+    influx.start()
+    try:
+        cfg = config(
+            tmp_path,
+            f"""
+[influxdb]
+api = "v1"
+url = "{influx.url}"
+database = "{influx.db}"
+batch_size = 50
+flush_interval_s = 0.05
+retry_initial_s = 0.05
+retry_max_s = 0.5
+""",
+        )
+        readings = meter_readings(600, time.time_ns() - 7200 * 10**9)
+        async with running(cfg) as hub:
+            assert hub.forwarder is not None
+            await hub.pipeline.publish(readings[:200])
+            assert await hub.forwarder.flush(30)
+            influx.stop()
+            for i in range(200, 600, 50):  # records keep flowing during the outage
+                await hub.pipeline.publish(readings[i : i + 50])
+            await wait_for(lambda: hub.forwarder.errors > 0, message="forwarder noticed the outage")  # type: ignore[union-attr]
+            assert hub.outbox.stats.rows > 0
+            influx.start()
+            assert await hub.forwarder.flush(60)
+        rows = influx.query("SELECT total_m3, meter_id FROM water_meter ORDER BY time")
+        assert [(r["time"], r["meter_id"], r["total_m3"]) for r in rows] == [
+            (r.time_ns, r.meter_id, r.total_m3) for r in readings
+        ]
+    finally:
+        influx.stop()
+
+
+async def test_refused_point_is_dead_lettered_and_the_rest_arrive(
+    influxdb: InfluxDB, tmp_path: Path
+) -> None:
+    """A field-type conflict is refused by InfluxDB for good (HTTP 400): that one point goes to
+    the dead-letter table, the rest of its batch is written, and nothing is retried forever."""
+    db = influxdb.create_database("deadletter")
+    t0 = time.time_ns() - 3600 * 10**9
+    urllib.request.urlopen(
+        urllib.request.Request(
+            f"{db.url}/write?db={db.db}&precision=ns",
+            f'water_meter,meter_id=X total_m3="text" {t0 - 10**9}'.encode(),
+        )
+    )
+    cfg = config(
+        tmp_path,
+        f"""
+[influxdb]
+api = "v1"
+url = "{db.url}"
+database = "{db.db}"
+batch_size = 100
+flush_interval_s = 0.05
+""",
+    )
+    readings = meter_readings(64, t0)
+    doors = [DoorEvent(f"D-{i}", t0 + i, "open", source="test") for i in range(10)]
+    mixed = readings[:30] + doors + readings[30:]
+    async with running(cfg) as hub:
+        await hub.pipeline.publish(mixed)
+        assert hub.forwarder is not None
+        assert await hub.forwarder.flush(30)
+        dead = await hub.outbox.dead_letter_rows()
+    # Every float total_m3 conflicts with the string field already stored: all 64 refused.
+    assert len(dead) == 64 and all(d[0] == "influxdb" for d in dead)
+    assert "field type conflict" in dead[0][2]
+    assert db.query("SELECT count(total_m3) FROM water_meter")[0]["count"] == 1  # the seed
+    assert sorted(r["door_id"] for r in db.query("SELECT * FROM door_event")) == sorted(
+        d.door_id for d in doors
+    )
+
+
+def _hub_process(cfg_path: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "hub.cli", "run", "--config", str(cfg_path)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(cfg_path.parent / "hub.log", "ab"),
+    )
+
+
+def _post(url: str, token: str, lines: list[str]) -> bool:
+    req = urllib.request.Request(
+        url, "\n".join(lines).encode(), headers={"Authorization": f"Bearer {token}"}
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
+
+
+def test_sigkill_while_records_flow_loses_no_acknowledged_record(
+    influxdb: InfluxDB, tmp_path: Path
+) -> None:
+    db = influxdb.create_database("sigkill")
+    port = free_port()
+    cfg_path = tmp_path / "hub.toml"
+    cfg_path.write_text(
+        f"""
+[hub]
+site = "kill"
+data_dir = "{tmp_path / "data"}"
+[http]
+port = {port}
+token_env = "TEST_HUB_TOKEN"
+[influxdb]
+api = "v1"
+url = "{db.url}"
+database = "{db.db}"
+batch_size = 200
+flush_interval_s = 0.2
+"""
+    )
+    env = {**os.environ, "TEST_HUB_TOKEN": "s3cret-token-123"}
+    url = f"http://127.0.0.1:{port}/api/v1/ingest"
+    t0 = time.time_ns() - 3600 * 10**9
+    acked: list[int] = []
+    proc = _hub_process(cfg_path, env)
+    try:
+        wait_for_sync(lambda: _post(url, "s3cret-token-123", []), timeout=20, message="hub up")
+        seq = 0
+        while len(acked) < 3000:
+            batch = list(range(seq, seq + 20))
+            seq += 20
+            lines = [
+                json.dumps(
+                    {
+                        "measurement": "water_meter",
+                        "meter_id": f"K-{i % 5}",
+                        "total_m3": float(i),
+                        "time_ns": t0 + i * 10**6,
+                    }
+                )
+                for i in batch
+            ]
+            if _post(url, "s3cret-token-123", lines):
+                acked.extend(batch)
+            if len(acked) >= 1500 and proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)  # mid-flow: some posts were in flight
+                proc.wait(10)
+                proc = _hub_process(cfg_path, env)
+                wait_for_sync(
+                    lambda: _post(url, "s3cret-token-123", []), timeout=20, message="hub back"
+                )
+
+        def all_arrived() -> bool:
+            rows = db.query("SELECT count(total_m3) FROM water_meter")
+            return bool(rows) and rows[0]["count"] >= len(acked)
+
+        wait_for_sync(all_arrived, timeout=60, message="acknowledged records in InfluxDB")
+        rows = db.query("SELECT total_m3 FROM water_meter")
+        stored = {int(r["total_m3"]) for r in rows}
+        assert set(acked) <= stored
+        assert "Traceback" not in (tmp_path / "hub.log").read_text()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+
+
+async def test_alert_raised_while_broker_down_reaches_subscriber(tmp_path: Path) -> None:
+    broker = Mosquitto(tmp_path / "mq", persistence=True)
+    broker.start()
+    try:
+        cfg = config(
+            tmp_path,
+            f"""
+[mqtt]
+enabled = true
+host = "127.0.0.1"
+port = {broker.port}
+[alerts]
+tick_s = 0.1
+[[sources]]
+type = "simulated_meters"
+name = "flaky"
+interval_s = 0.1
+stop_after_s = 0.3
+silent_timeout_s = 1.5
+""",
+        )
+        sub = aiomqtt.Client("127.0.0.1", broker.port, identifier="platform", clean_session=False)
+        async with sub:  # a persistent session: the broker queues QoS 1 messages while we are away
+            await sub.subscribe("hub/test-site/alerts/#", qos=1)
+        async with running(cfg) as hub:
+            await wait_for(
+                lambda: hub.mqtt is not None and hub.mqtt.connected, message="hub on MQTT"
+            )
+            broker.stop()
+            await wait_for(
+                lambda: hub.engine.alert_counts["open"] == 1, timeout=15, message="alert raised"
+            )
+            assert hub.outbox.stats.deliveries == 1  # queued durably, not lost
+            broker.start()
+            await wait_for(
+                lambda: hub.outbox.stats.deliveries == 0, timeout=30, message="delivered"
+            )
+        async with aiomqtt.Client(
+            "127.0.0.1", broker.port, identifier="platform", clean_session=False
+        ) as sub:
+            message = await asyncio.wait_for(anext(sub.messages), 10)
+        payload = json.loads(message.payload)  # type: ignore[arg-type]
+        assert str(message.topic) == "hub/test-site/alerts/source_silent"
+        assert payload["rule"] == "source_silent" and payload["state"] == "open"
+        assert payload["data"]["source"] == "flaky"
+    finally:
+        broker.stop()
