@@ -3,7 +3,6 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-SERVICES := mosquitto mosquitto-clients influxdb victoria-metrics socat gpsd-clients
 
 .PHONY: demo test services lint typecheck bench clean
 
@@ -20,7 +19,7 @@ demo: $(STAMP)
 services:
 	@missing=""; \
 	for b in mosquitto:mosquitto mosquitto_sub:mosquitto-clients influxd:influxdb \
-	         victoria-metrics:victoria-metrics socat:socat gpsdecode:gpsd-clients; do \
+	         victoria-metrics:victoria-metrics socat:socat gpsdecode:gpsd-clients chromium:chromium; do \
 	  bin=$${b%%:*}; pkg=$${b##*:}; \
 	  command -v $$bin >/dev/null 2>&1 || [ -x /usr/sbin/$$bin ] || missing="$$missing $$pkg"; \
 	done; \

@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 ZONE_KINDS = ("sea_grid", "restricted", "anchorage")
 CSV_COLUMNS = ("mmsi", "name", "owner", "home_port", "type", "permits")
 MAX_REPORTED_PROBLEMS = 5
+MAX_PUSHED_ITEMS = 100_000
+RECENT_LOOKUPS = 8192  # about one ingest batch of positions
 
 
 class MaritimeRegistryConfig(BaseModel):
@@ -106,12 +108,23 @@ class ZoneSet:
         for zone in self.zones:
             shapely.prepare(zone.geometry)
         self._tree = shapely.STRtree([z.geometry for z in self.zones])
+        # The tagger and then every rule look up the positions of one batch in turn.
+        self._recent: dict[tuple[float, float], tuple[Zone, ...]] = {}
 
     def at(self, lat: float, lon: float) -> list[Zone]:
         if not self.zones:
             return []
-        hits = self._tree.query(shapely.Point(lon, lat))
-        return [self.zones[i] for i in sorted(hits) if self.zones[i].contains(lat, lon)]
+        key = (lat, lon)
+        hits = self._recent.get(key)
+        if hits is None:
+            candidates = self._tree.query(shapely.Point(lon, lat))
+            hits = tuple(
+                self.zones[i] for i in sorted(candidates) if self.zones[i].contains(lat, lon)
+            )
+            if len(self._recent) >= RECENT_LOOKUPS:
+                self._recent.clear()
+            self._recent[key] = hits
+        return list(hits)
 
     def sea_grid_at(self, lat: float, lon: float) -> Zone | None:
         """The smallest (most specific) sea-grid zone containing the position."""
@@ -228,8 +241,8 @@ def parse_zones(doc: Any, sea_grid_id: str) -> ZoneSet:
     if not isinstance(doc, Mapping) or doc.get("type") != "FeatureCollection":
         raise ConfigError("zones must be a GeoJSON FeatureCollection")
     features = doc.get("features")
-    if not isinstance(features, list):
-        raise ConfigError("zones: 'features' must be a list")
+    if not isinstance(features, list) or len(features) > MAX_PUSHED_ITEMS:
+        raise ConfigError(f"zones: 'features' must be a list of at most {MAX_PUSHED_ITEMS}")
     zones = [_zone(f, i, sea_grid_id) for i, f in enumerate(features)]
     seen: set[str] = set()
     for zone in zones:
@@ -358,8 +371,10 @@ class MaritimeRegistry:
     def _vessel_list(self, payload: Any) -> dict[str, Vessel]:
         if isinstance(payload, Mapping) and "vessels" in payload:
             payload = payload["vessels"]
-        if not isinstance(payload, list):
-            raise ConfigError("vessels update must be a list of vessel objects")
+        if not isinstance(payload, list) or len(payload) > MAX_PUSHED_ITEMS:
+            raise ConfigError(
+                f"vessels update must be a list of at most {MAX_PUSHED_ITEMS} objects"
+            )
         vessels: dict[str, Vessel] = {}
         for i, raw in enumerate(payload):
             try:
@@ -381,6 +396,13 @@ class MaritimeRegistry:
             vessels.pop(mmsi, None)
             return vessels
         vessel = parse_vessel(fields, self._salt)
+        current = vessels.get(vessel.mmsi)
+        if current is not None:  # a partial push keeps the fields it does not mention
+            kept: dict[str, Any] = {"name": current.name, "home_port": current.home_port}
+            kept |= {"type": current.vessel_type, "permits": current.permits}
+            vessel = parse_vessel(kept | fields, self._salt)
+            if "owner" not in fields:
+                vessel = dataclasses.replace(vessel, owner_hash=current.owner_hash)
         vessels[vessel.mmsi] = vessel
         return vessels
 
