@@ -45,7 +45,12 @@ def test_replay_jsonl_into_influxdb(influxdb: InfluxDB, tmp_path: Path) -> None:
     capture = tmp_path / "capture.jsonl"
     with capture.open("w") as f:
         for i in range(5000):
-            doc = {"measurement": "water_meter", "meter_id": f"R-{i % 50}", "total_m3": i / 8, "time_ns": t0 + i * 10**6}
+            doc = {
+                "measurement": "water_meter",
+                "meter_id": f"R-{i % 50}",
+                "total_m3": i / 8,
+                "time_ns": t0 + i * 10**6,
+            }
             f.write(json.dumps(doc) + "\n")
         f.write('{"measurement": "water_meter", "meter_id": 7}\n')  # a bad line: counted
     cfg = tmp_path / "hub.toml"

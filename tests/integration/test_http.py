@@ -22,7 +22,7 @@ def http_cfg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[object, s
     port = free_port()
     cfg = config(
         tmp_path,
-        f"""
+        """
 [influxdb]
 api = "none"
 [[sources]]
@@ -32,7 +32,11 @@ interval_s = 0.05
 """,
     )
     cfg = cfg.model_copy(
-        update={"http": cfg.http.model_copy(update={"enabled": True, "port": port, "token_env": "TEST_HTTP_TOKEN"})}
+        update={
+            "http": cfg.http.model_copy(
+                update={"enabled": True, "port": port, "token_env": "TEST_HTTP_TOKEN"}
+            )
+        }
     )
     from hub.app import read_secrets  # noqa: F401 - the Hub reads the token itself
 
@@ -72,7 +76,9 @@ async def test_health_metrics_status_and_ingest(http_cfg: tuple[object, str]) ->
             assert resp.status == 200 and "Harbourgrid hub" in await resp.text()
 
 
-def test_status_page_renders_in_headless_chromium(http_cfg: tuple[object, str], tmp_path: Path) -> None:
+def test_status_page_renders_in_headless_chromium(
+    http_cfg: tuple[object, str], tmp_path: Path
+) -> None:
     """Renders the page in a real browser and reads the DOM it built from /api/status."""
     import asyncio
     import threading
@@ -95,10 +101,24 @@ def test_status_page_renders_in_headless_chromium(http_cfg: tuple[object, str], 
     try:
         assert ready.wait(20)
         dom = subprocess.run(
-            [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={tmp_path / 'chrome'}", "--virtual-time-budget=5000", "--dump-dom", f"{base}/"],
-            capture_output=True, text=True, timeout=60,
+            [
+                chromium,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                f"--user-data-dir={tmp_path / 'chrome'}",
+                "--virtual-time-budget=5000",
+                "--dump-dom",
+                f"{base}/",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
         ).stdout
     finally:
         done.set()

@@ -1,0 +1,152 @@
+"""Alerts over MQTT with TLS and username/password against a real mosquitto."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+import subprocess
+from pathlib import Path
+
+import aiomqtt
+import pytest
+
+from tests.hubtest import config, running
+from tests.services import Mosquitto, require
+from tests.util import wait_for
+
+
+def make_ca(tmp: Path) -> None:
+    """A throw-away CA and a server certificate for 127.0.0.1, made with openssl."""
+
+    def ossl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=tmp)
+
+    ossl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=test-ca",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    )
+    ossl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    )
+    (tmp / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
+    ossl(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+        "-out",
+        "server.pem",
+    )
+
+
+class SecureMosquitto(Mosquitto):
+    def __init__(self, workdir: Path) -> None:
+        super().__init__(workdir)
+        make_ca(workdir)
+        subprocess.run(
+            [
+                require("mosquitto_passwd"),
+                "-b",
+                "-c",
+                str(workdir / "passwd"),
+                "hub",
+                "pa55-word-xyz",
+            ],
+            check=True,
+        )
+        (workdir / "passwd").chmod(0o600)
+        conf = (
+            (workdir / "mosq.conf")
+            .read_text()
+            .replace("allow_anonymous true", "allow_anonymous false")
+        )
+        conf += (
+            f"password_file {workdir}/passwd\ncafile {workdir}/ca.pem\n"
+            f"certfile {workdir}/server.pem\nkeyfile {workdir}/server.key\n"
+        )
+        (workdir / "mosq.conf").write_text(conf)
+
+
+@pytest.fixture
+def secure_broker(tmp_path: Path) -> SecureMosquitto:
+    broker = SecureMosquitto(tmp_path / "mq")
+    broker.start()
+    yield broker  # type: ignore[misc]
+    broker.stop()
+
+
+def hub_cfg(tmp_path: Path, port: int) -> str:
+    return f"""
+[mqtt]
+enabled = true
+port = {port}
+username = "hub"
+password_env = "TEST_MQTT_PASSWORD"
+tls = true
+ca_file = "{tmp_path}/mq/ca.pem"
+[alerts]
+tick_s = 0.1
+[[sources]]
+type = "simulated_meters"
+name = "quiet"
+interval_s = 0.1
+stop_after_s = 0.2
+silent_timeout_s = 1.0
+"""
+
+
+async def test_alert_over_tls_with_password(
+    secure_broker: SecureMosquitto, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TEST_MQTT_PASSWORD", "pa55-word-xyz")
+    tls = ssl.create_default_context(cafile=str(tmp_path / "mq" / "ca.pem"))
+    async with aiomqtt.Client(
+        "127.0.0.1", secure_broker.port, username="hub", password="pa55-word-xyz", tls_context=tls
+    ) as platform:
+        await platform.subscribe("hub/test-site/alerts/#", qos=1)
+        async with running(config(tmp_path, hub_cfg(tmp_path, secure_broker.port))):
+            message = await asyncio.wait_for(anext(platform.messages), 20)
+    assert json.loads(message.payload)["rule"] == "source_silent"  # type: ignore[arg-type]
+
+
+async def test_wrong_password_is_counted_and_alert_kept(
+    secure_broker: SecureMosquitto, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TEST_MQTT_PASSWORD", "wrong-password")
+    async with running(config(tmp_path, hub_cfg(tmp_path, secure_broker.port))) as hub:
+        assert hub.mqtt is not None
+        await wait_for(lambda: hub.engine.alert_counts["open"] == 1, timeout=15)
+        await wait_for(lambda: hub.mqtt.errors >= 1, timeout=15)  # type: ignore[union-attr]
+        assert not hub.mqtt.connected
+        assert hub.outbox.stats.deliveries == 1  # kept for when the credentials are fixed
+        assert "wrong-password" not in hub.mqtt.last_error
