@@ -7,6 +7,7 @@ report are None and are left out of the point, never written as zero.
 
 from __future__ import annotations
 
+import enum
 import math
 from dataclasses import dataclass
 from typing import ClassVar
@@ -22,6 +23,18 @@ class GridTags:
 
 
 NO_GRID = GridTags()
+
+
+class MeterAlarm(enum.IntFlag):
+    """Hub-wide meaning of WaterMeterReading.alarm_bits; drivers map device bits onto these."""
+
+    FAULT = 0x01
+    LOW_BATTERY = 0x02
+    TAMPER = 0x04
+    REVERSE_FLOW = 0x08
+    LEAK = 0x10
+    VALVE_CLOSED = 0x20
+    EMPTY_PIPE = 0x40
 
 
 @dataclass(slots=True, frozen=True)

@@ -1,0 +1,642 @@
+"""Modbus RTU/TCP water meters: device profiles as data, one merged read per meter per poll."""
+
+from __future__ import annotations
+
+import logging
+import math
+import struct
+import tomllib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from hub.clock import NS_PER_S, Clock
+from hub.errors import ConfigError, DeviceUnreachable, ProtocolError
+from hub.records import MeterAlarm, WaterMeterReading
+from hub.source import Publish, Source, SourceConfig, SourceContext
+
+log = logging.getLogger(__name__)
+
+PROFILE_DIR = Path(__file__).with_name("profiles")
+# Modbus application protocol v1.1b3, 6.3/6.4: a read returns 1..125 registers.
+MAX_READ_REGISTERS = 125
+# Exception codes 0x0A/0x0B come from a gateway whose target did not answer: that is silence.
+_GATEWAY_NO_RESPONSE = frozenset({0x0A, 0x0B})
+_MAX_BACKOFF_EXPONENT = 16
+
+
+ALARM_NAMES: dict[str, MeterAlarm] = {str(flag.name).lower(): flag for flag in MeterAlarm}
+
+DataType = Literal["uint16", "int16", "uint32", "int32", "float32"]
+WordOrder = Literal["big", "little"]
+MeterField = Literal["total_m3", "flow_m3h", "battery_v", "alarm_bits", "reverse_flow"]
+Number = int | float
+
+
+# --- profiles ---------------------------------------------------------------------------------
+
+
+class ValueSpec(BaseModel):
+    """One value of a profile: where it lives, how it is encoded, and which reading field it feeds.
+
+    Several specs may feed the same numeric field (an integer part and a fraction): they are summed.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    field: MeterField
+    address: int = Field(ge=0, le=0xFFFF, description="0-based PDU address")
+    function: Literal[3, 4] = 3
+    type: DataType = "uint16"
+    word_order: WordOrder | None = None
+    scale: float = 1.0
+    unit: str = ""
+    note: str = ""
+
+    @property
+    def count(self) -> int:
+        return 1 if self.type in ("uint16", "int16") else 2
+
+
+class MeterProfile(BaseModel):
+    """A meter model's register map, parsed from drivers/profiles/<name>.toml."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    name: str
+    description: str = ""
+    source: str = ""
+    word_order: WordOrder = "big"
+    max_read_registers: int = Field(default=MAX_READ_REGISTERS, ge=1, le=MAX_READ_REGISTERS)
+    # False for meters that report an absolute flow (its sign says nothing about direction).
+    reverse_from_negative_flow: bool = True
+    values: tuple[ValueSpec, ...] = Field(alias="value", min_length=1)
+    alarms: dict[str, int] = Field(default_factory=dict)
+
+    @field_validator("alarms")
+    @classmethod
+    def _known_alarms(cls, alarms: dict[str, int]) -> dict[str, int]:
+        for name, mask in alarms.items():
+            if name not in ALARM_NAMES:
+                raise ValueError(f"unknown alarm {name!r}; known: {sorted(ALARM_NAMES)}")
+            if not 0 < mask <= 0xFFFF_FFFF:
+                raise ValueError(f"alarm {name!r} mask {mask:#x} out of range")
+        return alarms
+
+    def word_order_of(self, spec: ValueSpec) -> WordOrder:
+        return spec.word_order or self.word_order
+
+
+def profile_path(ref: str) -> Path:
+    """A profile reference is a name in drivers/profiles/ or a path to a .toml file."""
+    if ref.endswith(".toml") or "/" in ref:
+        return Path(ref)
+    return PROFILE_DIR / f"{ref}.toml"
+
+
+@lru_cache(maxsize=64)
+def load_profile(ref: str) -> MeterProfile:
+    path = profile_path(ref)
+    try:
+        return MeterProfile.model_validate(tomllib.loads(path.read_text(encoding="utf-8")))
+    except OSError as exc:
+        raise ConfigError(f"meter profile {ref!r}: cannot read {path}: {exc}") from exc
+    except (tomllib.TOMLDecodeError, ValidationError) as exc:
+        raise ConfigError(f"meter profile {path}: {exc}") from exc
+
+
+# --- request planning -------------------------------------------------------------------------
+
+
+@dataclass(slots=True, frozen=True)
+class ReadRequest:
+    function: int
+    address: int
+    count: int
+
+    def covers(self, spec: ValueSpec) -> bool:
+        return (
+            spec.function == self.function
+            and self.address <= spec.address
+            and spec.address + spec.count <= self.address + self.count
+        )
+
+
+def plan_reads(
+    specs: Iterable[ValueSpec],
+    max_gap_registers: int,
+    max_read_registers: int = MAX_READ_REGISTERS,
+) -> tuple[ReadRequest, ...]:
+    """Merge the registers of one meter into as few reads as possible, per function code.
+
+    Two spans merge when at most `max_gap_registers` unused registers lie between them and the
+    merged read stays within `max_read_registers`.
+    """
+    specs = list(specs)
+    plan: list[ReadRequest] = []
+    for function in sorted({s.function for s in specs}):
+        spans = sorted((s.address, s.address + s.count) for s in specs if s.function == function)
+        start, end = spans[0]
+        for span_start, span_end in spans[1:]:
+            merged_end = max(end, span_end)
+            if span_start - end <= max_gap_registers and merged_end - start <= max_read_registers:
+                end = merged_end
+                continue
+            plan.append(ReadRequest(function, start, end - start))
+            start, end = span_start, span_end
+        plan.append(ReadRequest(function, start, end - start))
+    return tuple(plan)
+
+
+# --- decoding ---------------------------------------------------------------------------------
+
+
+def decode_registers(
+    registers: Sequence[int], data_type: DataType, word_order: WordOrder
+) -> Number:
+    """Decode one value; 32-bit types take two registers, "big" = high word first (AB CD)."""
+    if data_type == "uint16":
+        return registers[0]
+    if data_type == "int16":
+        return registers[0] - 0x1_0000 if registers[0] & 0x8000 else registers[0]
+    high, low = (
+        (registers[0], registers[1]) if word_order == "big" else (registers[1], registers[0])
+    )
+    raw = (high << 16) | low
+    if data_type == "uint32":
+        return raw
+    if data_type == "int32":
+        return raw - 0x1_0000_0000 if raw & 0x8000_0000 else raw
+    return float(struct.unpack(">f", raw.to_bytes(4, "big"))[0])
+
+
+def encode_registers(value: Number, data_type: DataType, word_order: WordOrder) -> list[int]:
+    """Inverse of decode_registers (used by the simulators and tests)."""
+    if data_type in ("uint16", "int16"):
+        return [int(value) & 0xFFFF]
+    if data_type == "float32":
+        raw = int.from_bytes(struct.pack(">f", float(value)), "big")
+    else:
+        raw = int(value) & 0xFFFF_FFFF
+    high, low = raw >> 16, raw & 0xFFFF
+    return [high, low] if word_order == "big" else [low, high]
+
+
+@dataclass(slots=True, frozen=True)
+class MeterValues:
+    total_m3: float | None = None
+    flow_m3h: float | None = None
+    battery_v: float | None = None
+    alarm_bits: int | None = None
+    reverse_flow: bool | None = None
+    bad_fields: tuple[str, ...] = ()
+
+
+def normalise_alarms(device_bits: int, alarm_masks: Mapping[str, int]) -> int:
+    flags = MeterAlarm(0)
+    for name, mask in alarm_masks.items():
+        if device_bits & mask:
+            flags |= ALARM_NAMES[name]
+    return int(flags)
+
+
+def decode_meter(
+    profile: MeterProfile, responses: Mapping[ReadRequest, Sequence[int]]
+) -> MeterValues:
+    """Turn the register blocks of one poll into reading values; non-finite values become None."""
+    sums: dict[str, float] = {}
+    bad: set[str] = set()
+    device_bits: int | None = None
+    reverse: bool | None = None
+    for spec in profile.values:
+        request = next((r for r in responses if r.covers(spec)), None)
+        if request is None:
+            raise ProtocolError(f"no read covers {spec.field} at {spec.address}")
+        offset = spec.address - request.address
+        block = responses[request]
+        if len(block) < offset + spec.count:
+            raise ProtocolError(f"short response for {spec.field} at {spec.address}")
+        value = decode_registers(
+            block[offset : offset + spec.count], spec.type, profile.word_order_of(spec)
+        )
+        if spec.field == "alarm_bits":
+            device_bits = (device_bits or 0) | int(value)
+        elif spec.field == "reverse_flow":
+            reverse = bool(value)
+        elif math.isfinite(scaled := value * spec.scale):
+            sums[spec.field] = sums.get(spec.field, 0.0) + scaled
+        else:
+            bad.add(spec.field)
+    alarms = None if device_bits is None else normalise_alarms(device_bits, profile.alarms)
+    flow = None if "flow_m3h" in bad else sums.get("flow_m3h")
+    if reverse is None and alarms is not None and "reverse_flow" in profile.alarms:
+        reverse = bool(alarms & MeterAlarm.REVERSE_FLOW)
+    if reverse is None and flow is not None and profile.reverse_from_negative_flow:
+        reverse = flow < 0
+    if reverse:
+        alarms = (alarms or 0) | MeterAlarm.REVERSE_FLOW
+    return MeterValues(
+        total_m3=None if "total_m3" in bad else sums.get("total_m3"),
+        flow_m3h=flow,
+        battery_v=None if "battery_v" in bad else sums.get("battery_v"),
+        alarm_bits=alarms,
+        reverse_flow=reverse,
+        bad_fields=tuple(sorted(bad)),
+    )
+
+
+# --- transport --------------------------------------------------------------------------------
+
+
+@dataclass(slots=True, frozen=True)
+class ExceptionReply:
+    """A Modbus exception response: the device answered, but not with data."""
+
+    code: int
+
+
+class BusUnreachable(DeviceUnreachable):
+    """The bus itself (TCP gateway, serial port) is not reachable: no meter can be asked."""
+
+
+class RegisterReader(Protocol):
+    async def read(
+        self, function: int, address: int, count: int, device_id: int
+    ) -> list[int] | ExceptionReply: ...
+
+    async def close(self) -> None: ...
+
+
+class PymodbusReader:
+    """RegisterReader over pymodbus 3 async clients; one request at a time, no internal retries."""
+
+    def __init__(self, cfg: ModbusBusConfig) -> None:
+        from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
+        from pymodbus.framer import FramerType
+
+        # pymodbus logs an ERROR per unanswered request; the poller logs state changes instead.
+        pymodbus_log = logging.getLogger("pymodbus.logging")
+        if pymodbus_log.level == logging.NOTSET:
+            pymodbus_log.setLevel(logging.CRITICAL)
+        self._client: AsyncModbusTcpClient | AsyncModbusSerialClient
+        if cfg.transport == "tcp":
+            self._client = AsyncModbusTcpClient(
+                cfg.host, port=cfg.port, timeout=cfg.timeout_s, retries=0, reconnect_delay=0
+            )
+        else:
+            self._client = AsyncModbusSerialClient(
+                cfg.serial_port,
+                framer=FramerType.RTU,
+                baudrate=cfg.baudrate,
+                bytesize=cfg.bytesize,
+                parity=cfg.parity,
+                stopbits=cfg.stopbits,
+                timeout=cfg.timeout_s,
+                retries=0,
+                reconnect_delay=0,
+            )
+
+    async def read(
+        self, function: int, address: int, count: int, device_id: int
+    ) -> list[int] | ExceptionReply:
+        from pymodbus.exceptions import ConnectionException, ModbusException
+
+        if not self._client.connected and not await self._client.connect():
+            raise BusUnreachable("cannot open the Modbus bus")
+        try:
+            if function == 3:
+                reply = await self._client.read_holding_registers(
+                    address, count=count, device_id=device_id
+                )
+            else:
+                reply = await self._client.read_input_registers(
+                    address, count=count, device_id=device_id
+                )
+        except ConnectionException as exc:
+            raise BusUnreachable(str(exc)) from exc
+        except ModbusException as exc:
+            raise DeviceUnreachable(str(exc)) from exc
+        if reply.isError():
+            return ExceptionReply(int(getattr(reply, "exception_code", 0)))
+        registers = list(reply.registers)
+        if len(registers) != count:
+            raise ProtocolError(f"asked {count} registers, got {len(registers)}")
+        return registers
+
+    async def close(self) -> None:
+        self._client.close()
+
+
+# --- configuration ----------------------------------------------------------------------------
+
+
+class MeterConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    meter_id: str = Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    device_id: int = Field(ge=1, le=247)
+    profile: str = "generic"
+
+
+class ModbusBusConfig(SourceConfig):
+    """One Modbus bus (a serial line or a TCP endpoint/gateway) with its meters."""
+
+    type: Literal["modbus"] = "modbus"
+    transport: Literal["tcp", "rtu"] = "tcp"
+    host: str = "127.0.0.1"
+    port: int = Field(default=502, ge=1, le=65535)
+    serial_port: str = ""
+    baudrate: int = Field(default=9600, gt=0)
+    parity: Literal["N", "E", "O"] = "N"
+    stopbits: Literal[1, 2] = 1
+    bytesize: Literal[7, 8] = 8
+    poll_interval_s: float = Field(default=60.0, gt=0)
+    timeout_s: float = Field(default=1.0, gt=0)
+    retries: int = Field(default=1, ge=0, le=5)
+    # At 9600 baud one extra request costs about as much bus time as ~30 unused registers.
+    max_gap_registers: int = Field(default=32, ge=0, le=MAX_READ_REGISTERS)
+    offline_after_failures: int = Field(default=3, ge=1)
+    dead_probe_interval_s: float = Field(default=600.0, gt=0)
+    meters: tuple[MeterConfig, ...] = ()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModbusBusConfig:
+        if self.transport == "rtu" and not self.serial_port:
+            raise ValueError("transport 'rtu' needs serial_port")
+        if self.timeout_s >= self.poll_interval_s:
+            raise ValueError("timeout_s must be shorter than poll_interval_s")
+        for key in ("meter_id", "device_id"):
+            seen = [getattr(m, key) for m in self.meters]
+            if len(seen) != len(set(seen)):
+                raise ValueError(f"duplicate {key} in meters")
+        for meter in self.meters:
+            try:
+                load_profile(meter.profile)
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from exc
+        return self
+
+    def build(self, ctx: SourceContext) -> ModbusBusSource:
+        return ModbusBusSource(self, ctx.clock)
+
+
+# --- the poller -------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class MeterHealth:
+    """Consecutive failures of one meter: offline after a threshold, then probed with backoff."""
+
+    failures: int = 0
+    offline: bool = False
+    offline_since_ns: int = 0
+    next_probe_ns: int = 0
+    logged: set[str] = field(default_factory=set)
+
+    def failed(self, now_ns: int, threshold: int, interval_s: float, max_probe_s: float) -> bool:
+        """Count a failure; True when this failure made the meter go offline."""
+        self.failures += 1
+        went_offline = not self.offline and self.failures >= threshold
+        if went_offline:
+            self.offline = True
+            self.offline_since_ns = now_ns
+        if self.offline:
+            exponent = min(self.failures - threshold, _MAX_BACKOFF_EXPONENT)
+            backoff_s = min(interval_s * 2**exponent, max_probe_s)
+            self.next_probe_ns = now_ns + int(backoff_s * NS_PER_S)
+        return went_offline
+
+    def succeeded(self, now_ns: int) -> float | None:
+        """Reset; returns how long the meter had been offline if it just came back."""
+        offline_s = (now_ns - self.offline_since_ns) / NS_PER_S if self.offline else None
+        self.failures = 0
+        self.offline = False
+        self.next_probe_ns = 0
+        self.logged.clear()
+        return offline_s
+
+    def first(self, kind: str) -> bool:
+        """True the first time `kind` is reported since the meter last read well."""
+        if kind in self.logged:
+            return False
+        self.logged.add(kind)
+        return True
+
+
+@dataclass(slots=True)
+class _Meter:
+    cfg: MeterConfig
+    profile: MeterProfile
+    plan: tuple[ReadRequest, ...]
+    health: MeterHealth = field(default_factory=MeterHealth)
+
+
+class ModbusBusSource(Source):
+    """Polls every meter of one bus in turn; failing meters are retried after the healthy ones.
+
+    A failed read yields no reading. After `offline_after_failures` consecutive failures a meter
+    is offline (in `offline_meters`, one log line) and is probed with exponential backoff, only
+    when the rest of the poll interval leaves room for a full timeout.
+    """
+
+    kind = "modbus"
+
+    def __init__(
+        self, cfg: ModbusBusConfig, clock: Clock, reader: RegisterReader | None = None
+    ) -> None:
+        super().__init__(cfg.name)
+        self.cfg = cfg
+        self.clock = clock
+        self._reader = reader
+        self._meters = [self._meter(m) for m in cfg.meters]
+        self._bus_down = False
+        self.offline_total = 0  # how many times a meter went offline
+
+    def _meter(self, cfg: MeterConfig) -> _Meter:
+        profile = load_profile(cfg.profile)
+        gap = self.cfg.max_gap_registers
+        return _Meter(cfg, profile, plan_reads(profile.values, gap, profile.max_read_registers))
+
+    @property
+    def offline_meters(self) -> frozenset[str]:
+        return frozenset(m.cfg.meter_id for m in self._meters if m.health.offline)
+
+    @property
+    def requests_per_poll(self) -> int:
+        return sum(len(m.plan) for m in self._meters)
+
+    async def run(self, publish: Publish) -> None:
+        interval_ns = int(self.cfg.poll_interval_s * NS_PER_S)
+        next_cycle_ns = self.clock.now_ns()
+        while True:
+            await self.poll_once(publish, deadline_ns=next_cycle_ns + interval_ns)
+            next_cycle_ns += interval_ns
+            now_ns = self.clock.now_ns()
+            if next_cycle_ns <= now_ns:  # overran: skip the missed slots, keep the phase
+                self.stats.error("poll_overrun")
+                next_cycle_ns += -(-(now_ns - next_cycle_ns) // interval_ns) * interval_ns
+            await self.clock.sleep((next_cycle_ns - now_ns) / NS_PER_S)
+
+    async def poll_once(
+        self, publish: Publish, deadline_ns: int | None = None
+    ) -> list[WaterMeterReading]:
+        """One poll cycle: healthy meters first, then failing ones while time is left."""
+        if deadline_ns is None:
+            deadline_ns = self.clock.now_ns() + int(self.cfg.poll_interval_s * NS_PER_S)
+        now_ns = self.clock.now_ns()
+        due = [m for m in self._meters if m.health.next_probe_ns <= now_ns]
+        retry: list[tuple[_Meter, int]] = [(m, 1) for m in due if m.health.failures]
+        readings: list[WaterMeterReading] = []
+        for meter in (m for m in due if not m.health.failures):
+            reading = await self._poll_meter(meter)
+            if reading is not None:
+                readings.append(reading)
+            elif meter.health.failures:
+                retry.append((meter, self.cfg.retries))
+            if self._bus_down:
+                return await self._publish(publish, readings)
+        await self._publish(publish, readings)
+        return readings + await self._retry(publish, retry, deadline_ns)
+
+    async def _retry(
+        self, publish: Publish, retry: list[tuple[_Meter, int]], deadline_ns: int
+    ) -> list[WaterMeterReading]:
+        timeout_ns = int(self.cfg.timeout_s * NS_PER_S)
+        readings: list[WaterMeterReading] = []
+        for meter, attempts in retry:
+            for _ in range(attempts):
+                if deadline_ns - self.clock.now_ns() < timeout_ns or self._bus_down:
+                    return await self._publish(publish, readings)
+                reading = await self._poll_meter(meter)
+                if reading is not None:
+                    readings.append(reading)
+                    break
+                if meter.health.offline:
+                    break
+        return await self._publish(publish, readings)
+
+    async def _publish(
+        self, publish: Publish, readings: list[WaterMeterReading]
+    ) -> list[WaterMeterReading]:
+        if readings:
+            await publish(readings)
+            self.stats.records += len(readings)
+        return readings
+
+    async def _poll_meter(self, meter: _Meter) -> WaterMeterReading | None:
+        reader = self._reader_or_open()
+        responses: dict[ReadRequest, list[int]] = {}
+        for request in meter.plan:
+            try:
+                reply = await reader.read(
+                    request.function, request.address, request.count, meter.cfg.device_id
+                )
+            except BusUnreachable as exc:
+                self._bus_state(down=True, reason=str(exc))
+                return None
+            except DeviceUnreachable:
+                self._failed(meter, "timeout")
+                return None
+            except ProtocolError as exc:
+                self._answered_badly(meter, "bad_response", str(exc))
+                return None
+            self._bus_state(down=False)
+            if isinstance(reply, ExceptionReply):
+                self._exception_reply(meter, request, reply)
+                return None
+            responses[request] = reply
+        return self._reading(meter, responses)
+
+    def _reading(
+        self, meter: _Meter, responses: Mapping[ReadRequest, Sequence[int]]
+    ) -> WaterMeterReading | None:
+        try:
+            values = decode_meter(meter.profile, responses)
+        except ProtocolError as exc:
+            self._answered_badly(meter, "bad_response", str(exc))
+            return None
+        if values.bad_fields:
+            self.stats.error("bad_value")
+            self._log_once(
+                meter, "bad_value", "meter %s: non-finite %s", meter.cfg.meter_id, values.bad_fields
+            )
+        self._succeeded(meter)
+        return WaterMeterReading(
+            meter_id=meter.cfg.meter_id,
+            time_ns=self.stats.last_message_ns,
+            total_m3=values.total_m3,
+            flow_m3h=values.flow_m3h,
+            battery_v=values.battery_v,
+            alarm_bits=values.alarm_bits,
+            reverse_flow=values.reverse_flow,
+            source=self.name,
+        )
+
+    def _reader_or_open(self) -> RegisterReader:
+        if self._reader is None:
+            self._reader = PymodbusReader(self.cfg)
+        return self._reader
+
+    def _exception_reply(self, meter: _Meter, request: ReadRequest, reply: ExceptionReply) -> None:
+        if reply.code in _GATEWAY_NO_RESPONSE:
+            self._failed(meter, "timeout")
+            return
+        where = f"fc{request.function} {request.address}+{request.count}"
+        detail = f"exception {reply.code:#04x} for {where}"
+        self._answered_badly(meter, "modbus_exception", detail)
+
+    def _answered_badly(self, meter: _Meter, kind: str, detail: str) -> None:
+        """The device is alive but gave no usable data: counted, logged once, not offline."""
+        self.stats.messages += 1
+        self.stats.error(kind)
+        self._log_once(
+            meter, kind, "meter %s (device %d): %s", meter.cfg.meter_id, meter.cfg.device_id, detail
+        )
+
+    def _failed(self, meter: _Meter, kind: str) -> None:
+        self.stats.error(kind)
+        cfg = self.cfg
+        now_ns = self.clock.now_ns()
+        threshold = cfg.offline_after_failures
+        if meter.health.failed(now_ns, threshold, cfg.poll_interval_s, cfg.dead_probe_interval_s):
+            self.offline_total += 1
+            log.warning(
+                "meter %s (device %d on %s) offline after %d failed reads",
+                meter.cfg.meter_id, meter.cfg.device_id, self.name, threshold,
+            )  # fmt: skip
+
+    def _succeeded(self, meter: _Meter) -> None:
+        now_ns = self.clock.now_ns()
+        self.stats.messages += 1
+        self.stats.last_message_ns = now_ns
+        offline_s = meter.health.succeeded(now_ns)
+        if offline_s is not None:
+            log.info(
+                "meter %s (device %d) back online after %.0f s",
+                meter.cfg.meter_id,
+                meter.cfg.device_id,
+                offline_s,
+            )
+
+    def _bus_state(self, *, down: bool, reason: str = "") -> None:
+        self.stats.connected = not down
+        if down:
+            self.stats.error("bus_unreachable")
+        if down != self._bus_down:
+            self._bus_down = down
+            if down:
+                log.warning("modbus bus %s unreachable: %s", self.name, reason)
+            else:
+                log.info("modbus bus %s reachable", self.name)
+
+    def _log_once(self, meter: _Meter, kind: str, msg: str, *args: object) -> None:
+        if meter.health.first(kind):
+            log.warning(msg, *args)
+
+    async def aclose(self) -> None:
+        if self._reader is not None:
+            await self._reader.close()

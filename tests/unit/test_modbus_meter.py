@@ -1,0 +1,460 @@
+"""Unit tests of the Modbus meter driver: profiles, request planning, decoding, polling."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from drivers.modbus_meter import (
+    PROFILE_DIR,
+    BusUnreachable,
+    ExceptionReply,
+    MeterAlarm,
+    ModbusBusConfig,
+    ModbusBusSource,
+    ReadRequest,
+    ValueSpec,
+    decode_meter,
+    decode_registers,
+    encode_registers,
+    load_profile,
+    plan_reads,
+)
+from drivers.sim_meters import MeterState, register_image
+from hub.clock import ManualClock
+from hub.errors import ConfigError, DeviceUnreachable
+from hub.records import WaterMeterReading
+
+SHIPPED = sorted(p.stem for p in PROFILE_DIR.glob("*.toml"))
+
+
+def spec(address: int, type_: str = "uint16", function: int = 3) -> ValueSpec:
+    return ValueSpec.model_validate(
+        {"field": "total_m3", "address": address, "type": type_, "function": function}
+    )
+
+
+# --- profiles ---------------------------------------------------------------------------------
+
+
+def test_at_least_three_real_profiles_and_generic_ship_with_sources() -> None:
+    assert "generic" in SHIPPED
+    assert len(set(SHIPPED) - {"generic"}) >= 3
+    readme = (PROFILE_DIR / "README.md").read_text(encoding="utf-8")
+    for name in SHIPPED:
+        profile = load_profile(name)
+        assert profile.name == name
+        assert profile.source, f"{name} must say where its register map comes from"
+        assert name in readme
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_profiles_read_total_and_flow(name: str) -> None:
+    fields = {s.field for s in load_profile(name).values}
+    assert {"total_m3", "flow_m3h"} <= fields
+
+
+def test_profile_by_path(tmp_path: Path) -> None:
+    path = tmp_path / "mine.toml"
+    path.write_text('name = "mine"\n[[value]]\nfield = "total_m3"\naddress = 7\ntype = "uint32"\n')
+    profile = load_profile(str(path))
+    assert profile.values[0].address == 7
+    assert profile.values[0].count == 2
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        'name = "x"\n',  # no values
+        'name = "x"\n[[value]]\nfield = "pressure"\naddress = 1\n',
+        'name = "x"\n[[value]]\nfield = "total_m3"\naddress = 1\ntype = "float64"\n',
+        'name = "x"\n[[value]]\nfield = "total_m3"\naddress = 1\nfunction = 1\n',
+        'name = "x"\n[[value]]\nfield = "total_m3"\naddress = 1\n[alarms]\nflood = 4\n',
+        "name = ",
+    ],
+)
+def test_bad_profiles_are_config_errors(tmp_path: Path, body: str) -> None:
+    path = tmp_path / f"bad{abs(hash(body))}.toml"
+    path.write_text(body)
+    with pytest.raises(ConfigError):
+        load_profile(str(path))
+
+
+def test_missing_profile_is_config_error() -> None:
+    with pytest.raises(ConfigError, match="no_such_meter"):
+        load_profile("no_such_meter")
+
+
+# --- request planning -------------------------------------------------------------------------
+
+
+def test_contiguous_registers_make_one_request() -> None:
+    specs = [spec(0, "uint32"), spec(2, "float32"), spec(4), spec(5)]
+    assert plan_reads(specs, max_gap_registers=0) == (ReadRequest(3, 0, 6),)
+
+
+def test_gap_at_the_limit_merges_and_one_more_splits() -> None:
+    specs = [spec(0), spec(5)]  # registers 1..4 unused: a gap of 4
+    assert plan_reads(specs, max_gap_registers=4) == (ReadRequest(3, 0, 6),)
+    assert plan_reads(specs, max_gap_registers=3) == (ReadRequest(3, 0, 1), ReadRequest(3, 5, 1))
+
+
+def test_function_codes_are_planned_separately() -> None:
+    specs = [spec(10, function=4), spec(0, "uint32"), spec(11, function=4)]
+    assert plan_reads(specs, max_gap_registers=32) == (
+        ReadRequest(3, 0, 2),
+        ReadRequest(4, 10, 2),
+    )
+
+
+def test_read_size_limit_splits() -> None:
+    specs = [spec(0), spec(20, "uint32")]
+    assert plan_reads(specs, 32, max_read_registers=22) == (ReadRequest(3, 0, 22),)
+    assert plan_reads(specs, 32, max_read_registers=21) == (
+        ReadRequest(3, 0, 1),
+        ReadRequest(3, 20, 2),
+    )
+
+
+def test_overlapping_values_share_registers() -> None:
+    assert plan_reads([spec(0, "uint32"), spec(1)], 0) == (ReadRequest(3, 0, 2),)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_every_value_is_covered_by_exactly_one_request(name: str) -> None:
+    profile = load_profile(name)
+    plan = plan_reads(profile.values, 32, profile.max_read_registers)
+    for value in profile.values:
+        assert sum(r.covers(value) for r in plan) == 1
+
+
+def test_one_request_per_meter_for_generic_siemens_and_dynaflox() -> None:
+    for name in ("generic", "siemens_mag6000", "dynaflox_ultrad"):
+        profile = load_profile(name)
+        assert len(plan_reads(profile.values, 32, profile.max_read_registers)) == 1, name
+
+
+# --- decoding ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("registers", "data_type", "word_order", "expected"),
+    [
+        ([0xFFFF], "uint16", "big", 65535),
+        ([0xFFFF], "int16", "big", -1),
+        ([0x8000], "int16", "big", -32768),
+        ([0x1234, 0x5678], "uint32", "big", 0x12345678),
+        ([0x5678, 0x1234], "uint32", "little", 0x12345678),
+        ([0xFFFF, 0xFFFE], "int32", "big", -2),
+        ([0xFFFE, 0xFFFF], "int32", "little", -2),
+        ([0x3FC0, 0x0000], "float32", "big", 1.5),  # IEEE 754: 1.5 = 3FC00000h
+        ([0x0000, 0x3FC0], "float32", "little", 1.5),
+        ([0xC2F6, 0xE979], "float32", "big", -123.456),
+    ],
+)
+def test_decode_types_and_word_orders(
+    registers: list[int], data_type: str, word_order: str, expected: float
+) -> None:
+    value = decode_registers(registers, data_type, word_order)  # type: ignore[arg-type]
+    assert value == pytest.approx(expected, rel=1e-6)
+    assert (
+        decode_registers(encode_registers(value, data_type, word_order), data_type, word_order)
+        == value
+    )  # type: ignore[arg-type]
+
+
+@given(st.integers(-(2**31), 2**31 - 1), st.sampled_from(["big", "little"]))
+def test_int32_roundtrip(value: int, word_order: str) -> None:
+    words = encode_registers(value, "int32", word_order)  # type: ignore[arg-type]
+    assert all(0 <= w <= 0xFFFF for w in words)
+    assert decode_registers(words, "int32", word_order) == value  # type: ignore[arg-type]
+
+
+def test_dynaflox_golden_registers() -> None:
+    profile = load_profile("dynaflox_ultrad")
+    registers = [0] * 17
+    registers[0:2] = [0, 1234]  # 1234 L/h
+    registers[2:4] = [0, 56]  # 56 m³
+    registers[4:6] = [0x000C, 0x0A08]  # 789000 mL
+    registers[14:16] = [0, 3600]  # 3600 mV
+    registers[16] = 0x0010
+    values = decode_meter(profile, {ReadRequest(3, 0, 17): registers})
+    assert values.flow_m3h == pytest.approx(1.234)
+    assert values.total_m3 == pytest.approx(56.789)
+    assert values.battery_v == pytest.approx(3.6)
+    assert values.alarm_bits == MeterAlarm.FAULT
+    assert values.reverse_flow is False
+
+
+def test_tuf2000m_little_word_order_and_negative_flow_is_reverse() -> None:
+    profile = load_profile("tuf2000m")
+    low_block = [0] * 28
+    low_block[0:2] = [0x0000, 0xBFC0]  # -1.5 m³/h, low word first
+    low_block[24:26] = [0x3039, 0x0000]  # 12345 m³
+    low_block[26:28] = [0x0000, 0x3F00]  # 0.5
+    values = decode_meter(
+        profile, {ReadRequest(3, 0, 28): low_block, ReadRequest(3, 71, 1): [0x0008]}
+    )
+    assert values.flow_m3h == -1.5
+    assert values.total_m3 == 12345.5
+    assert values.reverse_flow is True
+    assert values.alarm_bits == MeterAlarm.EMPTY_PIPE | MeterAlarm.REVERSE_FLOW
+
+
+def test_siemens_flow_is_converted_from_m3_per_second() -> None:
+    profile = load_profile("siemens_mag6000")
+    block = [0] * 22
+    block[0:2] = encode_registers(0.001, "float32", "big")  # 1 L/s
+    block[20:22] = encode_registers(4321.0, "float32", "big")
+    values = decode_meter(profile, {ReadRequest(3, 3002, 22): block})
+    assert values.flow_m3h == pytest.approx(3.6, rel=1e-6)
+    assert values.total_m3 == 4321.0
+    assert values.reverse_flow is None  # absolute flow says nothing about direction
+    assert values.alarm_bits is None and values.battery_v is None
+
+
+def test_non_finite_value_becomes_none_not_zero() -> None:
+    profile = load_profile("generic")
+    block = [0, 1000, 0x7FC0, 0x0000, 360, 0]  # flow is NaN
+    values = decode_meter(profile, {ReadRequest(3, 0, 6): block})
+    assert values.flow_m3h is None
+    assert values.bad_fields == ("flow_m3h",)
+    assert values.total_m3 == 1.0
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_simulator_encoding_and_driver_decoding_agree(name: str) -> None:
+    profile = load_profile(name)
+    state = MeterState(total_m3=1234.567, flow_m3h=0.75, battery_v=3.55, alarms=0)
+    image = register_image(profile, state)
+    plan = plan_reads(profile.values, 32, profile.max_read_registers)
+    blocks = {r: [image.get((r.function, r.address + i), 0) for i in range(r.count)] for r in plan}
+    values = decode_meter(profile, blocks)
+    assert values.total_m3 == pytest.approx(1234.567, abs=1e-3)
+    assert values.flow_m3h == pytest.approx(0.75, rel=1e-5)
+    if any(s.field == "battery_v" for s in profile.values):
+        assert values.battery_v == pytest.approx(3.55, abs=1e-3)
+
+
+def test_generic_alarm_bits_are_normalised() -> None:
+    profile = load_profile("generic")
+    state = MeterState(1.0, 0.0, 3.0, int(MeterAlarm.TAMPER | MeterAlarm.LOW_BATTERY))
+    image = register_image(profile, state)
+    assert image[(3, 5)] == 0x0006  # device bits as the profile declares them
+    values = decode_meter(profile, {ReadRequest(3, 0, 6): [image[(3, a)] for a in range(6)]})
+    assert values.alarm_bits == MeterAlarm.TAMPER | MeterAlarm.LOW_BATTERY
+
+
+# --- configuration ----------------------------------------------------------------------------
+
+
+def bus(**kw: object) -> ModbusBusConfig:
+    base: dict[str, object] = {
+        "type": "modbus",
+        "name": "bus",
+        "poll_interval_s": 10.0,
+        "timeout_s": 1.0,
+        "meters": [{"meter_id": f"m{i}", "device_id": i} for i in (1, 2, 3)],
+    }
+    base.update(kw)
+    return ModbusBusConfig.model_validate(base)
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        {"transport": "rtu"},  # no serial_port
+        {"timeout_s": 10.0},
+        {"meters": [{"meter_id": "a", "device_id": 1}, {"meter_id": "b", "device_id": 1}]},
+        {"meters": [{"meter_id": "a", "device_id": 1, "profile": "nope"}]},
+        {"meters": [{"meter_id": "a", "device_id": 300}]},
+        {"pol_interval_s": 3},
+    ],
+)
+def test_bad_bus_config_is_rejected(override: dict[str, object]) -> None:
+    with pytest.raises(ValidationError):
+        bus(**override)
+
+
+def test_minimal_bus_config_is_valid() -> None:
+    cfg = ModbusBusConfig.model_validate({"type": "modbus", "name": "b"})
+    assert cfg.transport == "tcp" and cfg.baudrate == 9600 and cfg.meters == ()
+
+
+# --- the poller, against a scripted reader on a manual clock -------------------------------------
+
+
+class ScriptedReader:
+    """Answers like the generic profile; dead ids time out (advancing the clock by the timeout)."""
+
+    def __init__(self, clock: ManualClock, timeout_s: float) -> None:
+        self.clock = clock
+        self.timeout_s = timeout_s
+        self.dead: set[int] = set()
+        self.exception: dict[int, int] = {}
+        self.bus_down = False
+        self.requests: Counter[int] = Counter()
+
+    async def read(
+        self, function: int, address: int, count: int, device_id: int
+    ) -> list[int] | ExceptionReply:
+        self.requests[device_id] += 1
+        if self.bus_down:
+            raise BusUnreachable("connection refused")
+        if device_id in self.dead:
+            self.clock.advance(self.timeout_s)
+            raise DeviceUnreachable("timeout")
+        if device_id in self.exception:
+            return ExceptionReply(self.exception[device_id])
+        self.clock.advance(0.01)
+        return [0, 1000 * device_id, 0, 0, 360, 0][address : address + count]
+
+    async def close(self) -> None:
+        pass
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.readings: list[WaterMeterReading] = []
+
+    async def __call__(self, records: object) -> None:
+        self.readings.extend(records)  # type: ignore[arg-type]
+
+
+def poller(**kw: object) -> tuple[ModbusBusSource, ScriptedReader, ManualClock, Sink]:
+    cfg = bus(**{"offline_after_failures": 3, "retries": 1, "dead_probe_interval_s": 80.0, **kw})
+    clock = ManualClock()
+    reader = ScriptedReader(clock, cfg.timeout_s)
+    return ModbusBusSource(cfg, clock, reader), reader, clock, Sink()
+
+
+async def test_one_request_per_meter_per_poll_and_correct_values() -> None:
+    source, reader, clock, sink = poller()
+    for _ in range(5):
+        await source.poll_once(sink)
+        clock.advance(10)
+    assert reader.requests == {1: 5, 2: 5, 3: 5}
+    assert source.requests_per_poll == 3
+    latest = {r.meter_id: r for r in sink.readings}
+    assert latest["m2"].total_m3 == 2.0 and latest["m2"].battery_v == 3.6
+    assert source.stats.records == 15
+
+
+async def test_dead_meter_goes_offline_once_yields_nothing_and_is_probed_less(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    source, reader, clock, sink = poller()
+    reader.dead.add(2)
+    caplog.set_level(logging.INFO, logger="drivers.modbus_meter")
+    for _ in range(30):
+        await source.poll_once(sink)
+        clock.advance(10)
+    assert not [r for r in sink.readings if r.meter_id == "m2"]
+    assert source.offline_meters == {"m2"}
+    offline_lines = [r for r in caplog.records if "offline" in r.getMessage()]
+    assert len(offline_lines) == 1
+    assert reader.requests[1] == 30 and reader.requests[3] == 30
+    # 2 tries in the first poll, 1 in the second (offline), then backoff 10, 20, 40, 80, 80 s ...
+    assert reader.requests[2] < 10
+    assert source.offline_total == 1
+
+
+async def test_dead_meter_retried_only_after_the_healthy_ones() -> None:
+    source, reader, clock, sink = poller()
+    reader.dead.add(1)
+    start_ns = clock.now_ns()
+    readings = await source.poll_once(sink)
+    assert [r.meter_id for r in readings] == ["m2", "m3"]
+    # m2 waited for one timeout of m1 at most; the retry of m1 came after m3 was read.
+    assert readings[0].time_ns - start_ns < 1.1e9
+    assert reader.requests[1] == 2
+
+
+async def test_dead_meter_probe_skipped_when_the_interval_has_no_room() -> None:
+    source, reader, clock, sink = poller(timeout_s=4.0)
+    reader.dead.add(1)
+    await source.poll_once(sink, deadline_ns=clock.now_ns() + 5_000_000_000)
+    # first try of m1 took 4 s, leaving < 4 s: the retry waits for the next cycle
+    assert reader.requests[1] == 1
+
+
+async def test_meter_back_online_logs_once_and_reads_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    source, reader, clock, sink = poller()
+    reader.dead.add(3)
+    for _ in range(5):
+        await source.poll_once(sink)
+        clock.advance(10)
+    reader.dead.clear()
+    caplog.set_level(logging.INFO, logger="drivers.modbus_meter")
+    for _ in range(20):
+        await source.poll_once(sink)
+        clock.advance(10)
+    assert source.offline_meters == frozenset()
+    assert len([r for r in caplog.records if "back online" in r.getMessage()]) == 1
+    assert sink.readings[-1].meter_id == "m3"
+
+
+async def test_exception_reply_is_counted_not_offline_and_logged_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    source, reader, clock, sink = poller()
+    reader.exception[2] = 0x02  # illegal data address: a profile that does not fit the meter
+    caplog.set_level(logging.WARNING, logger="drivers.modbus_meter")
+    for _ in range(6):
+        await source.poll_once(sink)
+        clock.advance(10)
+    assert source.stats.errors["modbus_exception"] == 6
+    assert source.offline_meters == frozenset()
+    assert len(caplog.records) == 1
+    assert {r.meter_id for r in sink.readings} == {"m1", "m3"}
+
+
+async def test_gateway_no_response_exception_counts_as_silence() -> None:
+    source, reader, clock, sink = poller()
+    reader.exception[2] = 0x0B
+    for _ in range(3):
+        await source.poll_once(sink)
+        clock.advance(10)
+    assert source.offline_meters == {"m2"}
+
+
+async def test_bus_down_penalises_no_meter(caplog: pytest.LogCaptureFixture) -> None:
+    source, reader, clock, sink = poller()
+    reader.bus_down = True
+    caplog.set_level(logging.INFO, logger="drivers.modbus_meter")
+    for _ in range(5):
+        await source.poll_once(sink)
+        clock.advance(10)
+    assert sum(reader.requests.values()) == 5  # one attempt per poll, then the cycle gives up
+    assert source.offline_meters == frozenset()
+    assert source.stats.connected is False
+    reader.bus_down = False
+    await source.poll_once(sink)
+    assert source.stats.connected is True
+    assert len(sink.readings) == 3
+    messages = [r.getMessage() for r in caplog.records]
+    assert len([m for m in messages if "unreachable" in m]) == 1
+    assert len([m for m in messages if "reachable" in m and "unreachable" not in m]) == 1
+
+
+@given(st.sampled_from(SHIPPED), st.data())
+def test_random_registers_decode_without_crashing(name: str, data: st.DataObject) -> None:
+    profile = load_profile(name)
+    plan = plan_reads(profile.values, 32, profile.max_read_registers)
+    blocks = {
+        r: data.draw(st.lists(st.integers(0, 0xFFFF), min_size=r.count, max_size=r.count))
+        for r in plan
+    }
+    values = decode_meter(profile, blocks)
+    for number in (values.total_m3, values.flow_m3h, values.battery_v):
+        assert number is None or math.isfinite(number)
+    assert values.alarm_bits is None or 0 <= values.alarm_bits <= 0x7F
