@@ -1,0 +1,173 @@
+"""Door controllers publishing JSON events over MQTT: subscribe (QoS 1), map, ack after commit."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import aiomqtt
+from pydantic import Field
+
+from drivers.door_common import DoorMapping, ErrorNotes, decode_json, error_kind, map_object
+from hub.errors import ConfigError, ProtocolError
+from hub.source import Publish, Source, SourceConfig, SourceContext
+
+log = logging.getLogger("drivers.door_mqtt")
+
+
+class DoorMqttConfig(SourceConfig):
+    type: Literal["door_mqtt"] = "door_mqtt"
+    topics: list[str] = Field(default_factory=lambda: ["doors/+/events"], min_length=1)
+    mapping: DoorMapping = DoorMapping()
+    # Broker: the hub's MQTT settings unless overridden here.
+    host: str | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+    username: str | None = None
+    password_env: str = ""
+    tls: bool | None = None
+    ca_file: Path | None = None
+    # Persistent session id: QoS 1 events published while the hub is away are kept for it.
+    client_id: str = ""
+    keepalive_s: int = Field(default=30, ge=5)
+    reconnect_initial_s: float = Field(default=1.0, gt=0)
+    reconnect_max_s: float = Field(default=30.0, gt=0)
+
+    def build(self, ctx: SourceContext) -> Source:
+        return DoorMqttSource(self, broker_settings(self, ctx), ctx)
+
+
+@dataclass(slots=True, frozen=True)
+class Broker:
+    host: str
+    port: int
+    username: str | None
+    password: str | None
+    tls: bool
+    ca_file: Path | None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        if not self.tls:
+            return None
+        context = ssl.create_default_context(cafile=str(self.ca_file) if self.ca_file else None)
+        if self.cert_file:
+            context.load_cert_chain(
+                str(self.cert_file), str(self.key_file) if self.key_file else None
+            )
+        return context
+
+
+def broker_settings(cfg: DoorMqttConfig, ctx: SourceContext) -> Broker:
+    """Merge the source's overrides over the hub's MQTT section (`ctx.mqtt`)."""
+    hub: Any = ctx.mqtt
+    password = _password(cfg.password_env) if cfg.password_env else _hub_password(hub)
+    return Broker(
+        host=cfg.host or getattr(hub, "host", None) or "127.0.0.1",
+        port=cfg.port or getattr(hub, "port", None) or 1883,
+        username=cfg.username
+        if cfg.username is not None
+        else getattr(hub, "username", None) or None,
+        password=password,
+        tls=cfg.tls if cfg.tls is not None else bool(getattr(hub, "tls", False)),
+        ca_file=cfg.ca_file or getattr(hub, "ca_file", None),
+        cert_file=getattr(hub, "cert_file", None) if cfg.host is None else None,
+        key_file=getattr(hub, "key_file", None) if cfg.host is None else None,
+    )
+
+
+def _hub_password(hub: Any) -> str | None:
+    password = getattr(hub, "password", None)
+    if password is not None:
+        secret = getattr(password, "get_secret_value", None)
+        return str(secret() if secret else password) or None
+    env_name = getattr(hub, "password_env", "")
+    return _password(env_name) if env_name else None
+
+
+def _password(env_name: str) -> str:
+    value = os.environ.get(env_name)
+    if value is None:
+        raise ConfigError(f"door_mqtt: environment variable {env_name} is not set")
+    return value
+
+
+class DoorMqttSource(Source):
+    kind = "door_mqtt"
+
+    def __init__(self, cfg: DoorMqttConfig, broker: Broker, ctx: SourceContext) -> None:
+        super().__init__(cfg.name)
+        self.cfg = cfg
+        self.broker = broker
+        self.clock = ctx.clock
+        self.salt = ctx.hash_salt
+        self.client_id = cfg.client_id or f"hub-{ctx.site}-{cfg.name}"[:64]
+        self.notes = ErrorNotes(log, cfg.name, self.stats)
+        self.ignored = 0
+
+    async def run(self, publish: Publish) -> None:
+        delay_s = self.cfg.reconnect_initial_s
+        while True:
+            try:
+                await self._session(publish)
+            except aiomqtt.MqttError as exc:
+                if self.stats.connected:
+                    log.warning("%s: broker connection lost (%s); reconnecting", self.name, exc)
+                elif self.stats.errors["connect"] == 0:
+                    log.warning("%s: cannot reach broker (%s); retrying", self.name, exc)
+                self.stats.connected = False
+                self.stats.error("connect")
+            else:
+                delay_s = self.cfg.reconnect_initial_s
+            await asyncio.sleep(delay_s * random.uniform(0.8, 1.2))
+            delay_s = min(delay_s * 2, self.cfg.reconnect_max_s)
+
+    async def _session(self, publish: Publish) -> None:
+        client = aiomqtt.Client(
+            self.broker.host,
+            self.broker.port,
+            username=self.broker.username,
+            password=self.broker.password,
+            identifier=self.client_id,
+            clean_session=False,
+            keepalive=self.cfg.keepalive_s,
+            tls_context=self.broker.tls_context(),
+        )
+        # PUBACK only after the durable commit: paho's manual-ack mode, reached through aiomqtt's
+        # underlying client because aiomqtt 2.x does not expose it. Unacked QoS 1 messages are
+        # redelivered by the broker after a reconnect (persistent session, clean_session=False).
+        client._client.manual_ack_set(True)
+        async with client:
+            for topic in self.cfg.topics:
+                await client.subscribe(topic, qos=1)
+            self.stats.connected = True
+            log.info("%s: subscribed to %s", self.name, ", ".join(self.cfg.topics))
+            async for message in client.messages:
+                await self._handle(message, publish)
+                if message.qos > 0:
+                    client._client.ack(message.mid, message.qos)
+
+    async def _handle(self, message: aiomqtt.Message, publish: Publish) -> None:
+        now_ns = self.clock.now_ns()
+        self.stats.messages += 1
+        self.stats.last_message_ns = now_ns
+        payload = message.payload
+        if not isinstance(payload, (bytes, bytearray)):
+            payload = str(payload).encode() if payload is not None else b""
+        try:
+            document = decode_json(bytes(payload))
+            if self.cfg.mapping.ignores(document):
+                self.ignored += 1
+                return
+            event = map_object(document, self.cfg.mapping, self.salt, self.name, now_ns)
+        except ProtocolError as exc:
+            self.notes.note(error_kind(exc), f"topic {message.topic.value}: {exc}")
+            return
+        await publish([event])
+        self.stats.records += 1
