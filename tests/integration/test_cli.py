@@ -119,7 +119,8 @@ def test_unreachable_influxdb(tmp_path: Path) -> None:
 def test_secrets_never_logged(tmp_path: Path) -> None:
     path = write(
         tmp_path,
-        f'[hub]\ndata_dir = "{tmp_path}/data"\nlog_level = "debug"\n[http]\nenabled = false\n'
+        f'[hub]\ndata_dir = "{tmp_path}/data"\nlog_level = "debug"\nhealth_interval_s = 0.2\n'
+        "[http]\nenabled = false\n"
         '[influxdb]\napi = "v2"\nurl = "http://127.0.0.1:1"\ntoken_env = "HUB_T"\n',
     )
     proc = subprocess.Popen(

@@ -93,8 +93,7 @@ def test_status_page_renders_in_headless_chromium(
     async def serve() -> None:
         async with running(cfg):  # type: ignore[arg-type]
             ready.set()
-            while not done.is_set():
-                await asyncio.sleep(0.05)
+            await asyncio.to_thread(done.wait)
 
     thread = threading.Thread(target=lambda: asyncio.run(serve()))
     thread.start()
