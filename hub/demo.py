@@ -1,25 +1,39 @@
 """`hub demo`: simulators through the real pipeline on an accelerated clock; alerts on the console.
 
-Needs no external service: readings go to a local SQLite store (data_dir/store.sqlite) and
-alerts are printed as they are raised, besides going through the durable alert outbox.
+Needs no external service: readings go to a local SQLite store (data_dir/store.sqlite), and
+alerts are printed as they are raised besides going through the durable alert outbox. Scenes:
+- foundation: two simulated meter sources, one of which stops → `source_silent`;
+- community: a Modbus TCP building of meters (pymodbus server) where a solitary elder stops using
+  water, and a door controller pushing ISAPI-style events over HTTP (forced door, bad cards);
+- a CJ/T 188 meter on a serial pty pair when socat is installed.
+Thresholds are shortened so that every alert shows within a minute of real time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import shutil
+import socket
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 from hub.alerts import Alert
 from hub.app import Hub
-from hub.clock import AcceleratedClock
+from hub.clock import AcceleratedClock, Clock
 from hub.config import parse_config
 
-DEMO_CONFIG = """
+DOOR_TOKEN_ENV = "HUB_DEMO_DOOR_TOKEN"
+
+BASE_CONFIG = """
 [hub]
 site = "demo-harbour"
 data_dir = "{data_dir}"
@@ -34,10 +48,19 @@ api = "local"
 [alerts]
 tick_s = 30
 
+[registry.community]
+households_csv = "households.csv"
+meters_csv = "meters.csv"
+doors_csv = "doors.csv"
+
+[rules.community.elder_no_water]
+warn_hours = 1.0        # demo only: 12 h by default
+critical_hours = 2.0    # demo only: 24 h by default
+
 [[sources]]
 type = "simulated_meters"
 name = "meters-a"
-meters = 6
+meters = 4
 interval_s = 300
 silent_timeout_s = 1200
 
@@ -45,10 +68,58 @@ silent_timeout_s = 1200
 type = "simulated_meters"
 name = "meters-b"
 prefix = "B-"
-meters = 4
+meters = 2
 interval_s = 300
 stop_after_s = 600
 silent_timeout_s = 1200
+
+[[sources]]
+type = "modbus"
+name = "building-3"
+host = "127.0.0.1"
+port = {modbus_port}
+poll_interval_s = 300
+timeout_s = 0.5
+meters = [
+  {{ meter_id = "M-3-2-501", device_id = 1 }},
+  {{ meter_id = "M-3-2-502", device_id = 2 }},
+  {{ meter_id = "M-3-2-601", device_id = 3 }},
+  {{ meter_id = "M-3-1-101", device_id = 4 }},
+]
+
+[[sources]]
+type = "door_http"
+name = "doors-3"
+token_env = "{door_token_env}"
+"""
+
+CJT188_SOURCE = """
+[[sources]]
+type = "cjt188"
+name = "cjt188-line"
+serial_port = "{port}"
+parity = "N"            # ptys refuse parity E; a real RS-485 line keeps the standard's 8E1
+poll_interval_s = 300
+meters = [{{ meter_id = "M-5-1-101", address = "11223344556677" }}]
+"""
+
+HOUSEHOLDS = """household_id,building,unit,room,grid,micro_grid,police_grid,is_solitary_elder,away_until
+3-2-501,3,2,501,G-03,G-03-2,PG-07,yes,
+3-2-502,3,2,502,G-03,G-03-2,PG-07,no,
+3-2-601,3,2,601,G-03,G-03-2,PG-07,yes,2099-12-31
+3-1-101,3,1,101,G-03,G-03-1,PG-07,no,
+5-1-101,5,1,101,G-05,G-05-1,PG-08,no,
+"""
+METERS = """meter_id,household_id,bus,device_id,profile
+M-3-2-501,3-2-501,building-3,1,generic
+M-3-2-502,3-2-502,building-3,2,generic
+M-3-2-601,3-2-601,building-3,3,generic
+M-3-1-101,3-1-101,building-3,4,generic
+M-5-1-101,5-1-101,cjt188-line,0,
+"""
+# An ISAPI controller names a door by its MAC address and door number.
+DOORS = """door_id,building,unit,grid,micro_grid,police_grid,household_id
+{mac}-1,3,2,G-03,G-03-2,PG-07,
 """
 
 COLOURS = {"critical": "\033[31;1m", "warning": "\033[33;1m", "info": "\033[36m"}
@@ -66,42 +137,144 @@ def format_alert(alert: Alert, utc_offset_h: float = 8.0, colour: bool = False) 
     )
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Simulators:
+    """The demo's devices, started before the hub and stopped after it."""
+
+    clock: Clock
+    workdir: Path
+    stops: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    extra_config: str = ""
+    modbus_port: int = 0
+
+    async def start(self) -> None:
+        from drivers.sim_meters import ModbusMeterServer, building
+
+        self.modbus_port = _free_port()
+        # Device 1 is the solitary elder of 3-2-501: no water drawn from the start.
+        server = ModbusMeterServer(building(4, elder_device_id=1), clock=self.clock)
+        await server.start_tcp("127.0.0.1", self.modbus_port)
+        self.stops.append(server.stop)
+        self.notes.append(f"Modbus TCP building of 4 meters on 127.0.0.1:{self.modbus_port}")
+        await self._start_cjt188()
+
+    async def _start_cjt188(self) -> None:
+        socat = shutil.which("socat")
+        if socat is None:
+            self.notes.append(
+                "CJ/T 188 meter skipped: socat is not installed (apt-get install socat)"
+            )
+            return
+        from drivers.sim_meters import Cjt188MeterSim, Cjt188Simulator, MeterSim
+
+        a, b = self.workdir / "ttyHub", self.workdir / "ttyMeter"
+        proc = subprocess.Popen(  # noqa: ASYNC220 - starts a long-lived helper, returns at once
+            [socat, f"pty,raw,echo=0,link={a}", f"pty,raw,echo=0,link={b}"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(200):
+            if a.exists() and b.exists():
+                break
+            await asyncio.sleep(0.01)
+        sim = Cjt188Simulator([Cjt188MeterSim("11223344556677", MeterSim(0))], clock=self.clock)
+        await sim.start(str(b), parity="N")
+
+        async def stop() -> None:
+            await sim.stop()
+            proc.terminate()
+
+        self.stops.append(stop)
+        self.extra_config += CJT188_SOURCE.format(port=a)
+        self.notes.append(f"CJ/T 188 meter on serial pty {a}")
+
+    async def after_hub_start(self, hub: Hub) -> None:
+        from drivers.sim_doors import post_http, scenario
+
+        url = f"{hub.http_url.rstrip('/')}/ingest/doors/doors-3"
+        start_ms = hub.clock.now_ns() // 1_000_000
+        # Two residents come home, then a forced door, a held door and five bad cards in a row.
+        await post_http(url, os.environ[DOOR_TOKEN_ENV], scenario("1", start_ms))
+
+    async def stop(self) -> None:
+        for stop in reversed(self.stops):
+            with contextlib.suppress(Exception):
+                await stop()
+
+
 async def run_demo(duration_s: float | None, speed: float, port: int) -> int:
+    os.environ.setdefault(DOOR_TOKEN_ENV, "demo-door-token")
     with tempfile.TemporaryDirectory(prefix="hub-demo-") as tmp:
-        text = DEMO_CONFIG.format(data_dir=tmp, port=port)
-        cfg = parse_config(text, Path(tmp) / "demo.toml")
+        workdir = Path(tmp)
+        _write_registry(workdir)
         clock = AcceleratedClock(speed)
+        sims = Simulators(clock, workdir)
+        await sims.start()
+        text = BASE_CONFIG.format(
+            data_dir=workdir / "data",
+            port=port,
+            modbus_port=sims.modbus_port,
+            door_token_env=DOOR_TOKEN_ENV,
+        )
+        cfg = parse_config(text + sims.extra_config, workdir / "demo.toml")
         hub = Hub(cfg, clock=clock)
         colour = sys.stdout.isatty()
         started = time.monotonic()
 
         def show(alert: Alert) -> None:
             elapsed = time.monotonic() - started
-            print(
-                f"{elapsed:5.1f}s  {format_alert(alert, cfg.hub.utc_offset_hours, colour)}",
-                flush=True,
-            )
+            line = format_alert(alert, cfg.hub.utc_offset_hours, colour)
+            print(f"{elapsed:5.1f}s  {line}", flush=True)
 
         hub.engine.listeners.append(show)
         await hub.start()
-        print(
-            f"Harbourgrid demo: site {cfg.hub.site}, clock x{speed:g} "
-            f"(1 real second = {speed / 60:g} simulated minutes)\n"
-            f"status page: {hub.http_url}   metrics: {hub.http_url}metrics\n"
-            f"sources: {', '.join(s.name for s in hub.sources)} — alerts print below as they are raised "
-            f"(Ctrl-C to stop)",
-            flush=True,
-        )
-        with contextlib.suppress(asyncio.CancelledError):
-            if duration_s is None:
-                await asyncio.Event().wait()
-            else:
-                await asyncio.sleep(duration_s)
-        await hub.stop(flush_timeout_s=2)
-        stats = hub.outbox.stats
-        print(
-            f"demo finished: {hub.pipeline.records_in} records, {hub.forwarder.written if hub.forwarder else 0} "
-            f"stored locally, {sum(hub.engine.alert_counts.values())} alert changes, outbox rows {stats.rows}",
-            flush=True,
-        )
+        _banner(hub, speed, sims.notes)
+        try:
+            await sims.after_hub_start(hub)
+            with contextlib.suppress(asyncio.CancelledError):
+                if duration_s is None:
+                    await asyncio.Event().wait()
+                else:
+                    await asyncio.sleep(duration_s)
+        finally:
+            await hub.stop(flush_timeout_s=2)
+            await sims.stop()
+        _summary(hub)
     return 0
+
+
+def _write_registry(workdir: Path) -> None:
+    from drivers.sim_doors import ISAPI_MAC
+
+    (workdir / "households.csv").write_text(HOUSEHOLDS)
+    (workdir / "meters.csv").write_text(METERS)
+    (workdir / "doors.csv").write_text(DOORS.format(mac=ISAPI_MAC))
+
+
+def _banner(hub: Hub, speed: float, notes: list[str]) -> None:
+    lines = [
+        f"Harbourgrid demo: site {hub.cfg.hub.site}, clock x{speed:g} "
+        f"(1 real second = {speed / 60:g} simulated minutes)",
+        f"status page: {hub.http_url}   metrics: {hub.http_url}metrics",
+        f"sources: {', '.join(s.name for s in hub.sources)}",
+        *(f"  - {note}" for note in notes),
+        "alerts print below as they are raised (Ctrl-C to stop):",
+    ]
+    print("\n".join(lines), flush=True)
+
+
+def _summary(hub: Hub) -> None:
+    written = hub.forwarder.written if hub.forwarder else 0
+    changes: dict[str, Any] = dict(hub.engine.alert_counts)
+    print(
+        f"demo finished: {hub.pipeline.records_in} records, {written} stored in the local store, "
+        f"alert changes {changes}, outbox rows left {hub.outbox.stats.rows}",
+        flush=True,
+    )

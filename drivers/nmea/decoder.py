@@ -1,0 +1,451 @@
+"""NMEA 0183 / AIS line decoder: tag blocks, checksums, fragment reassembly, records out."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import operator
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from pyais.bit_vector import bit_vector
+from pyais.messages import MSG_CLASS, MessageType24PartA
+
+from drivers.nmea.gnss import FIX_READERS, read_fix
+from hub.errors import ChecksumError, FrameError, ProtocolError
+from hub.records import NO_GRID, GatewayFix, Record, VesselPosition, VesselStatic
+from hub.source import SourceStats
+
+log = logging.getLogger(__name__)
+
+NS_PER_S = 1_000_000_000
+MAX_LINE_BYTES = 400  # tag block + an 82-char sentence; longer lines are garbage
+AIS_SENTENCES = (b"VDM", b"VDO")
+_DIGIT = {str(i).encode(): i for i in range(10)}  # fragment count/number and fill bits are 0-9
+
+
+class TruncatedError(FrameError):
+    """A sentence cut short: no checksum, or an AIS payload shorter than its message type."""
+
+
+@dataclass(slots=True, frozen=True)
+class Sentence:
+    """One checked NMEA sentence with what its tag block said."""
+
+    body: bytes  # from the leading '!' or '$' up to, not including, '*hh'
+    time_ns: int | None  # tag block c: (receiver time), if any
+    station: str  # tag block s: (source station), "" if none
+    group: str  # tag block g: group id tying the fragments of one message, "" if none
+
+
+def _xor(data: bytes) -> int:
+    return functools.reduce(operator.xor, data, 0)
+
+
+_HEX = {b"%02X" % i: i for i in range(256)} | {b"%02x" % i: i for i in range(256)}
+# AIS payload armouring (ITU-R M.1371 / IEC 61162-1): ASCII 48-87 -> 0-39, 96-119 -> 40-63.
+_SIXBIT = {c: (c - 48 if c < 88 else c - 56) for c in [*range(48, 88), *range(96, 120)]}
+
+
+def _split_checksum(text: bytes, what: str) -> bytes:
+    """Return text before '*hh' after checking hh; raise ChecksumError/FrameError."""
+    if len(text) < 4 or text[-3:-2] != b"*":
+        raise TruncatedError(f"{what} without checksum")
+    expected = _HEX.get(text[-2:])
+    if expected is None:
+        raise FrameError(f"{what} checksum is not hex")
+    content = text[:-3]
+    if _xor(content[1:] if what == "sentence" else content) != expected:
+        raise ChecksumError(f"{what} checksum mismatch")
+    return content
+
+
+_Tag = tuple[int | None, str, str]  # (time_ns, station, group)
+
+
+def _parse_tag_block(tag: bytes) -> _Tag:
+    """IEC 61162-450 / NMEA 4.10 tag block `g:1-2-73,s:station,c:unixtime*hh`."""
+    content = _split_checksum(tag, "tag block")
+    time_ns: int | None = None
+    station = group = ""
+    for part in content.split(b","):
+        key, _, value = part.partition(b":")
+        if key == b"c":
+            try:
+                stamp = int(value)
+            except ValueError as exc:
+                raise FrameError("tag block c: is not an integer") from exc
+            # c: is seconds per IEC 61162-450; some receivers send milliseconds.
+            time_ns = stamp * 1_000_000 if stamp > 10_000_000_000 else stamp * NS_PER_S
+        elif key == b"s":
+            station = value.decode("ascii", "replace")
+        elif key == b"g":  # sentence-number - total - group id
+            group = "g:" + value.rpartition(b"-")[2].decode("ascii", "replace")
+    return time_ns, station, group
+
+
+_TAG_CACHE: dict[bytes, _Tag] = {}  # tag blocks repeat within a second
+
+
+def _tag_block(tag: bytes) -> _Tag:
+    parsed = _TAG_CACHE.get(tag)
+    if parsed is None:
+        parsed = _parse_tag_block(tag)
+        if len(_TAG_CACHE) >= 256:
+            _TAG_CACHE.clear()
+        _TAG_CACHE[tag] = parsed
+    return parsed
+
+
+def _split_line(line: bytes) -> tuple[bytes, int | None, str, str]:
+    """(sentence body without '*hh', *tag block); raises ProtocolError subclasses."""
+    line = line.strip()
+    if len(line) > MAX_LINE_BYTES:
+        raise FrameError("line too long")
+    time_ns: int | None = None
+    station = group = ""
+    if line[:1] == b"\\":
+        end = line.find(b"\\", 1)
+        if end < 0:
+            raise FrameError("unterminated tag block")
+        time_ns, station, group = _tag_block(line[1:end])
+        line = line[end + 1 :]
+    if line[:1] not in (b"!", b"$") or not line.isascii():
+        raise FrameError("not an NMEA sentence")
+    return _split_checksum(line, "sentence"), time_ns, station, group
+
+
+def parse_line(line: bytes) -> Sentence:
+    """Strip and check one line; raise a ProtocolError subclass when it is not valid NMEA."""
+    return Sentence(*_split_line(line))
+
+
+_GroupKey = tuple[bytes, bytes, str, str]  # (channel, sequence id, sender, station or g: group)
+
+
+@dataclass(slots=True)
+class _Group:
+    """Fragments of one multi-sentence AIS message awaiting their siblings."""
+
+    started_ns: int  # receive time, for expiry
+    time_ns: int  # the first fragment's time, for the record
+    payloads: list[bytes | None]
+    missing: int
+    fill_bits: int = 0
+
+
+def _none_if(value: Any, sentinel: Any) -> Any:
+    return None if value is None or value == sentinel else value
+
+
+def _lat_lon(msg: Any) -> tuple[float | None, float | None]:
+    """ITU-R M.1371 "not available" is lat 91 / lon 181; anything off the globe is missing too."""
+    lat, lon = msg.lat, msg.lon
+    if lat is None or lon is None or not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0):
+        return None, None
+    return float(lat), float(lon)
+
+
+def _nav_status(msg: Any) -> int | None:
+    status = getattr(msg, "status", None)
+    return None if status is None or int(status) == 15 else int(status)
+
+
+def _int(value: Any) -> int | None:
+    """Enum or int code -> plain int; 0 is ITU-R M.1371's "not available" for these codes."""
+    if value is None:
+        return None
+    return int(value) or None
+
+
+def _text(value: Any) -> str | None:
+    if not value:
+        return None
+    text = str(value).replace("@", " ").strip()
+    return text or None
+
+
+def _dims(msg: Any) -> tuple[float | None, float | None]:
+    length = (msg.to_bow or 0) + (msg.to_stern or 0)
+    beam = (msg.to_port or 0) + (msg.to_starboard or 0)
+    return (float(length) or None), (float(beam) or None)
+
+
+class NmeaDecoder:
+    """Turns NMEA lines into hub records; errors are counted in `stats`, never raised."""
+
+    def __init__(
+        self,
+        source_name: str,
+        stats: SourceStats | None = None,
+        *,
+        max_fragments: int = 1024,
+        fragment_timeout_s: float = 10.0,
+    ) -> None:
+        self.source_name = source_name
+        self.stats = stats if stats is not None else SourceStats()
+        self.max_fragments = max_fragments
+        self.fragment_timeout_ns = int(fragment_timeout_s * NS_PER_S)
+        self.ignored = 0  # valid messages of types the hub has no record for (4, 6, 8, GSV...)
+        self._groups: dict[_GroupKey, _Group] = {}
+        self._logged: set[str] = set()
+        self._ais: dict[int, Callable[[Any, str, int], list[Record]]] = {
+            1: self._class_a,
+            2: self._class_a,
+            3: self._class_a,
+            5: self._type5,
+            18: self._class_b,
+            19: self._type19,
+            21: self._type21,
+            24: self._type24,
+            27: self._type27,
+        }
+
+    @property
+    def pending_fragments(self) -> int:
+        return len(self._groups)
+
+    def feed(self, line: bytes, now_ns: int, sender: str = "") -> list[Record]:
+        """Decode one line (with or without line end); return the records it completed.
+
+        `sender` tells feeds that share this decoder apart (a UDP peer) for fragment reassembly.
+        """
+        self.stats.messages += 1
+        try:
+            body, time_ns, station, group = _split_line(line)
+            if body[3:6] in AIS_SENTENCES:
+                stream = (sender, group or station)
+                return self._ais_sentence(body, time_ns or now_ns, stream, now_ns)
+            return self._dollar_sentence(body, time_ns or now_ns)
+        except ChecksumError as exc:
+            self._error("checksum", exc, line)
+        except TruncatedError as exc:
+            self._error("truncated", exc, line)
+        except FrameError as exc:
+            self._error("framing", exc, line)
+        except ProtocolError as exc:
+            self._error("decode", exc, line)
+        return []
+
+    def feed_many(self, lines: Iterable[bytes], now_ns: int, sender: str = "") -> list[Record]:
+        """Decode a batch received at `now_ns`.
+
+        Lines without a tag block time are stamped now_ns + their index (ns): InfluxDB keeps one
+        point per series and timestamp, so a vessel seen twice in one batch must not collide.
+        """
+        records: list[Record] = []
+        feed = self.feed
+        for index, line in enumerate(lines):
+            if line:
+                records.extend(feed(line, now_ns + index, sender))
+        return records
+
+    def _error(self, kind: str, exc: Exception, line: bytes) -> None:
+        self.stats.error(kind)
+        if kind not in self._logged:
+            self._logged.add(kind)
+            log.warning(
+                "%s: %s error (%s) in %r; further ones only counted",
+                self.source_name,
+                kind,
+                exc,
+                line[:100],
+            )
+
+    # --- AIS -----------------------------------------------------------------------------------
+
+    def _ais_sentence(
+        self, body: bytes, time_ns: int, stream: tuple[str, str], now_ns: int
+    ) -> list[Record]:
+        fields = body.split(b",")
+        if len(fields) != 7:
+            raise FrameError(f"AIS sentence with {len(fields)} fields")
+        count_f, number_f, seq_f, channel, payload, fill_f = fields[1:]
+        count, number, fill_bits = _DIGIT.get(count_f), _DIGIT.get(number_f), _DIGIT.get(fill_f)
+        if count is None or number is None or fill_bits is None:
+            raise FrameError("AIS fragment fields are not digits")
+        if not (1 <= number <= count and fill_bits <= 5 and payload):
+            raise FrameError("AIS fragment fields out of range")
+        if count > 1:
+            # A tag block group id (g:) ties fragments together; otherwise channel + sequence id
+            # per receiving station (IEC 61162-1 VDM fields 3 and 4), per sender.
+            key = (b"" if stream[1][:2] == "g:" else channel, seq_f, *stream)
+            assembled = self._reassemble(key, count, number, payload, fill_bits, time_ns, now_ns)
+            if assembled is None:
+                return []
+            payload, fill_bits, time_ns = assembled
+        return self._decode_payload(payload, fill_bits, time_ns)
+
+    def _reassemble(
+        self,
+        key: _GroupKey,
+        count: int,
+        number: int,
+        payload: bytes,
+        fill_bits: int,
+        time_ns: int,
+        now_ns: int,
+    ) -> tuple[bytes, int, int] | None:
+        group = self._groups.get(key)
+        if group is not None and (len(group.payloads) != count or group.payloads[number - 1]):
+            # A new message reuses the sequence id before the old one completed.
+            del self._groups[key]
+            self.stats.error("fragment_dropped")
+            group = None
+        if group is None:
+            self._expire(now_ns)
+            group = _Group(now_ns, time_ns, [None] * count, count)
+            self._groups[key] = group
+        group.payloads[number - 1] = payload
+        group.missing -= 1
+        if number == count:
+            group.fill_bits = fill_bits
+        if group.missing:
+            return None
+        del self._groups[key]
+        return b"".join(p for p in group.payloads if p), group.fill_bits, group.time_ns
+
+    def _expire(self, now_ns: int) -> None:
+        """Drop groups older than the timeout, and the oldest ones beyond the bound."""
+        groups = self._groups
+        while groups:
+            key, oldest = next(iter(groups.items()))
+            too_old = now_ns - oldest.started_ns > self.fragment_timeout_ns
+            if not too_old and len(groups) < self.max_fragments:
+                return
+            del groups[key]
+            self.stats.error("fragment_expired")
+
+    def _decode_payload(self, payload: bytes, fill_bits: int, time_ns: int) -> list[Record]:
+        msg_type = _SIXBIT.get(payload[0], -1)  # the first 6 bits are the message type
+        handler = self._ais.get(msg_type)
+        if handler is None:
+            if msg_type in MSG_CLASS:
+                self.ignored += 1
+            else:
+                self.stats.error("unknown_type")
+            return []
+        try:
+            msg = MSG_CLASS[msg_type].from_vector(bit_vector(payload, fill_bits))
+        except Exception as exc:  # pyais raises assorted errors on bit garbage
+            raise ProtocolError(f"AIS payload does not decode: {exc!r}") from exc
+        if msg.mmsi is None:
+            raise TruncatedError("AIS payload too short")
+        try:
+            return handler(msg, f"{msg.mmsi:09d}", time_ns)
+        except (TypeError, ValueError, AttributeError) as exc:  # fields missing from short payloads
+            raise ProtocolError(f"AIS type {msg_type} lacks fields: {exc!r}") from exc
+
+    def _position(self, msg: Any, mmsi: str, time_ns: int, ais_class: str, **kw: Any) -> Record:
+        lat, lon = _lat_lon(msg)
+        return VesselPosition(
+            mmsi,
+            time_ns,
+            lat,
+            lon,
+            msg_type=msg.msg_type,
+            ais_class=ais_class,
+            source=self.source_name,
+            **kw,
+        )
+
+    def _moving(self, msg: Any, mmsi: str, time_ns: int, ais_class: str) -> VesselPosition:
+        # ITU-R M.1371 types 1-3, 18, 19: SOG 1023 (102.3 kn), COG 3600 (360.0), heading 511 = n/a.
+        lat, lon = msg.lat, msg.lon
+        if lat is None or lon is None or not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0):
+            lat = lon = None
+        sog, cog, heading = msg.speed, msg.course, msg.heading
+        return VesselPosition(
+            mmsi,
+            time_ns,
+            lat,
+            lon,
+            None if sog == 102.3 else sog,
+            None if cog == 360.0 else cog,
+            None if heading is None or heading == 511 else float(heading),
+            _nav_status(msg) if ais_class == "A" else None,
+            msg.msg_type,
+            ais_class,
+            False,
+            NO_GRID,
+            self.source_name,
+        )
+
+    def _class_a(self, msg: Any, mmsi: str, time_ns: int) -> list[Record]:
+        return [self._moving(msg, mmsi, time_ns, "A")]
+
+    def _class_b(self, msg: Any, mmsi: str, time_ns: int) -> list[Record]:
+        return [self._moving(msg, mmsi, time_ns, "B")]
+
+    def _type19(self, msg: Any, mmsi: str, time_ns: int) -> list[Record]:
+        length, beam = _dims(msg)
+        static = VesselStatic(
+            mmsi,
+            time_ns,
+            _text(msg.shipname),
+            ship_type=_int(msg.ship_type),
+            length_m=length,
+            beam_m=beam,
+            msg_type=19,
+            source=self.source_name,
+        )
+        return [*self._class_b(msg, mmsi, time_ns), static]
+
+    def _type27(self, msg: Any, mmsi: str, time_ns: int) -> list[Record]:
+        # Type 27 (long-range): SOG 63 kn and COG 511 deg mean "not available".
+        kw = {"sog_kn": _none_if(msg.speed, 63.0), "cog_deg": _none_if(msg.course, 511.0)}
+        return [self._position(msg, mmsi, time_ns, "A", nav_status=_nav_status(msg), **kw)]
+
+    def _type21(self, msg: Any, mmsi: str, time_ns: int) -> list[Record]:
+        name = _text(f"{msg.name or ''}{msg.name_ext or ''}")
+        static = VesselStatic(mmsi, time_ns, name, msg_type=21, source=self.source_name)
+        return [self._position(msg, mmsi, time_ns, "AtoN"), static]
+
+    def _type5(self, msg: Any, mmsi: str, time_ns: int) -> list[Record]:
+        length, beam = _dims(msg)
+        return [
+            VesselStatic(
+                mmsi,
+                time_ns,
+                _text(msg.shipname),
+                _text(msg.callsign),
+                msg.imo or None,
+                _int(msg.ship_type),
+                length,
+                beam,
+                5,
+                source=self.source_name,
+            )
+        ]
+
+    def _type24(self, msg: Any, mmsi: str, time_ns: int) -> list[Record]:
+        if isinstance(msg, MessageType24PartA):
+            return [
+                VesselStatic(
+                    mmsi, time_ns, _text(msg.shipname), msg_type=24, source=self.source_name
+                )
+            ]
+        length, beam = _dims(msg) if hasattr(msg, "to_bow") else (None, None)
+        return [
+            VesselStatic(
+                mmsi,
+                time_ns,
+                callsign=_text(msg.callsign),
+                ship_type=_int(msg.ship_type),
+                length_m=length,
+                beam_m=beam,
+                msg_type=24,
+                source=self.source_name,
+            )
+        ]
+
+    # --- $-sentences (the gateway's own GNSS / compass) ----------------------------------------
+
+    def _dollar_sentence(self, body: bytes, time_ns: int) -> list[Record]:
+        kind = body[3:6].decode("ascii")
+        if kind not in FIX_READERS:
+            self.ignored += 1
+            return []
+        lat, lon, sog, cog, heading = read_fix(kind, body)
+        return [GatewayFix(time_ns, lat, lon, sog, cog, heading, kind, source=self.source_name)]
