@@ -5,7 +5,9 @@ alerts are printed as they are raised besides going through the durable alert ou
 - foundation: two simulated meter sources, one of which stops → `source_silent`;
 - community: a Modbus TCP building of meters (pymodbus server) where a solitary elder stops using
   water, and a door controller pushing ISAPI-style events over HTTP (forced door, bad cards);
-- a CJ/T 188 meter on a serial pty pair when socat is installed.
+- a CJ/T 188 meter on a serial pty pair when socat is installed;
+- maritime: AIS traffic over UDP in the Zhoushan sea grid, where an unregistered vessel loiters,
+  a registered ferry goes dark and a tug steams into a submarine cable area.
 Thresholds are shortened so that every alert shows within a minute of real time.
 """
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import shutil
 import socket
@@ -53,6 +56,10 @@ households_csv = "households.csv"
 meters_csv = "meters.csv"
 doors_csv = "doors.csv"
 
+[registry.maritime]
+vessels_csv = "vessels.csv"
+zones_geojson = "zones.geojson"
+
 [rules.community.elder_no_water]
 warn_hours = 1.0        # demo only: 12 h by default
 critical_hours = 2.0    # demo only: 24 h by default
@@ -91,6 +98,12 @@ meters = [
 type = "door_http"
 name = "doors-3"
 token_env = "{door_token_env}"
+
+[[sources]]
+type = "nmea_udp"
+name = "ais-udp"
+bind_host = "127.0.0.1"
+bind_port = {ais_port}
 """
 
 CJT188_SOURCE = """
@@ -122,6 +135,33 @@ DOORS = """door_id,building,unit,grid,micro_grid,police_grid,household_id
 {mac}-1,3,2,G-03,G-03-2,PG-07,
 """
 
+VESSELS = """mmsi,name,owner,home_port,type,permits
+412401001,ZHEDAIYU 01001,Owner 0001,Shenjiamen,fishing,fishing
+413801234,ZHOUSHAN FERRY 3,Ferry Co 01,Dinghai,passenger,passenger
+413456780,DONGHAI TUG 7,Tug Co 01,Dinghai,tug,harbour
+"""
+
+
+def _zone(
+    zid: str, kind: str, box: tuple[float, float, float, float], **props: Any
+) -> dict[str, Any]:
+    lon0, lat0, lon1, lat1 = box
+    ring = [[lon0, lat0], [lon1, lat0], [lon1, lat1], [lon0, lat1], [lon0, lat0]]
+    return {
+        "type": "Feature",
+        "properties": {"id": zid, "kind": kind, "grid": "ZS-SEA-01", **props},
+        "geometry": {"type": "Polygon", "coordinates": [ring]},
+    }
+
+
+ZONES = {
+    "type": "FeatureCollection",
+    "features": [
+        _zone("sea-zs-01", "sea_grid", (122.1, 29.8, 122.6, 30.2), police_grid="ZS-PG-SEA-1"),
+        _zone("rz-cable-01", "restricted", (122.4, 30.05, 122.48, 30.1), micro_grid="ZS-SEA-01-R1"),
+    ],
+}
+
 COLOURS = {"critical": "\033[31;1m", "warning": "\033[33;1m", "info": "\033[36m"}
 
 
@@ -137,10 +177,14 @@ def format_alert(alert: Alert, utc_offset_h: float = 8.0, colour: bool = False) 
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
+def _free_port(kind: socket.SocketKind = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def _free_udp_port() -> int:
+    return _free_port(socket.SOCK_DGRAM)
 
 
 @dataclass
@@ -153,16 +197,21 @@ class Simulators:
     notes: list[str] = field(default_factory=list)
     extra_config: str = ""
     modbus_port: int = 0
+    ais_port: int = 0
 
     async def start(self) -> None:
         from drivers.sim_meters import ModbusMeterServer, building
 
         self.modbus_port = _free_port()
+        self.ais_port = _free_udp_port()
         # Device 1 is the solitary elder of 3-2-501: no water drawn from the start.
         server = ModbusMeterServer(building(4, elder_device_id=1), clock=self.clock)
         await server.start_tcp("127.0.0.1", self.modbus_port)
         self.stops.append(server.stop)
         self.notes.append(f"Modbus TCP building of 4 meters on 127.0.0.1:{self.modbus_port}")
+        self.notes.append(
+            f"AIS traffic of 4 vessels as !AIVDM over UDP to 127.0.0.1:{self.ais_port}"
+        )
         await self._start_cjt188()
 
     async def _start_cjt188(self) -> None:
@@ -203,6 +252,12 @@ class Simulators:
         # Two residents come home, then a forced door, a held door and five bad cards in a row.
         await post_http(url, os.environ[DOOR_TOKEN_ENV], scenario("1", start_ms))
 
+        from drivers.sim_ais import AisUdpScene, zhoushan_scene
+
+        ais = AisUdpScene(zhoushan_scene(), self.clock, "127.0.0.1", self.ais_port)
+        ais.start()
+        self.stops.append(ais.stop)
+
     async def stop(self) -> None:
         for stop in reversed(self.stops):
             with contextlib.suppress(Exception):
@@ -222,6 +277,7 @@ async def run_demo(duration_s: float | None, speed: float, port: int) -> int:
             port=port,
             modbus_port=sims.modbus_port,
             door_token_env=DOOR_TOKEN_ENV,
+            ais_port=sims.ais_port,
         )
         cfg = parse_config(text + sims.extra_config, workdir / "demo.toml")
         hub = Hub(cfg, clock=clock)
@@ -256,6 +312,8 @@ def _write_registry(workdir: Path) -> None:
     (workdir / "households.csv").write_text(HOUSEHOLDS)
     (workdir / "meters.csv").write_text(METERS)
     (workdir / "doors.csv").write_text(DOORS.format(mac=ISAPI_MAC))
+    (workdir / "vessels.csv").write_text(VESSELS)
+    (workdir / "zones.geojson").write_text(json.dumps(ZONES))
 
 
 def _banner(hub: Hub, speed: float, notes: list[str]) -> None:

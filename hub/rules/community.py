@@ -243,7 +243,8 @@ class ElderNoWater(_CommunityRule):
         end_ns, total = meter["latest"]
         start_s = end_ns // NS - hours * 3600
         before = [s for s in meter["samples"] if s[0] <= start_s]
-        return (total - before[-1][1]) * LITRES_PER_M3 if before else None
+        # Rounded: totals are whole litres, but their m³ float difference is not (4.99999…).
+        return round((total - before[-1][1]) * LITRES_PER_M3, 6) if before else None
 
     def _evaluate(
         self,

@@ -11,7 +11,18 @@ from pathlib import Path
 from tests.services import InfluxDB
 
 
-def test_demo_prints_an_alert_within_60_seconds() -> None:
+DEMO_ALERTS = (
+    "source_silent",  # foundation
+    "door_forced",  # community: door controller over HTTP
+    "door_denied_repeatedly",
+    "elder_no_water",  # community: Modbus building, elder stops using water
+    "unregistered_vessel",  # maritime: AIS over UDP
+    "ais_gap",
+    "restricted_zone",
+)
+
+
+def test_demo_prints_every_scene_alert_within_60_seconds() -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "hub.cli", "demo", "--duration", "60", "--port", "0"],
         stdout=subprocess.PIPE,
@@ -20,22 +31,28 @@ def test_demo_prints_an_alert_within_60_seconds() -> None:
     )
     assert proc.stdout is not None
     seen: list[str] = []
+    opened: dict[str, str] = {}
     started = time.monotonic()
     try:
         for line in proc.stdout:
             seen.append(line)
-            if "source_silent" in line:
+            for rule in DEMO_ALERTS:
+                if f" open         {rule} (" in line:
+                    opened.setdefault(rule, line)
+            if len(opened) == len(DEMO_ALERTS):
                 break
     finally:
         proc.terminate()
         proc.wait(20)
     elapsed = time.monotonic() - started
     text = "".join(seen)
-    assert "status page: http://127.0.0.1:" in text
-    alert_lines = [line for line in seen if "source_silent" in line]
-    assert alert_lines, text
-    assert "open" in alert_lines[0] and "meters-b silent" in alert_lines[0]
+    assert set(opened) == set(DEMO_ALERTS), text
     assert elapsed < 60
+    assert "status page: http://127.0.0.1:" in text
+    assert "meters-b silent" in opened["source_silent"]
+    assert "(G-03/G-03-2): elder 3-2-501 has used no water" in opened["elder_no_water"]
+    assert "MMSI 412999001" in opened["unregistered_vessel"]
+    assert "ZHOUSHAN FERRY 3" in opened["ais_gap"]
     assert "Traceback" not in text
 
 
