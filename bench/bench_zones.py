@@ -65,8 +65,10 @@ def bench_lookups(reg: MaritimeRegistry, points: list[tuple[float, float]]) -> f
     per_lookup = hits_tree / len(points)
     print(f"zones: {len(reg.zones)}  lookups: {len(points)}  hits/lookup: {per_lookup:.2f}")
     print(f"  STRtree + prepared: {rate(len(points), tree_s)}")
-    print(f"  naive scan (baseline, same run): {rate(len(points), naive_s)}  "
-          f"(sample hits/lookup {hits_naive / len(sample):.2f})")
+    print(
+        f"  naive scan (baseline, same run): {rate(len(points), naive_s)}  "
+        f"(sample hits/lookup {hits_naive / len(sample):.2f})"
+    )
     print(f"  ratio: {naive_s / tree_s:.0f}x faster than the naive scan")
     return tree_s
 
@@ -99,9 +101,11 @@ def bench_rules(reg: MaritimeRegistry, rng: random.Random) -> None:
         rule.on_tick(states[rule.name], now)
     tick_s = time.perf_counter() - start
     state_bytes = sum(len(json.dumps(s)) for s in states.values())
-    print(f"tag + {len(rules)} rules, {VESSELS} vessels, batches of {BATCH}: "
-          f"{rate(RECORDS, records_s)} positions; one tick {tick_s * 1000:.1f} ms; "
-          f"rule state {state_bytes / 1e6:.1f} MB as JSON")
+    print(
+        f"tag + {len(rules)} rules, {VESSELS} vessels, batches of {BATCH}: "
+        f"{rate(RECORDS, records_s)} positions; one tick {tick_s * 1000:.1f} ms; "
+        f"rule state {state_bytes / 1e6:.1f} MB as JSON"
+    )
 
 
 def main() -> None:

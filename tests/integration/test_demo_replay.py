@@ -10,7 +10,6 @@ from pathlib import Path
 
 from tests.services import InfluxDB
 
-
 DEMO_ALERTS = (
     "source_silent",  # foundation
     "door_forced",  # community: door controller over HTTP
