@@ -21,6 +21,7 @@ class HubCollector(Collector):
         yield from self._sources()
         yield from self._outbox()
         yield from self._alerts()
+        yield from self._registry()
 
     def _sources(self) -> Iterator[Metric]:
         msgs = CounterMetricFamily("hub_source_messages", "Messages received", labels=["source"])
@@ -94,6 +95,25 @@ class HubCollector(Collector):
         for rule, n in self.hub.engine.rule_errors.items():
             rule_errors.add_metric([rule], n)
         yield rule_errors
+
+    def _registry(self) -> Iterator[Metric]:
+        unknown = CounterMetricFamily(
+            "hub_registry_unknown_ids",
+            "Records whose id the registry does not know",
+            labels=["part", "kind"],
+        )
+        bad = GaugeMetricFamily(
+            "hub_registry_bad_rows", "Registry rows skipped as invalid", labels=["part", "kind"]
+        )
+        for name, part in self.hub.registry.parts.items():
+            for kind, n in getattr(part, "unknown_ids", {}).items():
+                unknown.add_metric([name, kind], n)
+            for kind, n in getattr(part, "bad_rows", {}).items():
+                bad.add_metric([name, kind], n)
+            problems = getattr(part, "problems", None)
+            if isinstance(problems, list):
+                bad.add_metric([name, "all"], len(problems))
+        yield from (unknown, bad)
 
 
 def render(hub: Hub) -> bytes:

@@ -34,7 +34,6 @@ class Registry:
 
     def __init__(self, parts: list[RegistryPart]) -> None:
         self.parts = {p.name: p for p in parts}
-        self.unknown_ids = 0
 
     def tag(self, record: Record) -> Record:
         for part in self.parts.values():

@@ -39,6 +39,7 @@ def test_example_config_is_valid() -> None:
             "HUB_WEBHOOK_SECRET": "w",
             "HUB_HTTP_TOKEN": "h",
             "HUB_MQTT_PASSWORD": "m",
+            "HUB_DOOR_TOKEN": "d",
         },
     )
     assert result.returncode == 0, result.stderr
