@@ -1,0 +1,114 @@
+"""The live vessel table: last position and static data per MMSI, first/last seen, zone dwell.
+
+Bounded: vessels quiet for `expiry_s` are dropped, and past `max_vessels` the least recently
+heard vessel goes first. Feeds the status page and /api/vessels; rules keep their own state.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from hub.alerts import iso
+from hub.records import Record, VesselPosition, VesselStatic
+
+NS = 1_000_000_000
+ZonesAt = Callable[[float, float], Iterable[str]]
+
+
+@dataclass(slots=True)
+class Vessel:
+    mmsi: str
+    first_seen_ns: int
+    last_seen_ns: int
+    position: VesselPosition | None = None
+    static: VesselStatic | None = None
+    zones: tuple[str, ...] = ()
+    dwell_s: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        pos, static = self.position, self.static
+        return {
+            "mmsi": self.mmsi,
+            "name": static.name if static else None,
+            "ship_type": static.ship_type if static else None,
+            "lat": pos.lat if pos else None,
+            "lon": pos.lon if pos else None,
+            "sog_kn": pos.sog_kn if pos else None,
+            "cog_deg": pos.cog_deg if pos else None,
+            "registered": pos.registered if pos else None,
+            "grid": pos.grid.grid if pos else "",
+            "zones": list(self.zones),
+            "dwell_s": {k: round(v) for k, v in self.dwell_s.items()},
+            "first_seen": iso(self.first_seen_ns),
+            "last_seen": iso(self.last_seen_ns),
+        }
+
+
+class VesselTable:
+    def __init__(
+        self,
+        zones_at: ZonesAt | None = None,
+        expiry_s: float = 6 * 3600,
+        max_vessels: int = 20_000,
+        max_dwell_step_s: float = 600,
+    ) -> None:
+        self.zones_at = zones_at
+        self.expiry_ns = int(expiry_s * NS)
+        self.max_vessels = max_vessels
+        # A gap longer than this between two reports is not counted as dwell (the vessel was dark).
+        self.max_dwell_step_s = max_dwell_step_s
+        self._vessels: OrderedDict[str, Vessel] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._vessels)
+
+    def get(self, mmsi: str) -> Vessel | None:
+        return self._vessels.get(mmsi)
+
+    def update(self, records: Iterable[Record]) -> None:
+        for record in records:
+            if isinstance(record, VesselPosition):
+                self._position(record)
+            elif isinstance(record, VesselStatic):
+                self._vessel(record.mmsi, record.time_ns).static = record
+
+    def _vessel(self, mmsi: str, time_ns: int) -> Vessel:
+        vessel = self._vessels.pop(mmsi, None)
+        if vessel is None:
+            vessel = Vessel(mmsi, time_ns, time_ns)
+            if len(self._vessels) >= self.max_vessels:
+                self._vessels.popitem(last=False)
+        vessel.last_seen_ns = max(vessel.last_seen_ns, time_ns)
+        self._vessels[mmsi] = vessel  # most recently heard last
+        return vessel
+
+    def _position(self, record: VesselPosition) -> None:
+        vessel = self._vessel(record.mmsi, record.time_ns)
+        previous = vessel.position
+        if previous is not None and vessel.zones:
+            step_s = (record.time_ns - previous.time_ns) / NS
+            if 0 < step_s <= self.max_dwell_step_s:
+                for zone in vessel.zones:
+                    vessel.dwell_s[zone] = vessel.dwell_s.get(zone, 0.0) + step_s
+        if record.lat is None or record.lon is None:
+            return
+        vessel.position = record
+        vessel.zones = tuple(self.zones_at(record.lat, record.lon)) if self.zones_at else ()
+
+    def expire(self, now_ns: int) -> int:
+        """Drop vessels not heard for `expiry_s`; returns how many went."""
+        dropped = 0
+        while self._vessels:
+            mmsi, vessel = next(iter(self._vessels.items()))
+            if now_ns - vessel.last_seen_ns <= self.expiry_ns:
+                break
+            del self._vessels[mmsi]
+            dropped += 1
+        return dropped
+
+    def latest(self, limit: int = 500) -> list[Vessel]:
+        """The `limit` most recently heard vessels, newest last."""
+        return list(self._vessels.values())[-limit:]
