@@ -65,6 +65,16 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("input", type=Path, help=".nmea/.txt/.log (NMEA 0183) or .jsonl (records)")
     replay.add_argument("--batch", type=int, default=2000)
     replay.set_defaults(func=cmd_replay)
+
+    dashboards = sub.add_parser("dashboards", help="Grafana dashboards")
+    dash_sub = dashboards.add_subparsers(dest="dashboards_command", required=True)
+    push = dash_sub.add_parser("push", help="create or overwrite the dashboards in Grafana")
+    push.add_argument("--url", required=True, help="Grafana base URL, e.g. http://grafana:3000")
+    push.add_argument("--token-env", default="GRAFANA_TOKEN", help="env var with the API token")
+    push.add_argument("--folder", default="Harbourgrid", help="Grafana folder (created if missing)")
+    push.add_argument("--datasource-uid", default="", help="InfluxDB datasource uid to pin")
+    push.add_argument("dir", nargs="?", type=Path, default=None, help="dashboards directory")
+    push.set_defaults(func=cmd_dashboards_push)
     return parser
 
 
@@ -139,6 +149,36 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from hub.replay import replay
 
     return asyncio.run(replay(cfg, args.input, args.batch))
+
+
+def cmd_dashboards_push(args: argparse.Namespace) -> int:
+    import os
+
+    from hub.grafana import (
+        DEFAULT_DIR,
+        GrafanaAuthError,
+        GrafanaUnreachable,
+        load_dashboards,
+        push_dashboards,
+        with_datasource,
+    )
+
+    setup_logging("warning", "kv")
+    dashboards = load_dashboards(args.dir or DEFAULT_DIR)
+    if args.datasource_uid:
+        dashboards = [with_datasource(d, args.datasource_uid) for d in dashboards]
+    token = os.environ.get(args.token_env, "")
+    try:
+        pushed = push_dashboards(args.url, token, dashboards, args.folder)
+    except GrafanaAuthError as exc:
+        print(f"hub: {exc} (token from ${args.token_env})", file=sys.stderr)
+        return EXIT_CONFIG
+    except GrafanaUnreachable as exc:
+        print(f"hub: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    for item in pushed:
+        print(f"pushed {item.title!r} (uid {item.uid}) to folder {args.folder!r}: {item.url}")
+    return EXIT_OK
 
 
 if __name__ == "__main__":

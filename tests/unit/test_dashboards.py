@@ -1,0 +1,352 @@
+"""Dashboards are valid Grafana JSON whose InfluxQL names only what the hub writes, and runs.
+
+The queries are run for real against InfluxDB 1.6 after writing points through a running hub.
+The deploy files (systemd unit, install script) are checked here too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hub.alerts import Alert
+from hub.engine import AlertBatch
+from hub.grafana import DATASOURCE_VAR, DEFAULT_DIR, iter_queries, load_dashboards
+from hub.records import (
+    RECORD_TYPES,
+    DoorEvent,
+    GridTags,
+    HealthSample,
+    VesselPosition,
+    record_point,
+)
+from hub.records import WaterMeterReading as Meter
+from tests.hubtest import config, running
+from tests.services import InfluxDB
+
+ROOT = Path(__file__).resolve().parents[2]
+FILES = sorted(DEFAULT_DIR.glob("*.json"))
+NS = 1_000_000_000
+MARITIME = ROOT / "tests" / "data" / "maritime"
+
+
+def test_the_three_dashboards_exist() -> None:
+    assert {p.name for p in FILES} == {"maritime.json", "community.json", "gateway_health.json"}
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.stem)
+def test_dashboard_is_valid_grafana_json(path: Path) -> None:
+    board = json.loads(path.read_text(encoding="utf-8"))
+    assert board["schemaVersion"] >= 36 and board["uid"] and board["title"]
+    assert board["id"] is None
+    ids = [p["id"] for p in board["panels"]]
+    assert len(ids) == len(set(ids)), f"duplicate panel ids in {path.name}"
+    variables = {v["name"]: v for v in board["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource"
+    assert variables["datasource"]["query"] == "influxdb"
+    for panel in board["panels"]:
+        assert set(panel["gridPos"]) == {"x", "y", "w", "h"}
+        assert panel["gridPos"]["x"] + panel["gridPos"]["w"] <= 24
+        assert panel["datasource"] == {"type": "influxdb", "uid": DATASOURCE_VAR}
+        for target in panel["targets"]:
+            assert target["rawQuery"] is True and target["query"].startswith("SELECT")
+            assert target["datasource"]["uid"] == DATASOURCE_VAR
+            assert "$timeFilter" in target["query"], f"{panel['title']}: no time filter"
+
+
+def test_dashboard_uids_are_unique() -> None:
+    uids = [b["uid"] for b in load_dashboards(DEFAULT_DIR)]
+    assert len(uids) == len(set(uids)) == 3
+
+
+def test_maritime_map_colours_unregistered_vessels() -> None:
+    board = json.loads((DEFAULT_DIR / "maritime.json").read_text())
+    (geomap,) = [p for p in board["panels"] if p["type"] == "geomap"]
+    query = geomap["targets"][0]["query"]
+    assert 'FROM "vessel_position"' in query and 'GROUP BY "mmsi", "registered"' in query
+    (layer,) = geomap["options"]["layers"]
+    assert layer["config"]["style"]["color"]["field"] == "registered"
+    (override,) = [
+        o for o in geomap["fieldConfig"]["overrides"] if o["matcher"]["options"] == "registered"
+    ]
+    mapping = override["properties"][0]["value"][0]["options"]
+    assert mapping["false"]["color"] == "red"
+
+
+# --- what the hub writes: measurement -> tag and field names, from the record classes
+
+
+def _dummy(field: dataclasses.Field[Any]) -> Any:
+    return {"str": "x", "int": 1, "float": 1.0, "bool": True}.get(str(field.type))
+
+
+def hub_schema() -> dict[str, tuple[set[str], set[str]]]:
+    """measurement -> (tags, fields) as written, from hub/records.py and the alert point."""
+    schema: dict[str, tuple[set[str], set[str]]] = {}
+    for cls in RECORD_TYPES:
+        required = {
+            f.name: _dummy(f)
+            for f in dataclasses.fields(cls)
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        }
+        record = cls(**required, grid=GridTags("g", "m", "p"))
+        point = record_point(record, "site")
+        schema[point.measurement] = (set(point.tags), set(record.fields()))
+    alert = Alert("a", "r", "s", "open", "warning", "m", "site", GridTags("g", "m", "p"), 1, 1)
+    point = alert.point()
+    schema[point.measurement] = (set(point.tags), set(point.fields))
+    return schema
+
+
+KEYWORDS = {
+    "select", "from", "where", "group", "by", "and", "or", "as", "fill", "none", "null",
+    "order", "asc", "desc", "limit", "slimit", "show", "tag", "values", "with", "key", "time",
+    "now", "true", "false", "previous", "linear",
+}  # fmt: skip
+
+TOKEN = re.compile(
+    r"""'(?:[^'\\]|\\.)*'            # string literal
+      | /(?:[^/\\]|\\.)*/           # regex literal
+      | "(?P<quoted>[^"]+)"         # quoted identifier
+      | (?P<word>[A-Za-z_]\w*)      # identifier, keyword or function
+      | \d+(?:\.\d+)?[a-z]*         # number or duration
+      | \S""",
+    re.VERBOSE,
+)
+
+
+def references(query: str) -> tuple[set[str], set[str]]:
+    """(measurements after FROM, other identifiers) of an InfluxQL query; aliases excluded."""
+    tokens = [(m.group(0), m.group("quoted") or m.group("word")) for m in TOKEN.finditer(query)]
+    measurements, names, aliases = set(), set(), set()
+    for i, (raw, name) in enumerate(tokens):
+        if name is None:
+            continue
+        prev = tokens[i - 1][0].lower() if i else ""
+        nxt = tokens[i + 1][0] if i + 1 < len(tokens) else ""
+        if prev == "from":
+            measurements.add(name)
+        elif prev == "as":
+            aliases.add(name)
+        elif raw == name and (name.lower() in KEYWORDS or nxt == "("):
+            continue  # an unquoted keyword or a function call
+        else:
+            names.add(name)
+    return measurements, names - aliases
+
+
+def substitute(query: str) -> str:
+    """What Grafana does to the template variables, with every variable set to 'All'."""
+    return (
+        query.replace("$timeFilter", "time > now() - 1h")
+        .replace("$__interval", "1m")
+        .replace("$site", ".*")
+        .replace("$grid", ".*")
+        .replace("$source", ".*")
+    )
+
+
+ALL_QUERIES = [
+    pytest.param(q, id=f"{p.stem}:{title}")
+    for p in FILES
+    for title, q in iter_queries(json.loads(p.read_text()))
+]
+
+
+def test_reference_parser_sees_fields_tags_and_aliases() -> None:
+    q = 'SELECT count("lat") AS "n" FROM (SELECT last(lat) AS lat FROM "vessel_position" '
+    q += "WHERE time > now() - 1h AND \"site\" =~ /^.*$/ AND registered = 'false' GROUP BY mmsi)"
+    measurements, names = references(q)
+    assert measurements == {"vessel_position"}
+    assert names == {"site", "registered", "mmsi"}  # lat is an alias here as well as a field
+
+
+@pytest.mark.parametrize("query", ALL_QUERIES)
+def test_query_names_only_what_the_hub_writes(query: str) -> None:
+    schema = hub_schema()
+    measurements, names = references(substitute(query))
+    assert measurements, f"no measurement in {query}"
+    unknown = measurements - set(schema)
+    assert not unknown, f"measurements the hub never writes: {unknown}"
+    known = set().union(*(schema[m][0] | schema[m][1] for m in measurements))
+    assert names <= known, f"not written by the hub: {names - known} in {query}"
+
+
+def test_schema_matches_the_readme_table() -> None:
+    schema = hub_schema()
+    assert schema["vessel_position"][0] >= {"site", "source", "grid", "mmsi", "registered"}
+    assert {"alert_id", "state", "message"} <= schema["alert"][1]
+    assert {"rule", "severity", "grid"} <= schema["alert"][0]
+    assert schema["hub_health"][1] == {"msgs", "errors", "lag_s", "outbox_rows", "dropped"}
+
+
+# --- every query runs on real InfluxDB 1.6 against points written through the hub
+
+# Panels whose query must return rows for the points written below.
+MUST_HAVE_ROWS = {
+    "Vessels in the sea grid (latest position)",
+    "Vessels per sea grid",
+    "Unregistered vessels",
+    "Vessels seen",
+    "Open maritime alerts",
+    "Vessels per grid over time",
+    "Water use per household",
+    "Water use per grid",
+    "Elder wellbeing alerts (open)",
+    "Door events by type",
+    "Open door and meter alerts",
+    "Last reading per meter (stalest first)",
+    "Messages per minute",
+    "Outbox rows",
+    "Sources: last health sample",
+    "$grid",
+    "$site",
+    "$source",
+}
+
+
+def _alert(rule: str, subject: str, grid: GridTags, now_ns: int) -> Alert:
+    return Alert(
+        f"id-{rule}", rule, subject, "open", "warning", f"{rule} on {subject}", "dash", grid,
+        now_ns, now_ns,
+    )  # fmt: skip
+
+
+async def test_every_query_runs_on_influxdb(influxdb: InfluxDB, tmp_path: Path) -> None:
+    db = influxdb.create_database("dashboards")
+    cfg = config(
+        tmp_path,
+        f'[influxdb]\napi = "v1"\nurl = "{db.url}"\ndatabase = "{db.db}"\nflush_interval_s = 0.05\n'
+        f'[registry.maritime]\nvessels_csv = "{MARITIME / "vessels.csv"}"\n'
+        f'zones_geojson = "{MARITIME / "zones.geojson"}"\n',
+        site="dash",
+    )
+    now = time.time_ns()
+    sea, block = GridTags("ZS-SEA-01", "", "ZS-PG-SEA-1"), GridTags("G1", "G1-3", "P7")
+    start = now - 30 * 60 * NS
+    meters = [
+        Meter(f"M-{m}", start + i * 60 * NS, total_m3=10.0 + i * 0.02 * (m + 1),
+              battery_v=3.6, household=f"3-2-50{m}", grid=block, source="modbus")
+        for m in range(2) for i in range(20)
+    ]  # fmt: skip
+    vessels = [
+        VesselPosition(mmsi, start + i * 60 * NS, lat=30.0 + i / 100, lon=122.2, sog_kn=6.5,
+                       cog_deg=90.0, ais_class="A", registered=reg, grid=sea, source="ais")
+        for mmsi, reg in (("412401001", True), ("412000002", False))
+        for i in range(20)
+    ]  # fmt: skip
+    doors = [
+        DoorEvent("D-1", start + i * 90 * NS, ev, building="3", grid=block, source="doors")
+        for i, ev in enumerate(["open", "open", "forced", "denied", "held_open"])
+    ]
+    health = [
+        HealthSample(start + i * 120 * NS, msgs=100 * i, errors=i // 3, source=name)
+        for name in ("modbus", "ais")
+        for i in range(10)
+    ]
+    alerts = [
+        _alert("unregistered_vessel", "mmsi:412000002", sea, now - 60 * NS),
+        _alert("elder_no_water", "household:3-2-501", block, now - 50 * NS),
+        _alert("meter_offline", "meter:M-9", block, now - 40 * NS),
+    ]
+    async with running(cfg) as hub:
+        await hub.pipeline.publish([*meters, *vessels, *doors])
+        await hub.pipeline.commit_alerts(AlertBatch(alerts=alerts))
+        await hub.pipeline.publish(health)
+        await hub.pipeline.publish(hub.health_samples())
+        assert hub.forwarder is not None
+        assert await hub.forwarder.flush(30)
+
+    empty = []
+    for param in ALL_QUERIES:
+        query = param.values[0]
+        assert isinstance(query, str)
+        title = str(param.id).split(":", 1)[1]
+        rows = db.query(substitute(query))  # raises on any InfluxQL error
+        if title in MUST_HAVE_ROWS and not rows:
+            empty.append(str(param.id))
+    assert not empty, f"no rows for: {empty}"
+    # spot-check what the main panels show
+    rows = db.query(substitute(_query("maritime", "Vessels in the sea grid (latest position)")))
+    by_mmsi = {r["mmsi"]: r for r in rows}
+    assert by_mmsi["412000002"]["registered"] == "false"
+    assert by_mmsi["412401001"]["lat"] == pytest.approx(30.19)
+    (per_grid,) = db.query(substitute(_query("maritime", "Vessels per sea grid")))
+    assert (per_grid["grid"], per_grid["vessels"]) == ("ZS-SEA-01", 2)
+    litres = db.query(substitute(_query("community", "Water use per household")))
+    assert {round(r["litres"]) for r in litres if r["household"] == "3-2-501"} == {40}
+    (unregistered,) = db.query(substitute(_query("maritime", "Unregistered vessels")))
+    assert unregistered["unregistered"] == 1
+
+
+def _query(board: str, title: str) -> str:
+    found = dict(iter_queries(json.loads((DEFAULT_DIR / f"{board}.json").read_text())))
+    return found[title]
+
+
+# --- deploy files
+
+
+def test_systemd_unit_is_hardened() -> None:
+    unit = (ROOT / "deploy" / "harbourgrid-hub.service").read_text()
+    keys = {
+        line.split("=", 1)[0]: line.split("=", 1)[1]
+        for line in unit.splitlines()
+        if "=" in line and not line.startswith("#")
+    }
+    assert keys["User"] == "harbourgrid" and keys["StateDirectory"] == "harbourgrid"
+    assert keys["EnvironmentFile"] == "/etc/harbourgrid/hub.env"
+    assert keys["ExecStartPre"].endswith("hub check-config /etc/harbourgrid/hub.toml")
+    assert keys["ExecStart"].endswith("hub run --config /etc/harbourgrid/hub.toml")
+    assert keys["Restart"] == "always" and keys["NoNewPrivileges"] == "yes"
+    assert keys["ProtectSystem"] == "strict" and "/var/lib/harbourgrid" in keys["ReadWritePaths"]
+    assert keys["SupplementaryGroups"] == "dialout"
+
+
+def test_env_example_names_the_config_secrets() -> None:
+    env = (ROOT / "deploy" / "harbourgrid-hub.env.example").read_text()
+    example = (ROOT / "deploy" / "hub.example.toml").read_text()
+    for name in set(re.findall(r'_env = "(HUB_[A-Z_]+)"', example)):
+        assert re.search(rf"^#?\s*{name}=", env, re.M), f"{name} missing from the env example"
+
+
+def test_install_script_parses() -> None:
+    subprocess.run(["bash", "-n", str(ROOT / "deploy" / "install.sh")], check=True)
+
+
+def _dry_run(prefix: Path, *extra: str) -> str:
+    done = subprocess.run(
+        ["bash", str(ROOT / "deploy" / "install.sh"), "--dry-run", "--prefix", str(prefix), *extra],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    )
+    return done.stdout
+
+
+def test_install_dry_run_prints_the_plan_and_changes_nothing(tmp_path: Path) -> None:
+    prefix = tmp_path / "root"
+    out = _dry_run(prefix, "--offline", str(tmp_path / "wheels"))
+    assert f"{prefix}/opt/harbourgrid/venv" in out
+    assert "--no-index --find-links" in out and str(tmp_path / "wheels") in out
+    assert "useradd" in out and "systemctl enable" in out
+    assert f"{prefix}/etc/harbourgrid/hub.toml" in out
+    assert not prefix.exists(), "a dry run must not create anything"
+
+
+def test_install_dry_run_keeps_an_existing_config(tmp_path: Path) -> None:
+    prefix = tmp_path / "root"
+    (prefix / "etc" / "harbourgrid").mkdir(parents=True)
+    (prefix / "etc" / "harbourgrid" / "hub.toml").write_text("[hub]\n")
+    (prefix / "etc" / "harbourgrid" / "hub.env").write_text("")
+    out = _dry_run(prefix)
+    assert "keeping existing" in out and "pip install" in out
+    assert (prefix / "etc" / "harbourgrid" / "hub.toml").read_text() == "[hub]\n"
