@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test services lint typecheck bench clean
+.PHONY: demo test services lint typecheck bench bundle clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,10 @@ typecheck: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py
+
+# Wheels of the hub and all its dependencies, for `deploy/install.sh --offline dist/bundle`.
+bundle: $(STAMP)
+	$(BIN)/pip wheel --progress-bar on -w dist/bundle .
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
