@@ -2,24 +2,35 @@
 
 Usage: .venv/bin/python bench/bench_ais.py [--messages 60000] [--vessels 3000] [--capture PATH]
 
-Every mode runs in its own child process on the same capture, so the peak RSS printed is that
-mode's own. `replay` and `tcp` go end to end into the durable outbox (SQLite WAL, fsync) of a
-real `hub.app.Hub` with `influxdb.api = "none"`, so the rates exclude the InfluxDB uplink.
+Two scenes of the same fleet, each through four paths; every path runs in its own child process,
+so the peak RSS printed is that path's own. `replay` and `tcp` go end to end into the durable
+outbox (SQLite WAL, fsync) of a real `hub.app.Hub` with `influxdb.api = "none"` (the rates exclude
+the InfluxDB uplink), with a sea-grid zone over the scene and every maritime rule enabled.
+msg/s always counts assembled AIS messages (pyais' count of the same file), not NMEA lines.
+
+- alert-heavy: no vessel whitelisted, fishing season open all year, and 70% of the lines carry no
+  tag-block time so they are stamped on receipt: vessels seem to jump (a position_jump storm).
+- plain: every vessel whitelisted, outside the fishing season, every line tag-block stamped:
+  ingest with almost no alerts.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import datetime as dt
 import json
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +48,10 @@ def mode_pyais(capture: Path) -> dict[str, Any]:
     from pyais.stream import FileReaderStream
 
     started = time.perf_counter()
-    messages = sum(1 for sentence in FileReaderStream(str(capture)) if sentence.decode())
+    messages = 0
+    for sentence in FileReaderStream(str(capture)):
+        sentence.decode()
+        messages += 1
     return {"messages": messages, "seconds": time.perf_counter() - started}
 
 
@@ -59,12 +73,14 @@ def mode_decoder(capture: Path) -> dict[str, Any]:
 
 
 def _hub_config(workdir: Path, source: str = "") -> Any:
+    """The hub config of a child: its own data dir, the scene's registry and rules (scene.toml)."""
     from hub.config import load_config
 
+    scene = (workdir.parent / "scene.toml").read_text(encoding="utf-8")
     path = workdir / "bench.toml"
     path.write_text(
         f'[hub]\ndata_dir = "{workdir / "var"}"\nlog_level = "warning"\n'
-        '[http]\nenabled = false\n[influxdb]\napi = "none"\n' + source,
+        '[http]\nenabled = false\n[influxdb]\napi = "none"\n' + source + scene,
         encoding="utf-8",
     )
     return load_config(path)
@@ -76,7 +92,8 @@ def mode_replay(capture: Path, workdir: Path) -> dict[str, Any]:
 
     cfg = _hub_config(workdir)
     started = time.perf_counter()
-    status = asyncio.run(replay(cfg, capture, 2000))
+    with open(os.devnull, "w") as quiet, contextlib.redirect_stderr(quiet):  # progress lines
+        status = asyncio.run(replay(cfg, capture, 2000))
     return {"seconds": time.perf_counter() - started, "status": status}
 
 
@@ -170,49 +187,125 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
     return mode_tcp(args.capture, args.workdir, args.port, args.records)
 
 
-def report(args: argparse.Namespace, tmp: Path) -> None:
-    capture = args.capture or tmp / "capture.nmea"
-    if args.capture is None:
-        from bench.make_ais_capture import generate
+@dataclass(frozen=True)
+class Scene:
+    key: str
+    title: str
+    tag_share: float  # share of lines with a tag-block time
+    whitelist: bool
+    season_open: bool
 
-        with capture.open("w", encoding="ascii", newline="\r\n") as out:
-            for line in generate(args.messages, args.vessels):
-                out.write(line + "\n")
-    size_mib = capture.stat().st_size / 2**20
+
+SCENES = (
+    Scene("alerts", "alert-heavy: unregistered fleet, season open, 70% receive-time stamps",
+          0.3, False, True),
+    Scene("plain", "plain ingest: fleet whitelisted, outside the season, scene-time stamps",
+          1.0, True, False),
+)  # fmt: skip
+
+
+def scene_toml(scene: Scene, tmp: Path, vessels: int) -> str:
+    """Registry and rule settings of a scene (written once, read by every child)."""
+    from bench.make_ais_capture import write_sea_grid, write_whitelist
+
+    zones = tmp / "zones.geojson"
+    write_sea_grid(zones)
+    text = f'[registry.maritime]\nzones_geojson = "{zones}"\n'
+    if scene.whitelist:
+        write_whitelist(tmp / "vessels.csv", vessels)
+        text += f'vessels_csv = "{tmp / "vessels.csv"}"\n'
+    if scene.season_open:
+        start, end = "01-01", "12-31"
+    else:  # a closed season that excludes today, whenever the bench runs
+        today = dt.date.today()
+        start = (today + dt.timedelta(days=30)).strftime("%m-%d")
+        end = (today + dt.timedelta(days=60)).strftime("%m-%d")
+    return (
+        text + f'[rules.maritime.fishing_moratorium]\nseason_start = "{start}"\n'
+        f'season_end = "{end}"\n'
+    )
+
+
+def outbox_counts(workdir: Path) -> tuple[int, dict[str, int]]:
+    """(durable reading rows, alert changes per rule) from a child's outbox."""
+    db = sqlite3.connect(workdir / "var" / "outbox.sqlite")
+    try:
+        readings = int(db.execute("SELECT count(*) FROM points WHERE kind=0").fetchone()[0])
+        alerts: dict[str, int] = {}
+        for (line,) in db.execute("SELECT line FROM points WHERE kind=1"):
+            rule = bytes(line).split(b",rule=", 1)[1].split(b",", 1)[0].decode()
+            alerts[rule] = alerts.get(rule, 0) + 1
+        return readings, alerts
+    finally:
+        db.close()
+
+
+def write_capture(path: Path, args: argparse.Namespace, scene: Scene) -> None:
+    from bench.make_ais_capture import generate
+
+    with path.open("w", encoding="ascii", newline="\r\n") as out:
+        for line in generate(args.messages, args.vessels, tag_share=scene.tag_share):
+            out.write(line + "\n")
+
+
+def report(args: argparse.Namespace, tmp: Path) -> None:
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs; msg/s = assembled AIS messages")
+    for scene in SCENES:
+        folder = tmp / scene.key
+        folder.mkdir()
+        (folder / "scene.toml").write_text(scene_toml(scene, folder, args.vessels), "utf-8")
+        capture = args.capture or folder / "capture.nmea"
+        if args.capture is None:
+            write_capture(capture, args, scene)
+        report_scene(scene, capture, folder)
+
+
+def run_tcp(capture: Path, folder: Path, records: int) -> tuple[dict[str, Any], float]:
+    stop = threading.Event()
+    port = serve_once(capture.read_bytes(), stop)
+    (folder / "tcp").mkdir()
+    base = ["--capture", str(capture), "--workdir", str(folder / "tcp")]
+    try:
+        return run_child([*base, "--mode", "tcp", "--port", str(port), "--records", str(records)])
+    finally:
+        stop.set()
+
+
+def report_scene(scene: Scene, capture: Path, folder: Path) -> None:
     base = ["--capture", str(capture)]
     pyais, pyais_rss = run_child([*base, "--mode", "pyais"])
     messages = pyais["messages"]
-    print(f"capture: {capture.name}, {messages:,} AIS messages, {size_mib:.1f} MiB")
-    rows = [("pyais FileReaderStream + decode (baseline)", pyais["seconds"], pyais_rss)]
     dec, dec_rss = run_child([*base, "--mode", "decoder"])
-    rows.append(("hub decoder (lines -> records)", dec["seconds"], dec_rss))
-    (tmp / "replay").mkdir()
-    rep, rep_rss = run_child([*base, "--mode", "replay", "--workdir", str(tmp / "replay")])
-    rows.append(("hub replay -> durable outbox", rep["seconds"], rep_rss))
-    stop = threading.Event()
-    port = serve_once(capture.read_bytes(), stop)
-    (tmp / "tcp").mkdir()
-    tcp, tcp_rss = run_child(
-        [
-            *base,
-            "--mode",
-            "tcp",
-            "--workdir",
-            str(tmp / "tcp"),
-            "--port",
-            str(port),
-            "--records",
-            str(dec["records"]),
-        ]
+    (folder / "replay").mkdir()
+    rep, rep_rss = run_child([*base, "--mode", "replay", "--workdir", str(folder / "replay")])
+    tcp, tcp_rss = run_tcp(capture, folder, dec["records"])
+    size_mib = capture.stat().st_size / 2**20
+    print(f"\n== {scene.title}")
+    print(
+        f"capture: {messages:,} AIS messages in {dec['lines']:,} lines, {size_mib:.1f} MiB; "
+        f"{dec['records']:,} records per pass (decoder errors: {dec['errors']})"
     )
-    stop.set()
-    rows.append(("nmea_tcp source -> durable outbox", tcp["seconds"], tcp_rss))
-    print(f"records per pass: {dec['records']:,} (decoder errors: {dec['errors']})")
-    print(f"{'path':44} {'msg/s':>10} {'vs pyais':>9} {'peak RSS':>10}")
-    for name, seconds, rss in rows:
-        rate = messages / seconds
+    rows = [
+        ("pyais FileReaderStream + decode (baseline)", pyais["seconds"], pyais_rss, ""),
+        ("hub decoder (lines -> records)", dec["seconds"], dec_rss, ""),
+    ]
+    for name, result, rss, key in (
+        ("hub replay -> durable outbox", rep, rep_rss, "replay"),
+        ("nmea_tcp source -> durable outbox", tcp, tcp_rss, "tcp"),
+    ):
+        readings, alerts = outbox_counts(folder / key)
+        note = f"{readings:,} rows, {sum(alerts.values()):,} alert changes"
+        rows.append((name, result["seconds"], rss, note))
+        if alerts:
+            note_rules = ", ".join(f"{r} {n:,}" for r, n in sorted(alerts.items()))
+            rows.append(("", 0.0, 0.0, f"  ({note_rules})"))
+    print(f"{'path':44} {'msg/s':>9} {'vs pyais':>8} {'peak RSS':>9}  durable")
+    for name, seconds, rss, note in rows:
+        if not name:
+            print(f"{'':74}{note}")
+            continue
         ratio = pyais["seconds"] / seconds
-        print(f"{name:44} {rate:>10,.0f} {ratio:>8.2f}x {rss:>7.0f} MiB")
+        print(f"{name:44} {messages / seconds:>9,.0f} {ratio:>7.2f}x {rss:>5.0f} MiB  {note}")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
+import math
 import operator
 import random
 from collections.abc import Iterator
@@ -22,6 +24,7 @@ from pyais import encode_dict
 CENTER_LAT = 30.0
 CENTER_LON = 122.3
 START_UNIX_S = 1_780_000_000  # 2026-05-28, inside the fishing moratorium season
+Fields = dict[str, str | int | float | bytes | bool]  # what pyais.encode_dict takes
 NAMES = ("ZHE DAI YU", "HAI XUN", "MIN SHI", "DONG HAI", "ZHOU YU", "NING BO", "XIN HAI")
 
 
@@ -35,6 +38,7 @@ class Vessel:
     cog: float
     name: str
     ship_type: int
+    last_s: int = 0  # scene time of its last report
 
 
 def _checksum(body: str) -> str:
@@ -67,12 +71,20 @@ def make_fleet(rng: random.Random, count: int) -> list[Vessel]:
     return fleet
 
 
-def _move(v: Vessel, rng: random.Random) -> None:
-    v.lat = min(max(v.lat + rng.uniform(-0.002, 0.002), 29.5), 30.5)
-    v.lon = min(max(v.lon + rng.uniform(-0.002, 0.002), 121.8), 122.8)
+def _move(v: Vessel, rng: random.Random, unix_s: int) -> None:
+    """Sail the vessel at its SOG/COG for the scene time since its last report, plus GNSS noise;
+    it turns back at the edge of the scene."""
+    nm = v.sog * max(unix_s - v.last_s, 0) / 3600 if v.last_s else 0.0
+    v.last_s = unix_s
+    lat = v.lat + nm / 60 * math.cos(math.radians(v.cog)) + rng.uniform(-2e-5, 2e-5)
+    lon = v.lon + nm / 60 * math.sin(math.radians(v.cog)) / math.cos(math.radians(v.lat))
+    lon += rng.uniform(-2e-5, 2e-5)
+    if not (29.5 <= lat <= 30.5 and 121.8 <= lon <= 122.8):
+        v.cog = round((v.cog + 180) % 360, 1)
+    v.lat, v.lon = min(max(lat, 29.5), 30.5), min(max(lon, 121.8), 122.8)
 
 
-def _position(v: Vessel, rng: random.Random) -> dict[str, object]:
+def _position(v: Vessel, rng: random.Random) -> Fields:
     """A position report for the vessel's class; ~3% carry "not available" sentinels."""
     sentinel = rng.random() < 0.03
     lat, lon = (91.0, 181.0) if sentinel else (round(v.lat, 5), round(v.lon, 5))
@@ -113,7 +125,7 @@ def _position(v: Vessel, rng: random.Random) -> dict[str, object]:
     }
 
 
-def _static(v: Vessel, rng: random.Random) -> list[dict[str, object]]:
+def _static(v: Vessel, rng: random.Random) -> list[Fields]:
     dims = {"to_bow": 20, "to_stern": 15, "to_port": 4, "to_starboard": 5}
     if v.ais_class == "AtoN":
         return [{"type": 21, "mmsi": v.mmsi, "lat": v.lat, "lon": v.lon, "name": v.name}]
@@ -171,8 +183,14 @@ def _gateway_sentences(unix_s: int) -> list[str]:
     return [f"${b}*{_checksum(b)}" for b in bodies]
 
 
-def generate(messages: int, vessels: int = 3000, seed: int = 7) -> Iterator[str]:
-    """Yield NMEA lines (without line ends) carrying about `messages` AIS messages."""
+def generate(
+    messages: int, vessels: int = 3000, seed: int = 7, tag_share: float = 0.3
+) -> Iterator[str]:
+    """Yield NMEA lines (without line ends) carrying about `messages` AIS messages.
+
+    `tag_share` of the messages carry a tag block with the scene time; the others are stamped
+    with the receive time on ingest, so a vessel alternating between the two appears to jump.
+    """
     rng = random.Random(seed)
     fleet = make_fleet(rng, vessels)
     seq = 0
@@ -180,10 +198,10 @@ def generate(messages: int, vessels: int = 3000, seed: int = 7) -> Iterator[str]
     while produced < messages:
         unix_s = START_UNIX_S + produced // 50  # about 50 messages per second of scene time
         v = rng.choice(fleet)
-        _move(v, rng)
+        _move(v, rng, unix_s)
         payloads = _static(v, rng) if rng.random() < 0.12 else [_position(v, rng)]
         channel = rng.choice("AB")
-        tag = tag_block("zs01", unix_s) if rng.random() < 0.3 else ""
+        tag = tag_block("zs01", unix_s) if rng.random() < tag_share else ""
         for data in payloads:
             seq = (seq + 1) % 10
             for line in encode_dict(
@@ -193,6 +211,25 @@ def generate(messages: int, vessels: int = 3000, seed: int = 7) -> Iterator[str]
             produced += 1
         if produced % 500 == 0:
             yield from _gateway_sentences(unix_s)
+
+
+def write_whitelist(path: Path, vessels: int = 3000, seed: int = 7) -> None:
+    """A whitelist CSV naming every vessel of the scene (none of them fishing boats)."""
+    rows = ["mmsi,name,owner,home_port,type,permits"]
+    for v in make_fleet(random.Random(seed), vessels):
+        rows.append(f"{v.mmsi},{v.name},,Zhoushan,cargo,")
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+
+
+def write_sea_grid(path: Path) -> None:
+    """One sea-grid zone covering the whole scene."""
+    ring = [[121.7, 29.4], [122.9, 29.4], [122.9, 30.6], [121.7, 30.6], [121.7, 29.4]]
+    feature = {
+        "type": "Feature",
+        "properties": {"id": "zs-sea", "kind": "sea_grid", "grid": "ZS-01"},
+        "geometry": {"type": "Polygon", "coordinates": [ring]},
+    }
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": [feature]}), "utf-8")
 
 
 def main() -> None:

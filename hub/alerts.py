@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -89,9 +89,30 @@ class Alert:
         return Point("alert", tags, fields, self.updated_ns)
 
     def to_json(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["grid"] = asdict(self.grid)
-        return out
+        """Every field in declaration order (what `dataclasses.asdict` gave, without its deep
+        copies: this runs for every alert change and the result is serialised at once)."""
+        grid = self.grid
+        return {
+            "alert_id": self.alert_id,
+            "rule": self.rule,
+            "subject": self.subject,
+            "state": self.state,
+            "severity": self.severity,
+            "message": self.message,
+            "site": self.site,
+            "grid": {
+                "grid": grid.grid,
+                "micro_grid": grid.micro_grid,
+                "police_grid": grid.police_grid,
+            },
+            "opened_ns": self.opened_ns,
+            "updated_ns": self.updated_ns,
+            "seq": self.seq,
+            "resolved_ns": self.resolved_ns,
+            "acknowledged_ns": self.acknowledged_ns,
+            "acknowledged_by": self.acknowledged_by,
+            "data": self.data,
+        }
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> Alert:

@@ -26,17 +26,24 @@ class AlertBatch:
 
     def fill(self, commit: Commit, destinations: Sequence[str]) -> None:
         commit.alert_points = [to_line(a.point()).encode() for a in self.alerts]
-        commit.deliveries = [
-            (dest, json.dumps(a.payload(), ensure_ascii=False).encode())
-            for a in self.alerts
-            for dest in destinations
-        ]
+        if destinations:
+            payloads = [json.dumps(a.payload(), ensure_ascii=False).encode() for a in self.alerts]
+            commit.deliveries = [(dest, p) for p in payloads for dest in destinations]
+        else:
+            commit.deliveries = []
         commit.alert_state = list(self.state.items())
+
+
+def _record_types(rule: Rule) -> tuple[type, ...] | None:
+    """The record classes a rule declares it looks at (`record_types`), None if it takes all."""
+    types = getattr(rule, "record_types", None)
+    return tuple(types) if types is not None else None
 
 
 class Engine:
     def __init__(self, rules: Sequence[Rule], alerts: AlertManager) -> None:
         self.rules = list(rules)
+        self._rule_types = [_record_types(rule) for rule in self.rules]
         self.alerts = alerts
         self.states: dict[str, dict[str, Any]] = {r.name: {} for r in self.rules}
         self.rule_errors: Counter[str] = Counter()
@@ -53,16 +60,24 @@ class Engine:
         return {name: json.dumps(state) for name, state in self.states.items()}
 
     def on_records(self, records: Sequence[Record], now_ns: int) -> AlertBatch:
+        """Each rule over the records it takes, in arrival order; rule after rule."""
         batch = AlertBatch()
-        for rule in self.rules:
+        selected: dict[tuple[type, ...] | None, Sequence[Record]] = {None: records}
+        for rule, types in zip(self.rules, self._rule_types, strict=True):
+            mine = selected.get(types)
+            if mine is None:
+                assert types is not None
+                mine = selected[types] = [r for r in records if isinstance(r, types)]
             state = self.states[rule.name]
-            for record in records:
+            on_record = rule.on_record
+            for record in mine:
                 try:
-                    signals = rule.on_record(state, record, now_ns)
+                    signals = on_record(state, record, now_ns)
                 except Exception:  # a rule bug must not stop ingest; counted and logged
                     self._rule_failed(rule.name)
                     continue
-                self._apply(signals, now_ns, batch)
+                if signals:
+                    self._apply(signals, now_ns, batch)
         return batch
 
     def on_tick(self, now_ns: int) -> AlertBatch:

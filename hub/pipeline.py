@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from hub.clock import Clock
 from hub.engine import AlertBatch, Engine
 from hub.outbox import Commit, Outbox
-from hub.records import Record, VesselPosition, record_point, to_line
+from hub.records import Record, VesselPosition, record_line
 from hub.registry import Registry
 
 log = logging.getLogger("hub.pipeline")
@@ -100,7 +100,7 @@ class Pipeline:
         lines = []
         for record in records:
             try:
-                lines.append(to_line(record_point(record, self.site)).encode())
+                lines.append(record_line(record, self.site).encode())
             except (ValueError, TypeError):
                 # A record with no fields at all (e.g. AIS position with every value "not
                 # available") has nothing to store; counted, the rest of the batch goes on.

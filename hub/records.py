@@ -247,6 +247,38 @@ def record_point(record: Record, site: str) -> Point:
 
 _MEAS_ESC = str.maketrans({",": r"\,", " ": r"\ ", "\n": r"\n"})
 _TAG_ESC = str.maketrans({",": r"\,", " ": r"\ ", "=": r"\=", "\n": r"\n"})
+_CACHE_LIMIT = 65_536  # distinct tag values (MMSIs, meter ids ...) remembered escaped
+_tag_cache: dict[str, str] = {}
+_key_cache: dict[str, str] = {}  # field key -> "escaped_key="
+_meas_cache: dict[str, str] = {}
+_GRID_KEYS = ("site", "source", "grid", "micro_grid", "police_grid")
+_tag_layouts: dict[tuple[type, tuple[str, ...]], tuple[tuple[str, str], ...]] = {}
+
+
+def _tag_text(value: str) -> str:
+    """A tag key or value escaped; memoised, since the same few thousand repeat endlessly."""
+    escaped = _tag_cache.get(value)
+    if escaped is None:
+        if len(_tag_cache) >= _CACHE_LIMIT:
+            _tag_cache.clear()
+        escaped = _tag_cache[value] = value.translate(_TAG_ESC)
+    return escaped
+
+
+def _key_prefix(key: str) -> str:
+    prefix = _key_cache.get(key)
+    if prefix is None:
+        if len(_key_cache) >= _CACHE_LIMIT:
+            _key_cache.clear()
+        prefix = _key_cache[key] = f"{key.translate(_TAG_ESC)}="
+    return prefix
+
+
+def _measurement(name: str) -> str:
+    escaped = _meas_cache.get(name)
+    if escaped is None:
+        escaped = _meas_cache[name] = name.translate(_MEAS_ESC)
+    return escaped
 
 
 def _field_value(value: FieldValue) -> str:
@@ -260,14 +292,68 @@ def _field_value(value: FieldValue) -> str:
     return f'"{escaped}"'
 
 
+def _fields_text(fields: dict[str, FieldValue | None]) -> str:
+    """`k=v,...` without None and non-finite floats; exact builtin types take the short path."""
+    parts = []
+    for key, value in fields.items():
+        kind = type(value)
+        if kind is float:
+            if value - value != 0:  # type: ignore[operator]  # NaN or +-inf
+                continue
+            text = repr(value)
+        elif kind is int:
+            text = f"{value}i"
+        elif kind is str:
+            text = _field_value(value)  # type: ignore[arg-type]
+        elif kind is bool:
+            text = "true" if value else "false"
+        elif value is None or (isinstance(value, float) and not math.isfinite(value)):
+            continue
+        else:
+            text = _field_value(value)
+        parts.append(_key_prefix(key) + text)
+    return ",".join(parts)
+
+
+def _tag_layout(record: Record, keys: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """(key, ",key=") in line order for one record class and its tag keys (sorted, as to_line)."""
+    layout_key = (type(record), keys)
+    layout = _tag_layouts.get(layout_key)
+    if layout is None:
+        names = sorted(set(_GRID_KEYS) | set(keys))
+        layout = _tag_layouts[layout_key] = tuple((k, f",{_tag_text(k)}=") for k in names)
+    return layout
+
+
+def record_line(record: Record, site: str) -> str:
+    """`to_line(record_point(record, site))`, byte for byte, without the intermediate Point."""
+    own = record.tags()
+    grid = record.grid
+    values = {
+        "site": site,
+        "source": record.source,
+        "grid": grid.grid,
+        "micro_grid": grid.micro_grid,
+        "police_grid": grid.police_grid,
+    }
+    values.update(own)
+    tags = "".join(
+        prefix + _tag_text(value)
+        for key, prefix in _tag_layout(record, tuple(own))
+        if (value := values[key]) != ""
+    )
+    fields = _fields_text(record.fields())
+    if not fields:
+        raise ValueError(f"point {record.measurement} has no fields")
+    return f"{_measurement(record.measurement)}{tags} {fields} {record.time_ns}"
+
+
 def to_line(point: Point) -> str:
     """Encode a point as one line of InfluxDB line protocol (empty tag values are omitted)."""
     tags = "".join(
-        f",{k.translate(_TAG_ESC)}={v.translate(_TAG_ESC)}"
-        for k, v in sorted(point.tags.items())
-        if v != ""
+        f",{_tag_text(k)}={_tag_text(v)}" for k, v in sorted(point.tags.items()) if v != ""
     )
-    fields = ",".join(f"{k.translate(_TAG_ESC)}={_field_value(v)}" for k, v in point.fields.items())
+    fields = ",".join(_key_prefix(k) + _field_value(v) for k, v in point.fields.items())
     if not fields:
         raise ValueError(f"point {point.measurement} has no fields")
-    return f"{point.measurement.translate(_MEAS_ESC)}{tags} {fields} {point.time_ns}"
+    return f"{_measurement(point.measurement)}{tags} {fields} {point.time_ns}"

@@ -30,6 +30,7 @@ CSV_COLUMNS = ("mmsi", "name", "owner", "home_port", "type", "permits")
 MAX_REPORTED_PROBLEMS = 5
 MAX_PUSHED_ITEMS = 100_000
 RECENT_LOOKUPS = 8192  # about one ingest batch of positions
+SCAN_ZONES = 32  # up to this many zones a linear bounding-box scan beats the STRtree
 
 
 class MaritimeRegistryConfig(BaseModel):
@@ -108,6 +109,11 @@ class ZoneSet:
         for zone in self.zones:
             shapely.prepare(zone.geometry)
         self._tree = shapely.STRtree([z.geometry for z in self.zones])
+        # (index, zone, bounds, exact): a rectangle's bounding box is the rectangle itself.
+        self._boxes = [
+            (i, z, z.geometry.bounds, bool(z.geometry.equals(shapely.box(*z.geometry.bounds))))
+            for i, z in enumerate(self.zones)
+        ]
         # The tagger and then every rule look up the positions of one batch in turn.
         self._recent: dict[tuple[float, float], tuple[Zone, ...]] = {}
 
@@ -117,14 +123,26 @@ class ZoneSet:
         key = (lat, lon)
         hits = self._recent.get(key)
         if hits is None:
-            candidates = self._tree.query(shapely.Point(lon, lat))
-            hits = tuple(
-                self.zones[i] for i in sorted(candidates) if self.zones[i].contains(lat, lon)
-            )
+            hits = self._lookup(lat, lon)
             if len(self._recent) >= RECENT_LOOKUPS:
                 self._recent.clear()
             self._recent[key] = hits
         return list(hits)
+
+    def _lookup(self, lat: float, lon: float) -> tuple[Zone, ...]:
+        """Zones containing the point, in load order. A few zones: bounding boxes in Python
+        (exact for rectangles, the usual sea-grid cell); many: the STRtree."""
+        if len(self._boxes) > SCAN_ZONES:
+            candidates = self._tree.query(shapely.Point(lon, lat))
+            zones = self.zones
+            return tuple(zones[i] for i in sorted(candidates) if zones[i].contains(lat, lon))
+        return tuple(
+            zone
+            for _, zone, (min_x, min_y, max_x, max_y), exact in self._boxes
+            if min_x <= lon <= max_x
+            and min_y <= lat <= max_y
+            and (exact or zone.contains(lat, lon))
+        )
 
     def sea_grid_at(self, lat: float, lon: float) -> Zone | None:
         """The smallest (most specific) sea-grid zone containing the position."""
@@ -335,7 +353,11 @@ class MaritimeRegistry:
             self._remember_grid(record.mmsi, tags)
         if registered == record.registered and tags == record.grid:
             return record
-        return dataclasses.replace(record, registered=registered, grid=tags)
+        r = record  # the constructor directly: dataclasses.replace costs 3x on every report
+        return VesselPosition(
+            r.mmsi, r.time_ns, r.lat, r.lon, r.sog_kn, r.cog_deg, r.heading_deg, r.nav_status,
+            r.msg_type, r.ais_class, registered, tags, r.source,
+        )  # fmt: skip
 
     def _remember_grid(self, mmsi: str, tags: GridTags) -> None:
         if self.cfg.grid_memory_vessels == 0:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 from typing import Any, Literal
 
@@ -147,6 +148,8 @@ class VesselRule:
     """
 
     name = ""
+    # The engine hands this rule only these records (see hub/engine.py).
+    record_types: tuple[type, ...] = (VesselPosition, VesselStatic)
 
     def __init__(self, common: MaritimeRulesConfig, registry: MaritimeRegistry) -> None:
         self.registry = registry
@@ -156,14 +159,15 @@ class VesselRule:
     # Rule protocol
 
     def on_record(self, state: dict[str, Any], record: Record, now_ns: int) -> list[Signal]:
-        if isinstance(record, VesselStatic):
+        if isinstance(record, VesselPosition):
+            signals = self.on_position(state, record, now_ns)
+        elif isinstance(record, VesselStatic):
             self._remember_static(state, record, now_ns)
             signals = self.on_static(state, record, now_ns)
-        elif isinstance(record, VesselPosition):
-            signals = self.on_position(state, record, now_ns)
         else:
             return []
-        if max(len(state.get("v", ())), len(state.get("s", ()))) > 2 * self.max_vessels:
+        limit = 2 * self.max_vessels
+        if len(state.get("v", ())) > limit or len(state.get("s", ())) > limit:
             signals += self._evict(state, now_ns)  # a flood between ticks stays bounded too
         return signals
 
@@ -358,6 +362,15 @@ _NOT_TRANSMITTERS = (MmsiKind.COAST, MmsiKind.GROUP)
 
 def mmsi_problems(mmsi: str, check_mid: bool = True) -> list[str]:
     """What is wrong with an MMSI on its own (ITU-R M.585-9): an empty list if nothing."""
+    return list(_mmsi_problems(mmsi, check_mid))
+
+
+@functools.lru_cache(maxsize=16_384)  # the same few thousand MMSIs report over and over
+def _mmsi_problems(mmsi: str, check_mid: bool) -> tuple[str, ...]:
+    return tuple(_find_mmsi_problems(mmsi, check_mid))
+
+
+def _find_mmsi_problems(mmsi: str, check_mid: bool) -> list[str]:
     kind = mmsi_kind(mmsi)
     if kind is MmsiKind.MALFORMED:
         return ["malformed: not nine digits"]
@@ -735,8 +748,14 @@ class FishingMoratoriumRule(VesselRule):
         self.min_ns = int(self.cfg.min_minutes * NS_PER_MIN)
         self.grace_ns = int(self.cfg.grace_minutes * NS_PER_MIN)
         self.registry_types = {t.lower() for t in self.cfg.registry_types}
+        self._season_at, self._season_open = -1, False
 
     def in_season(self, now_ns: int) -> bool:
+        if now_ns != self._season_at:  # the engine passes one `now` for a whole batch
+            self._season_at, self._season_open = now_ns, self._in_season(now_ns)
+        return self._season_open
+
+    def _in_season(self, now_ns: int) -> bool:
         local = dt.datetime.fromtimestamp(now_ns / NS_PER_S, self.tz)
         day = (local.month, local.day)
         if self.start <= self.end:
