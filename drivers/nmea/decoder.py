@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import operator
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -214,10 +215,17 @@ class NmeaDecoder:
         self.stats.messages += 1
         try:
             body, time_ns, station, group = _split_line(line)
+            if time_ns is None:
+                time_ns = now_ns
+            else:
+                # A tag block's c: has whole seconds (or ms): two reports of one vessel in the
+                # same second would be one InfluxDB point (same series and timestamp). An offset
+                # below 1 ms derived from the sentence keeps them apart, identically on a replay.
+                time_ns += zlib.crc32(body) % 1_000_000
             if body[3:6] in AIS_SENTENCES:
                 stream = (sender, group or station)
-                return self._ais_sentence(body, time_ns or now_ns, stream, now_ns)
-            return self._dollar_sentence(body, time_ns or now_ns)
+                return self._ais_sentence(body, time_ns, stream, now_ns)
+            return self._dollar_sentence(body, time_ns)
         except ChecksumError as exc:
             self._error("checksum", exc, line)
         except TruncatedError as exc:
