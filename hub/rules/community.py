@@ -162,6 +162,7 @@ class ElderNoWater(_CommunityRule):
     "buildings": {building: [t_ns, event, door_id]}}."""
 
     name = "elder_no_water"
+    record_types: tuple[type, ...] = (WaterMeterReading, DoorEvent)
 
     def __init__(self, cfg: CommunityRulesConfig, registry: CommunityRegistry) -> None:
         super().__init__(cfg, registry)
@@ -379,6 +380,7 @@ class ContinuousFlow(_CommunityRule):
     Flow comes from `flow_m3h`, or from the total's rise between readings when a meter has none."""
 
     name = "continuous_flow"
+    record_types: tuple[type, ...] = (WaterMeterReading,)
 
     def __init__(self, cfg: CommunityRulesConfig, registry: CommunityRegistry) -> None:
         super().__init__(cfg, registry)
@@ -451,6 +453,7 @@ class MeterOffline(_CommunityRule):
     "offline": [meter_id, ...]}."""
 
     name = "meter_offline"
+    record_types: tuple[type, ...] = (WaterMeterReading,)
 
     def __init__(self, cfg: CommunityRulesConfig, registry: CommunityRegistry) -> None:
         super().__init__(cfg, registry)
@@ -509,6 +512,7 @@ class MeterLowBattery(_CommunityRule):
     resolves at min_battery_v + hysteresis_v. Without a voltage the LOW_BATTERY alarm bit counts."""
 
     name = "meter_low_battery"
+    record_types: tuple[type, ...] = (WaterMeterReading,)
 
     def __init__(self, cfg: CommunityRulesConfig, registry: CommunityRegistry) -> None:
         super().__init__(cfg, registry)
@@ -561,6 +565,7 @@ class MeterTamper(_CommunityRule):
     """`meter_tamper`: the meter's tamper alarm bit, or reverse flow; resolves on a clean reading."""
 
     name = "meter_tamper"
+    record_types: tuple[type, ...] = (WaterMeterReading,)
 
     def __init__(self, cfg: CommunityRulesConfig, registry: CommunityRegistry) -> None:
         super().__init__(cfg, registry)
@@ -614,6 +619,7 @@ class _DoorEpisodes(_CommunityRule):
 
     State: {"open": {door_id: [raised_ns, grid, micro_grid, police_grid]}}."""
 
+    record_types: tuple[type, ...] = (DoorEvent,)
     events: tuple[str, ...] = ()
     severity = "warning"
     resolve_minutes = 10.0
@@ -696,6 +702,7 @@ class DoorDeniedRepeatedly(_CommunityRule):
     resolves once the window holds no denial. State: {"doors": {door_id: {"t": [...], ...}}}."""
 
     name = "door_denied_repeatedly"
+    record_types: tuple[type, ...] = (DoorEvent,)
 
     def __init__(self, cfg: CommunityRulesConfig, registry: CommunityRegistry) -> None:
         super().__init__(cfg, registry)
