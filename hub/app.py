@@ -34,6 +34,7 @@ from hub.rules.core import SourceSilent
 from hub.rules.maritime import build_maritime_rules
 from hub.sinks import InfluxV1Sink, InfluxV2Sink, LocalSink, Sink
 from hub.source import Source, SourceContext
+from hub.vessels import VesselTable
 
 log = logging.getLogger("hub.app")
 
@@ -152,6 +153,7 @@ class Hub:
             self.publishers.append(
                 WebhookPublisher(cfg.webhook, self.secrets.webhook_secret, self.outbox, self.clock)
             )
+        self.vessels = self._build_vessel_table()
         self.pipeline = Pipeline(
             cfg.hub.site,
             self.clock,
@@ -161,6 +163,7 @@ class Hub:
             [p.destination for p in self.publishers],
             cfg.outbox.write_batch,
             cfg.outbox.queue_batches,
+            self.vessels,
         )
         self.started_at = time.time()
         self.http_url = ""
@@ -175,6 +178,16 @@ class Hub:
             MaritimeRegistry(self.cfg.registry.maritime, salt),
         ]
         return Registry(parts)
+
+    def _build_vessel_table(self) -> VesselTable:
+        maritime = self.registry.parts["maritime"]
+        assert isinstance(maritime, MaritimeRegistry)
+
+        def zones_at(lat: float, lon: float) -> list[str]:
+            return [zone.id for zone in maritime.zones_at(lat, lon)]
+
+        expiry_s = self.cfg.rules.maritime.vessel_expiry_minutes * 60
+        return VesselTable(zones_at, expiry_s=expiry_s)
 
     def _build_rules(self) -> list[Rule]:
         rules: list[Rule] = []
@@ -292,6 +305,7 @@ class Hub:
     async def _health_loop(self) -> None:
         while True:
             await self.clock.sleep(self.cfg.hub.health_interval_s)
+            self.vessels.expire(self.clock.now_ns())
             await self.pipeline.publish(self.health_samples())
 
     def health_samples(self) -> list[HealthSample]:

@@ -28,6 +28,7 @@ async def start_http(hub: Hub) -> tuple[web.AppRunner, str]:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/status", api_status)
+    app.router.add_get("/api/vessels", api_vessels)
     app.router.add_post("/api/v1/ingest", ingest)
     app.router.add_post("/api/v1/alerts/{alert_id}/ack", ack)
     app.router.add_post("/api/v1/registry/{part}/{kind}", registry_update)
@@ -113,22 +114,23 @@ def status(hub: Hub) -> dict[str, Any]:
             for p in hub.publishers
         ],
         "alerts": [a.payload() for a in hub.engine.alerts.open_alerts()],
-        "vessels": [
-            {
-                "mmsi": v.mmsi,
-                "lat": v.lat,
-                "lon": v.lon,
-                "registered": v.registered,
-                "sog_kn": v.sog_kn,
-            }
-            for v in list(hub.pipeline.latest_vessels.values())[-500:]
-            if v.lat is not None
-        ],
+        "vessels": [v.to_json() for v in hub.vessels.latest(500) if v.position is not None],
     }
 
 
 async def api_status(request: web.Request) -> web.Response:
     return web.json_response(status(_hub(request)))
+
+
+async def api_vessels(request: web.Request) -> web.Response:
+    """The live vessel table (newest last); `?limit=N`, at most 20,000."""
+    hub = _hub(request)
+    try:
+        limit = min(int(request.query.get("limit", "5000")), 20_000)
+    except ValueError:
+        return web.json_response({"error": "limit must be an integer"}, status=400)
+    vessels = [v.to_json() for v in hub.vessels.latest(limit)]
+    return web.json_response({"count": len(hub.vessels), "vessels": vessels})
 
 
 async def status_page(request: web.Request) -> web.Response:

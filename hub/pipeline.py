@@ -15,8 +15,9 @@ from collections.abc import Sequence
 from hub.clock import Clock
 from hub.engine import AlertBatch, Engine
 from hub.outbox import Commit, Outbox
-from hub.records import Record, VesselPosition, record_line
+from hub.records import Record, record_line
 from hub.registry import Registry
+from hub.vessels import VesselTable
 
 log = logging.getLogger("hub.pipeline")
 
@@ -34,6 +35,7 @@ class Pipeline:
         destinations: Sequence[str],
         write_batch: int = 2000,
         queue_batches: int = 256,
+        vessels: VesselTable | None = None,
     ) -> None:
         self.site = site
         self.clock = clock
@@ -45,7 +47,8 @@ class Pipeline:
         self._queue: asyncio.Queue[_Item] = asyncio.Queue(maxsize=queue_batches)
         self.encode_errors: Counter[str] = Counter()
         self.records_in = 0
-        self.latest_vessels: dict[str, VesselPosition] = {}
+        self.commit_failures = 0
+        self.vessels = vessels
 
     async def publish(self, records: Sequence[Record]) -> None:
         """Hand records to the hub; returns once they are durable in the outbox."""
@@ -66,12 +69,13 @@ class Pipeline:
                 count += len(item[0])
             try:
                 await self._commit_items(items)
-            except Exception as exc:
+            except Exception as exc:  # disk full, I/O error: the writer must outlive it
+                self.commit_failures += 1
                 for _, future in items:
                     if not future.done():
                         future.set_exception(exc)
-                log.exception("outbox commit failed; %d records not acknowledged", count)
-                raise
+                log.error("outbox commit failed; %d records not acknowledged: %r", count, exc)
+                await asyncio.sleep(1.0)  # sources see the error and retry; don't spin
 
     async def _commit_items(self, items: list[_Item]) -> None:
         now_ns = self.clock.now_ns()
@@ -84,7 +88,8 @@ class Pipeline:
         for _, future in items:
             if not future.done():
                 future.set_result(None)
-        self._remember_vessels(records)
+        if self.vessels is not None:
+            self.vessels.update(records)
         self.engine.notify(alerts.alerts)
 
     async def commit_alerts(self, alerts_batch: AlertBatch) -> None:
@@ -106,11 +111,3 @@ class Pipeline:
                 # available") has nothing to store; counted, the rest of the batch goes on.
                 self.encode_errors[record.measurement] += 1
         return lines
-
-    def _remember_vessels(self, records: list[Record]) -> None:
-        for record in records:
-            if isinstance(record, VesselPosition):
-                self.latest_vessels.pop(record.mmsi, None)  # keep insertion order = recency
-                self.latest_vessels[record.mmsi] = record
-                if len(self.latest_vessels) > 5000:
-                    self.latest_vessels.pop(next(iter(self.latest_vessels)))

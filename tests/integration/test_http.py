@@ -51,13 +51,18 @@ async def test_health_metrics_status_and_ingest(http_cfg: tuple[object, str]) ->
         body = [
             {"measurement": "water_meter", "meter_id": "H-1", "total_m3": 1.5},
             {"measurement": "door_event", "door_id": "D-9", "event": "forced"},
+            {"measurement": "vessel_position", "mmsi": "412000001", "lat": 30.0, "lon": 122.3},
         ]
         data = "\n".join(json.dumps(b) for b in body)
         async with http.post(f"{base}/api/v1/ingest", data=data) as resp:
             assert resp.status == 401
         auth = {"Authorization": f"Bearer {TOKEN}"}
         async with http.post(f"{base}/api/v1/ingest", data=data, headers=auth) as resp:
-            assert resp.status == 200 and (await resp.json()) == {"accepted": 2}
+            assert resp.status == 200 and (await resp.json()) == {"accepted": 3}
+        async with http.get(f"{base}/api/vessels") as resp:
+            vessels = await resp.json()
+        assert vessels["count"] == 1 and vessels["vessels"][0]["mmsi"] == "412000001"
+        assert vessels["vessels"][0]["lat"] == 30.0
         rows = await hub.outbox.peek_points(10_000)
         assert any(b"meter_id=H-1" in line and b"total_m3=1.5" in line for _, line in rows)
         bad = '{"measurement": "water_meter", "meter_id": "H-1", "total_m3": "lots"}\n{oops'
