@@ -1,0 +1,81 @@
+"""The ingest writer: group commit, acknowledgement only after commit, survival of a failed one."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from hub.alerts import AlertManager
+from hub.clock import ManualClock
+from hub.engine import Engine
+from hub.outbox import Commit, Outbox
+from hub.pipeline import Pipeline
+from hub.records import WaterMeterReading
+from hub.registry import Registry
+
+
+def reading(i: int) -> WaterMeterReading:
+    return WaterMeterReading(f"M-{i}", 1_767_225_600 * 10**9 + i, total_m3=float(i), source="t")
+
+
+async def test_failed_commit_is_reported_and_the_writer_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    outbox = Outbox(tmp_path / "o.sqlite", max_bytes=10**7)
+    await outbox.open()
+    pipeline = Pipeline(
+        "s", ManualClock(), Registry([]), Engine([], AlertManager("s", 0)), outbox, []
+    )
+    writer = asyncio.create_task(pipeline.run())
+    real_commit = outbox.commit
+    calls = 0
+
+    async def failing_once(batch: Commit) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise OSError(28, "No space left on device")
+        await real_commit(batch)
+
+    monkeypatch.setattr(outbox, "commit", failing_once)
+    try:
+        with pytest.raises(OSError, match="No space left"):
+            await pipeline.publish([reading(1)])  # not acknowledged: the source must retry
+        await pipeline.publish([reading(2), reading(3)])  # the writer is still there
+        assert pipeline.commit_failures == 1 and not writer.done()
+        rows = await outbox.peek_points(10)
+        assert [b"meter_id=M-2" in r or b"meter_id=M-3" in r for _, r in rows] == [True, True]
+    finally:
+        writer.cancel()
+        await outbox.close()
+
+
+async def test_concurrent_publishers_share_one_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    outbox = Outbox(tmp_path / "o.sqlite", max_bytes=10**7)
+    await outbox.open()
+    pipeline = Pipeline(
+        "s", ManualClock(), Registry([]), Engine([], AlertManager("s", 0)), outbox, []
+    )
+    commits = 0
+    real_commit = outbox.commit
+
+    async def counting(batch: Commit) -> None:
+        nonlocal commits
+        commits += 1
+        await real_commit(batch)
+
+    monkeypatch.setattr(outbox, "commit", counting)
+    # Queue 50 publishes before the writer starts: they are folded into one transaction.
+    publishes = [asyncio.create_task(pipeline.publish([reading(i)])) for i in range(50)]
+    await asyncio.sleep(0)
+    writer = asyncio.create_task(pipeline.run())
+    try:
+        await asyncio.gather(*publishes)
+        assert commits == 1 and outbox.stats.rows == 50
+    finally:
+        writer.cancel()
+        await outbox.close()
