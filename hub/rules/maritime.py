@@ -546,6 +546,11 @@ class AisGapRule(VesselRule):
 # --- position_jump
 
 
+# ITU-R M.1371 message 27 (long-range broadcast) gives positions in 1/10 minute steps and may
+# carry a latent fix (position latency > 5 s): against such a fix a jump counts only beyond this.
+COARSE_FIX_NM = 0.15
+
+
 class PositionJumpRule(VesselRule):
     """Consecutive reports whose implied speed exceeds `max_knots` (spoofing or a bad GNSS fix)."""
 
@@ -574,8 +579,11 @@ class PositionJumpRule(VesselRule):
         dist = distance_nm(entry["lat"], entry["lon"], record.lat, record.lon)
         speed_kn = dist / (interval_s / 3600)
         origin = (entry["lat"], entry["lon"])
+        coarse = record.msg_type == 27 or entry.get("coarse", False)
+        floor_nm = self.cfg.min_distance_nm + (COARSE_FIX_NM if coarse else 0.0)
         _store_fix(entry, record, now)
-        if speed_kn > self.cfg.max_knots and dist >= self.cfg.min_distance_nm:
+        entry["coarse"] = record.msg_type == 27
+        if speed_kn > self.cfg.max_knots and dist >= floor_nm:
             return [self._jump(state, mmsi, entry, origin, dist, interval_s, speed_kn)]
         if not entry["active"]:
             return []

@@ -375,6 +375,22 @@ def test_position_jump_ignores_noise_duplicates_and_plausible_speed(
     assert h.signals == []
 
 
+def test_position_jump_allows_for_the_coarse_grid_of_type_27(registry: MaritimeRegistry) -> None:
+    """Type 27 positions are on a 1/10 minute grid and may be latent: 0.2 nm off a type 1 fix
+    five seconds apart (144 kn implied) is not a jump; 2.7 nm is."""
+    h = make(PositionJumpRule, registry)
+    exact = (30.0024, 122.3019)
+    h.pos(FERRY, exact)
+    h.clock.advance(5)
+    h.pos(FERRY, (30.0, 122.3), msg_type=27)
+    h.clock.advance(5)
+    h.pos(FERRY, exact)
+    assert h.signals == []
+    h.clock.advance(5)
+    h.pos(FERRY, (30.05, 122.3), msg_type=27)  # 2.7 nm in 5 s is a jump even on that grid
+    assert [s.active for s in h.signals] == [True]
+
+
 def test_position_jump_resolves_after_quiet(registry: MaritimeRegistry) -> None:
     h = make(PositionJumpRule, registry, position_jump={"quiet_minutes": 30})
     h.pos(FERRY, SEA)
