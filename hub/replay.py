@@ -71,8 +71,10 @@ async def replay(cfg: HubConfig, path: Path, batch: int) -> int:
     await hub.stop(flush_timeout_s=0)
     stats = source.stats
     print(
-        f"replay: {stats.messages} messages -> {records} records in {ingest_s:.2f} s "
-        f"({stats.messages / max(ingest_s, 1e-9):,.0f} msg/s into the durable outbox); "
+        # Lines, not assembled messages: a multi-sentence AIS message is several lines.
+        f"replay: {stats.messages} lines -> {records} records in {ingest_s:.2f} s "
+        f"({stats.messages / max(ingest_s, 1e-9):,.0f} lines/s, "
+        f"{records / max(ingest_s, 1e-9):,.0f} records/s into the durable outbox); "
         f"{stats.error_total} errors {dict(stats.errors) or ''}; "
         f"flushed to '{cfg.influxdb.api}' after {total_s:.2f} s",
         file=sys.stderr,

@@ -80,8 +80,8 @@ def test_replay_jsonl_into_influxdb(influxdb: InfluxDB, tmp_path: Path) -> None:
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
-    assert "5001 messages -> 5000 records" in result.stderr
-    assert "1 errors" in result.stderr and "msg/s" in result.stderr
+    assert "5001 lines -> 5000 records" in result.stderr
+    assert "1 errors" in result.stderr and "records/s" in result.stderr
     assert "progress:" in result.stderr  # not a terminal: plain progress lines
     rows = db.query("SELECT count(total_m3), sum(total_m3) FROM water_meter")
     assert rows[0]["count"] == 5000

@@ -553,7 +553,7 @@ enabled = false
     stdout, stderr = await asyncio.wait_for(proc.communicate(), timeout=120)
     report = (stdout + stderr).decode()
     assert proc.returncode == 0, report
-    assert "msg/s" in report and f"{len(lines)} messages" in report
+    assert "lines/s" in report and f"{len(lines)} lines" in report
     assert expected > 15_000
     rows = await query(db, "SELECT count(msg_type) FROM vessel_position")
     assert rows[0]["count"] == expected
