@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from drivers.modbus_meter import ALARM_NAMES, MeterHealth
+from drivers.modbus_meter import ALARM_NAMES, MeterHealth, poll_forever
 from hub.clock import NS_PER_S, Clock
 from hub.errors import ChecksumError, DeviceUnreachable, FrameError, HubError, ProtocolError
 from hub.records import MeterAlarm, WaterMeterReading
@@ -355,16 +355,12 @@ class Cjt188Source(Source):
         return frozenset(m.cfg.meter_id for m in self._meters if m.health.offline)
 
     async def run(self, publish: Publish) -> None:
-        interval_ns = int(self.cfg.poll_interval_s * NS_PER_S)
-        next_cycle_ns = self.clock.now_ns()
-        while True:
-            await self.poll_once(publish, deadline_ns=next_cycle_ns + interval_ns)
-            next_cycle_ns += interval_ns
-            now_ns = self.clock.now_ns()
-            if next_cycle_ns <= now_ns:
-                self.stats.error("poll_overrun")
-                next_cycle_ns += -(-(now_ns - next_cycle_ns) // interval_ns) * interval_ns
-            await self.clock.sleep((next_cycle_ns - now_ns) / NS_PER_S)
+        await poll_forever(
+            self.clock,
+            self.cfg.poll_interval_s,
+            self.stats,
+            lambda deadline_ns: self.poll_once(publish, deadline_ns=deadline_ns),
+        )
 
     async def poll_once(
         self, publish: Publish, deadline_ns: int | None = None

@@ -6,7 +6,7 @@ import logging
 import math
 import struct
 import tomllib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from hub.clock import NS_PER_S, Clock
 from hub.errors import ConfigError, DeviceUnreachable, ProtocolError
 from hub.records import MeterAlarm, WaterMeterReading
-from hub.source import Publish, Source, SourceConfig, SourceContext
+from hub.source import Publish, Source, SourceConfig, SourceContext, SourceStats
 
 log = logging.getLogger(__name__)
 
@@ -387,6 +387,26 @@ class ModbusBusConfig(SourceConfig):
 # --- the poller -------------------------------------------------------------------------------
 
 
+async def poll_forever(
+    clock: Clock,
+    interval_s: float,
+    stats: SourceStats,
+    poll_once: Callable[[int], Awaitable[object]],
+) -> None:
+    """Call `poll_once(deadline_ns)` at a fixed phase every `interval_s` of clock time; a cycle
+    that overran skips the missed slots (counted as `poll_overrun`) instead of bunching up."""
+    interval_ns = int(interval_s * NS_PER_S)
+    next_cycle_ns = clock.now_ns()
+    while True:
+        await poll_once(next_cycle_ns + interval_ns)
+        next_cycle_ns += interval_ns
+        now_ns = clock.now_ns()
+        if next_cycle_ns <= now_ns:
+            stats.error("poll_overrun")
+            next_cycle_ns += -(-(now_ns - next_cycle_ns) // interval_ns) * interval_ns
+        await clock.sleep((next_cycle_ns - now_ns) / NS_PER_S)
+
+
 @dataclass(slots=True)
 class MeterHealth:
     """Consecutive failures of one meter: offline after a threshold, then probed with backoff."""
@@ -470,16 +490,12 @@ class ModbusBusSource(Source):
         return sum(len(m.plan) for m in self._meters)
 
     async def run(self, publish: Publish) -> None:
-        interval_ns = int(self.cfg.poll_interval_s * NS_PER_S)
-        next_cycle_ns = self.clock.now_ns()
-        while True:
-            await self.poll_once(publish, deadline_ns=next_cycle_ns + interval_ns)
-            next_cycle_ns += interval_ns
-            now_ns = self.clock.now_ns()
-            if next_cycle_ns <= now_ns:  # overran: skip the missed slots, keep the phase
-                self.stats.error("poll_overrun")
-                next_cycle_ns += -(-(now_ns - next_cycle_ns) // interval_ns) * interval_ns
-            await self.clock.sleep((next_cycle_ns - now_ns) / NS_PER_S)
+        await poll_forever(
+            self.clock,
+            self.cfg.poll_interval_s,
+            self.stats,
+            lambda deadline_ns: self.poll_once(publish, deadline_ns=deadline_ns),
+        )
 
     async def poll_once(
         self, publish: Publish, deadline_ns: int | None = None
