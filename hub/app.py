@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from hub.alerts import AlertManager
+from hub.backoff import Backoff
 from hub.clock import Clock, SystemClock
 from hub.config import HubConfig, env_secret
 from hub.engine import Engine
@@ -271,7 +272,7 @@ class Hub:
 
     async def _supervise(self, source: Source) -> None:
         """Run a source forever; a crash or an unexpected return restarts it with backoff."""
-        delay = 1.0
+        backoff = Backoff(initial_s=1.0, max_s=60.0)
         while True:
             started = time.monotonic()
             try:
@@ -280,15 +281,14 @@ class Hub:
             except asyncio.CancelledError:
                 raise
             except HubError as exc:
-                log.error("source %s failed: %s; restarting in %.0f s", source.name, exc, delay)
+                log.error("source %s failed: %s; restarting", source.name, exc)
             except Exception:
-                log.exception("source %s crashed; restarting in %.0f s", source.name, delay)
+                log.exception("source %s crashed; restarting", source.name)
             source.stats.restarts += 1
             source.stats.connected = False
-            if time.monotonic() - started > 60:
-                delay = 1.0
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 60.0)
+            if time.monotonic() - started > 60:  # it ran fine for a while: start over gently
+                backoff.reset()
+            await backoff.wait()
 
     # --- periodic work -------------------------------------------------------------------------
 

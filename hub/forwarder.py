@@ -1,7 +1,7 @@
 """Forwarder: moves points from the outbox to the sink, deleting them only after a 2xx.
 
 Batches by size (`batch_size`) and age (`flush_interval_s`). Transient failures back off
-exponentially with full jitter up to `retry_max_s` and honour Retry-After; the rows stay in the
+exponentially with jitter up to `retry_max_s` and honour Retry-After; the rows stay in the
 outbox meanwhile. A batch the sink refuses for good is split in halves until the bad lines are
 isolated: those go to the dead-letter table (counted), the good ones are written.
 """
@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 
+from hub.backoff import Backoff
 from hub.clock import Clock
 from hub.errors import SinkError, SinkRejected
 from hub.outbox import Outbox
@@ -38,9 +38,7 @@ class Forwarder:
         self.clock = clock
         self.batch_size = batch_size
         self.flush_interval_s = flush_interval_s
-        self.retry_initial_s = retry_initial_s
-        self.retry_max_s = retry_max_s
-        self.failures = 0  # consecutive
+        self._backoff = Backoff(retry_initial_s, retry_max_s)
         self.errors = 0
         self.written = 0
         self.batches = 0
@@ -92,9 +90,13 @@ class Forwarder:
                         len(refused),
                         refused[0],
                     )
-            if self.failures:
-                log.info("sink %s is back after %d failed attempts", self.sink.name, self.failures)
-            self.failures = 0
+            if self._backoff.failures:
+                log.info(
+                    "sink %s is back after %d failed attempts",
+                    self.sink.name,
+                    self._backoff.failures,
+                )
+            self._backoff.reset()
             self.healthy = True
             return
 
@@ -116,19 +118,13 @@ class Forwarder:
         self.batches += 1
 
     async def _back_off(self, exc: SinkError) -> None:
-        self.failures += 1
         self.errors += 1
         self.healthy = False
         self.last_error = str(exc)
-        if self.failures == 1:
+        if self._backoff.failures == 0:
             log.warning("sink %s unavailable, buffering in the outbox: %s", self.sink.name, exc)
-        delay = min(self.retry_max_s, self.retry_initial_s * 2 ** min(self.failures - 1, 16))
-        delay = random.uniform(delay / 2, delay)  # jitter, so many gateways don't retry in step
-        retry_after = getattr(exc, "retry_after_s", None)
-        if retry_after:
-            delay = max(delay, min(retry_after, self.retry_max_s))
         # A write arriving meanwhile does not cut the back-off short; only the timer does.
-        await asyncio.sleep(delay)
+        await self._backoff.wait(getattr(exc, "retry_after_s", None) or 0.0)
 
     def _update_lag(self, oldest_line: bytes) -> None:
         try:

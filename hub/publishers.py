@@ -12,7 +12,6 @@ import hashlib
 import hmac
 import json
 import logging
-import random
 import ssl
 import time
 from collections.abc import Awaitable, Callable
@@ -21,6 +20,7 @@ from typing import Any
 import aiohttp
 import aiomqtt
 
+from hub.backoff import Backoff
 from hub.clock import Clock
 from hub.config import MqttSection, WebhookSection
 from hub.errors import SinkError, SinkRejected
@@ -30,19 +30,6 @@ from hub.sinks import classify
 log = logging.getLogger("hub.publishers")
 
 MessageHandler = Callable[[str, bytes], Awaitable[None]]
-
-
-class Backoff:
-    def __init__(self, initial_s: float = 0.5, max_s: float = 30.0) -> None:
-        self.initial_s, self.max_s, self.failures = initial_s, max_s, 0
-
-    async def wait(self) -> None:
-        self.failures += 1
-        delay = min(self.max_s, self.initial_s * 2 ** min(self.failures - 1, 16))
-        await asyncio.sleep(random.uniform(delay / 2, delay))
-
-    def reset(self) -> None:
-        self.failures = 0
 
 
 class DeliveryLoop:
