@@ -9,10 +9,10 @@ committed. The byte budget counts stored line-protocol bytes; when it is exceede
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sqlite3
-import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,7 +78,6 @@ class Outbox:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox")
         self._db: sqlite3.Connection | None = None
         self._fsync = fsync
-        self._lock = threading.Lock()  # guards against misuse from more than one thread
         self.new_points = asyncio.Event()
         self._delivery_events: dict[str, asyncio.Event] = {}
 
@@ -122,6 +121,18 @@ class Outbox:
             raise RuntimeError("outbox is not open")
         return self._db
 
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE … COMMIT, rolled back on any error (runs on the outbox thread)."""
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
     def _counter(self, name: str) -> int:
         row = self.db.execute("SELECT value FROM counters WHERE name=?", (name,)).fetchone()
         return int(row[0]) if row else 0
@@ -137,26 +148,19 @@ class Outbox:
             self.delivery_event(destination).set()
 
     def _commit(self, batch: Commit) -> None:
-        db = self.db
-        with self._lock:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                points = [(KIND_READING, line) for line in batch.readings]
-                points += [(KIND_ALERT, line) for line in batch.alert_points]
-                db.executemany("INSERT INTO points(kind, line) VALUES (?, ?)", points)
-                db.executemany(
-                    "INSERT INTO deliveries(destination, payload) VALUES (?, ?)", batch.deliveries
-                )
-                db.executemany(
-                    "INSERT OR REPLACE INTO alert_state(key, value) VALUES (?, ?)",
-                    batch.alert_state,
-                )
-                added = sum(len(line) for _, line in points)
-                dropped, freed = self._enforce_budget(self.stats.bytes + added)
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+        with self._transaction() as db:
+            points = [(KIND_READING, line) for line in batch.readings]
+            points += [(KIND_ALERT, line) for line in batch.alert_points]
+            db.executemany("INSERT INTO points(kind, line) VALUES (?, ?)", points)
+            db.executemany(
+                "INSERT INTO deliveries(destination, payload) VALUES (?, ?)", batch.deliveries
+            )
+            db.executemany(
+                "INSERT OR REPLACE INTO alert_state(key, value) VALUES (?, ?)",
+                batch.alert_state,
+            )
+            added = sum(len(line) for _, line in points)
+            dropped, freed = self._enforce_budget(self.stats.bytes + added)
         self.stats.rows += len(points) - dropped
         self.stats.bytes += added - freed
         self.stats.dropped += dropped
@@ -202,9 +206,7 @@ class Outbox:
         await self._run(self._delete_points, list(ids))
 
     def _delete_points(self, ids: list[int]) -> None:
-        with self._lock:
-            db = self.db
-            db.execute("BEGIN IMMEDIATE")
+        with self._transaction() as db:
             size = 0
             for chunk in _chunks(ids, 500):
                 marks = ",".join("?" * len(chunk))
@@ -217,8 +219,7 @@ class Outbox:
                 deleted = db.execute(f"DELETE FROM points WHERE id IN ({marks})", chunk).rowcount
                 self.stats.rows -= deleted
                 self.stats.forwarded += deleted
-            db.execute("COMMIT")
-            self.stats.bytes -= size
+        self.stats.bytes -= size
 
     async def dead_letter(
         self, destination: str, ids: Sequence[int], reason: str, now_ns: int
@@ -229,9 +230,7 @@ class Outbox:
     def _dead_letter_points(
         self, destination: str, ids: list[int], reason: str, now_ns: int
     ) -> None:
-        with self._lock:
-            db = self.db
-            db.execute("BEGIN IMMEDIATE")
+        with self._transaction() as db:
             for chunk in _chunks(ids, 500):
                 marks = ",".join("?" * len(chunk))
                 rows = db.execute(
@@ -246,7 +245,6 @@ class Outbox:
                     f"DELETE FROM points WHERE id IN ({marks})", chunk
                 ).rowcount
                 self.stats.dead_letters += len(rows)
-            db.execute("COMMIT")
 
     # --- alert deliveries ----------------------------------------------------------------------
 
@@ -264,9 +262,8 @@ class Outbox:
         await self._run(self._ack_delivery, delivery_id)
 
     def _ack_delivery(self, delivery_id: int) -> None:
-        with self._lock:
-            deleted = self.db.execute("DELETE FROM deliveries WHERE id=?", (delivery_id,)).rowcount
-            self.stats.deliveries -= deleted
+        deleted = self.db.execute("DELETE FROM deliveries WHERE id=?", (delivery_id,)).rowcount
+        self.stats.deliveries -= deleted
 
     async def dead_letter_delivery(
         self, destination: str, delivery_id: int, reason: str, now_ns: int
@@ -276,9 +273,7 @@ class Outbox:
     def _dead_letter_delivery(
         self, destination: str, delivery_id: int, reason: str, now_ns: int
     ) -> None:
-        with self._lock:
-            db = self.db
-            db.execute("BEGIN IMMEDIATE")
+        with self._transaction() as db:
             row = db.execute("SELECT payload FROM deliveries WHERE id=?", (delivery_id,)).fetchone()
             if row:
                 db.execute(
@@ -288,7 +283,6 @@ class Outbox:
                 db.execute("DELETE FROM deliveries WHERE id=?", (delivery_id,))
                 self.stats.deliveries -= 1
                 self.stats.dead_letters += 1
-            db.execute("COMMIT")
 
     # --- state ---------------------------------------------------------------------------------
 
@@ -308,12 +302,10 @@ class Outbox:
         """Persist rule states given as {rule: json text}."""
 
         def save() -> None:
-            with self._lock:
-                self.db.execute("BEGIN IMMEDIATE")
-                self.db.executemany(
+            with self._transaction() as db:
+                db.executemany(
                     "INSERT OR REPLACE INTO rule_state(rule, value) VALUES (?, ?)", states.items()
                 )
-                self.db.execute("COMMIT")
 
         await self._run(save)
 
