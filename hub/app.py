@@ -178,7 +178,7 @@ class Hub:
             CommunityRegistry(self.cfg.registry.community, salt),
             MaritimeRegistry(self.cfg.registry.maritime, salt),
         ]
-        return Registry(parts)
+        return Registry(parts, overlay_path=self.cfg.hub.data_dir / "registry_pushes.jsonl")
 
     def _build_vessel_table(self) -> VesselTable:
         maritime = self.registry.parts["maritime"]

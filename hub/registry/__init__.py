@@ -3,13 +3,24 @@
 The normaliser asks the registry to tag each record with its grid ids; rules ask it whether a
 household is a solitary elder or a vessel is whitelisted. Each part reloads its files on change
 and accepts updates pushed by the platform (MQTT `hub/{site}/registry/...` or local HTTP).
+
+Pushed updates are kept in an overlay file in the data dir and applied again after every start
+and every reload of the files, so "elder away until 2026-12-01" survives a gateway restart and a
+technician's edit of the CSV. A full-table push supersedes the earlier pushes to that table.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import os
+from pathlib import Path
 from typing import Any, Protocol
 
+from hub.errors import ConfigError
 from hub.records import Record
+
+log = logging.getLogger("hub.registry")
 
 
 class RegistryPart(Protocol):
@@ -30,10 +41,16 @@ class RegistryPart(Protocol):
 
 
 class Registry:
-    """All registry parts behind one `tag` call."""
+    """All registry parts behind one `tag` call, plus the overlay of platform pushes."""
 
-    def __init__(self, parts: list[RegistryPart]) -> None:
+    def __init__(self, parts: list[RegistryPart], overlay_path: Path | None = None) -> None:
         self.parts = {p.name: p for p in parts}
+        self.overlay_path = overlay_path
+        self._overlay: list[tuple[str, str, Any]] = []
+        if overlay_path is not None and overlay_path.exists():
+            self._overlay = _read_overlay(overlay_path)
+            for part in self.parts:
+                self._reapply(part)
 
     def tag(self, record: Record) -> Record:
         for part in self.parts.values():
@@ -41,11 +58,70 @@ class Registry:
         return record
 
     def reload_if_changed(self) -> bool:
-        return any([p.reload_if_changed() for p in self.parts.values()])
+        reloaded = [name for name, p in self.parts.items() if p.reload_if_changed()]
+        for name in reloaded:
+            self._reapply(name)
+        return bool(reloaded)
 
     def apply_update(self, part: str, kind: str, payload: Any) -> None:
-        from hub.errors import ConfigError
-
         if part not in self.parts:
             raise ConfigError(f"unknown registry part {part!r} (known: {sorted(self.parts)})")
-        self.parts[part].apply_update(kind, payload)
+        self.parts[part].apply_update(kind, payload)  # raises before anything is persisted
+        if kind.endswith("s"):  # a whole table: earlier pushes to it no longer matter
+            self._overlay = [
+                e for e in self._overlay if not (e[0] == part and kind in (e[1], e[1] + "s"))
+            ]
+        else:  # one row, partially: fold earlier pushes for the same row into this one
+            key = _row_key(payload)
+            for i, (p, k, old) in enumerate(self._overlay):
+                if (p, k) == (part, kind) and key is not None and _row_key(old) == key:
+                    payload = {**old, **payload}
+                    del self._overlay[i]
+                    break
+        self._overlay.append((part, kind, payload))
+        if self.overlay_path is not None:
+            _write_overlay(self.overlay_path, self._overlay)
+
+    def _reapply(self, part: str) -> None:
+        for name, kind, payload in self._overlay:
+            if name != part:
+                continue
+            try:
+                self.parts[name].apply_update(kind, payload)
+            except ConfigError as exc:  # e.g. a row that the new files made inconsistent
+                log.warning("stored registry push %s/%s no longer applies: %s", name, kind, exc)
+
+
+_ROW_IDS = ("household_id", "meter_id", "door_id", "mmsi")
+
+
+def _row_key(payload: Any) -> tuple[str, str] | None:
+    if isinstance(payload, dict):
+        for name in _ROW_IDS:
+            if name in payload:
+                return name, str(payload[name])
+    return None
+
+
+def _read_overlay(path: Path) -> list[tuple[str, str, Any]]:
+    entries = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            part, kind, payload = json.loads(line)
+        except ValueError:
+            log.warning("skipping an unreadable line in %s", path)
+            continue
+        entries.append((str(part), str(kind), payload))
+    return entries
+
+
+def _write_overlay(path: Path, entries: list[tuple[str, str, Any]]) -> None:
+    """Replace the overlay file atomically (write, fsync, rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        for entry in entries:
+            f.write(json.dumps(entry, ensure_ascii=False) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import aiohttp
@@ -67,3 +68,31 @@ households_csv = "{tmp_path}/households.csv"
             async with session.post(url, json={"nope": 1}, headers=headers) as resp:
                 assert resp.status == 400 and "error" in await resp.json()
         assert not part.is_away("3-2-501", now)
+
+
+async def test_pushes_survive_a_restart_and_a_file_reload(tmp_path: Path) -> None:
+    (tmp_path / "households.csv").write_text(HOUSEHOLDS)
+    cfg = config(tmp_path, f'[registry.community]\nhouseholds_csv = "{tmp_path}/households.csv"\n')
+    async with running(cfg) as hub:
+        hub.registry.apply_update(
+            "community", "household", {"household_id": "3-2-501", "away_until": "2099-12-01"}
+        )
+        hub.registry.apply_update(
+            "community", "household", {"household_id": "3-2-501", "micro_grid": "G-03-9"}
+        )
+        now = hub.clock.now_ns()
+    overlay = (tmp_path / "data" / "registry_pushes.jsonl").read_text().splitlines()
+    assert len(overlay) == 1  # two partial pushes for one household folded into one entry
+    async with running(cfg) as hub:  # a restart: the file says "not away", the push wins
+        part = hub.registry.parts["community"]
+        assert isinstance(part, CommunityRegistry)
+        assert part.is_away("3-2-501", now)
+        household = part.household("3-2-501")
+        assert household is not None and household.grid.micro_grid == "G-03-9"
+        # A technician edits the CSV: it is reloaded, and the platform's push applies again.
+        (tmp_path / "households.csv").write_text(HOUSEHOLDS.replace("PG-07", "PG-08"))
+        os.utime(tmp_path / "households.csv", (1, 2_000_000_000))
+        assert hub.registry.reload_if_changed()
+        household = part.household("3-2-501")
+        assert household is not None and household.grid.police_grid == "PG-08"
+        assert part.is_away("3-2-501", now)
