@@ -54,6 +54,10 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--connect", action="store_true", help="also try to reach InfluxDB and MQTT")
     check.set_defaults(func=cmd_check_config)
 
+    doctor = sub.add_parser("doctor", help="say what is wrong with this gateway's setup")
+    doctor.add_argument("--config", "-c", required=True, type=Path)
+    doctor.set_defaults(func=cmd_doctor)
+
     demo = sub.add_parser("demo", help="run simulators through the hub, print alerts")
     demo.add_argument("--duration", type=float, default=None, help="stop after SECONDS")
     demo.add_argument("--speed", type=float, default=120.0, help="clock acceleration factor")
@@ -105,6 +109,31 @@ def cmd_check_config(args: argparse.Namespace) -> int:
             print(f"unreachable: {problem}", file=sys.stderr)
         return EXIT_UNREACHABLE if problems else EXIT_OK
     return EXIT_OK
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Every check on one line, OK or FAIL; exit 0 only when all pass."""
+    from hub.app import read_secrets
+    from hub.doctor import Check, check_connections, local_checks, registry_checks
+
+    cfg = load_config(args.config)
+    checks = [Check(True, f"config {args.config}", f"site {cfg.hub.site}")]
+    try:
+        read_secrets(cfg)
+        checks.append(Check(True, "secrets from the environment"))
+    except ConfigError as exc:
+        checks.append(Check(False, "secrets from the environment", str(exc)))
+    checks += local_checks(cfg) + registry_checks(cfg)
+    unreachable = asyncio.run(check_connections(cfg))
+    checks += [Check(False, "connection", problem) for problem in unreachable]
+    if not unreachable:
+        checks.append(Check(True, "InfluxDB / MQTT reachable (where configured)"))
+    for check in checks:
+        detail = f" — {check.detail}" if check.detail else ""
+        print(f"{'OK  ' if check.ok else 'FAIL'}  {check.what}{detail}")
+    failed = sum(not c.ok for c in checks)
+    print(f"{len(checks) - failed} ok, {failed} failing")
+    return EXIT_OK if failed == 0 else EXIT_ERROR
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -1,12 +1,18 @@
-"""Reachability checks for the configured InfluxDB and MQTT broker."""
+"""`hub doctor` and start-up checks: is InfluxDB/MQTT reachable, is the gateway set up right."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
 
 import aiohttp
 
 from hub.config import HubConfig
+from hub.errors import HubError
 
 
 async def check_connections(cfg: HubConfig, mqtt: bool = True) -> list[str]:
@@ -35,3 +41,83 @@ async def check_connections(cfg: HubConfig, mqtt: bool = True) -> list[str]:
                 f"MQTT broker at {cfg.mqtt.host}:{cfg.mqtt.port} is unreachable ({exc.__class__.__name__})"
             )
     return problems
+
+
+@dataclass(slots=True, frozen=True)
+class Check:
+    ok: bool
+    what: str
+    detail: str = ""
+
+
+def _serial_ports(cfg: HubConfig) -> list[tuple[str, str]]:
+    ports = []
+    for source in cfg.sources:
+        port = getattr(source, "serial_port", "") or (
+            getattr(source, "port", "") if source.type == "nmea_serial" else ""
+        )
+        if isinstance(port, str) and port:
+            ports.append((source.name, port))
+    return ports
+
+
+def local_checks(cfg: HubConfig) -> list[Check]:
+    """What can be checked on the gateway itself: data dir, disk, serial ports, outbox, registry."""
+    checks = []
+    data_dir = cfg.hub.data_dir
+    existing = next(p for p in (data_dir, *data_dir.parents) if p.exists())
+    writable = os.access(existing, os.W_OK)
+    note = "" if existing == data_dir else f"created at start under {existing}"
+    checks.append(Check(writable, f"data dir {data_dir} is writable", note))
+    free = shutil.disk_usage(existing).free
+    enough = free > 2 * cfg.outbox.max_bytes
+    checks.append(
+        Check(
+            enough,
+            "free disk for the outbox budget",
+            f"{free / 2**20:,.0f} MiB free, budget {cfg.outbox.max_bytes / 2**20:,.0f} MiB",
+        )
+    )
+    for name, port in _serial_ports(cfg):
+        exists = os.path.exists(port)
+        usable = exists and os.access(port, os.R_OK | os.W_OK)
+        why = "" if usable else ("missing" if not exists else "no read/write permission (dialout?)")
+        checks.append(Check(usable, f"serial port {port} of source {name}", why))
+    checks += _outbox_checks(data_dir / "outbox.sqlite")
+    return checks
+
+
+def _outbox_checks(path: Path) -> list[Check]:
+    if not path.exists():
+        return [Check(True, "outbox", "not created yet")]
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        rows = int(db.execute("SELECT count(*) FROM points").fetchone()[0])
+        dead = int(db.execute("SELECT count(*) FROM dead_letter").fetchone()[0])
+        pending = int(db.execute("SELECT count(*) FROM deliveries").fetchone()[0])
+    finally:
+        db.close()
+    return [
+        Check(True, "outbox backlog", f"{rows} points, {pending} alert deliveries waiting"),
+        Check(dead == 0, "dead letters", f"{dead} items refused for good (see dead_letter table)"),
+    ]
+
+
+def registry_checks(cfg: HubConfig) -> list[Check]:
+    """Load the registry files the way the hub does and report rows it had to skip."""
+    from hub.registry.community import CommunityRegistry
+    from hub.registry.maritime import MaritimeRegistry
+
+    checks = []
+    for name, build in (
+        ("community", lambda: CommunityRegistry(cfg.registry.community)),
+        ("maritime", lambda: MaritimeRegistry(cfg.registry.maritime)),
+    ):
+        try:
+            part = build()
+        except HubError as exc:
+            checks.append(Check(False, f"{name} registry", str(exc)))
+            continue
+        bad = sum(getattr(part, "bad_rows", {}).values()) + len(getattr(part, "problems", []))
+        checks.append(Check(bad == 0, f"{name} registry", f"{bad} invalid rows skipped"))
+    return checks
