@@ -1,337 +1,32 @@
-"""Modbus RTU/TCP water meters: device profiles as data, one merged read per meter per poll."""
+"""Modbus bus config and poller: one merged read per meter per poll, offline meters backed off."""
 
 from __future__ import annotations
 
 import logging
-import math
-import struct
-import tomllib
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
-from pathlib import Path
-from typing import Literal, Protocol
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from drivers.modbus_meter.planning import ReadRequest, decode_meter, plan_reads
+from drivers.modbus_meter.profiles import MAX_READ_REGISTERS, MeterProfile, load_profile
+from drivers.modbus_meter.transport import (
+    BusUnreachable,
+    ExceptionReply,
+    PymodbusReader,
+    RegisterReader,
+)
 from hub.clock import NS_PER_S, Clock
 from hub.errors import ConfigError, DeviceUnreachable, ProtocolError
-from hub.records import MeterAlarm, WaterMeterReading
+from hub.records import WaterMeterReading
 from hub.source import Publish, Source, SourceConfig, SourceContext, SourceStats
 
 log = logging.getLogger(__name__)
 
-PROFILE_DIR = Path(__file__).with_name("profiles")
-# Modbus application protocol v1.1b3, 6.3/6.4: a read returns 1..125 registers.
-MAX_READ_REGISTERS = 125
 # Exception codes 0x0A/0x0B come from a gateway whose target did not answer: that is silence.
 _GATEWAY_NO_RESPONSE = frozenset({0x0A, 0x0B})
 _MAX_BACKOFF_EXPONENT = 16
-
-
-ALARM_NAMES: dict[str, MeterAlarm] = {str(flag.name).lower(): flag for flag in MeterAlarm}
-
-DataType = Literal["uint16", "int16", "uint32", "int32", "float32"]
-WordOrder = Literal["big", "little"]
-MeterField = Literal["total_m3", "flow_m3h", "battery_v", "alarm_bits", "reverse_flow"]
-Number = int | float
-
-
-# --- profiles ---------------------------------------------------------------------------------
-
-
-class ValueSpec(BaseModel):
-    """One value of a profile: where it lives, how it is encoded, and which reading field it feeds.
-
-    Several specs may feed the same numeric field (an integer part and a fraction): they are summed.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    field: MeterField
-    address: int = Field(ge=0, le=0xFFFF, description="0-based PDU address")
-    function: Literal[3, 4] = 3
-    type: DataType = "uint16"
-    word_order: WordOrder | None = None
-    scale: float = 1.0
-    unit: str = ""
-    note: str = ""
-
-    @property
-    def count(self) -> int:
-        return 1 if self.type in ("uint16", "int16") else 2
-
-
-class MeterProfile(BaseModel):
-    """A meter model's register map, parsed from drivers/profiles/<name>.toml."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-    name: str
-    description: str = ""
-    source: str = ""
-    word_order: WordOrder = "big"
-    max_read_registers: int = Field(default=MAX_READ_REGISTERS, ge=1, le=MAX_READ_REGISTERS)
-    # False for meters that report an absolute flow (its sign says nothing about direction).
-    reverse_from_negative_flow: bool = True
-    values: tuple[ValueSpec, ...] = Field(alias="value", min_length=1)
-    alarms: dict[str, int] = Field(default_factory=dict)
-
-    @field_validator("alarms")
-    @classmethod
-    def _known_alarms(cls, alarms: dict[str, int]) -> dict[str, int]:
-        for name, mask in alarms.items():
-            if name not in ALARM_NAMES:
-                raise ValueError(f"unknown alarm {name!r}; known: {sorted(ALARM_NAMES)}")
-            if not 0 < mask <= 0xFFFF_FFFF:
-                raise ValueError(f"alarm {name!r} mask {mask:#x} out of range")
-        return alarms
-
-    def word_order_of(self, spec: ValueSpec) -> WordOrder:
-        return spec.word_order or self.word_order
-
-
-def profile_path(ref: str) -> Path:
-    """A profile reference is a name in drivers/profiles/ or a path to a .toml file."""
-    if ref.endswith(".toml") or "/" in ref:
-        return Path(ref)
-    return PROFILE_DIR / f"{ref}.toml"
-
-
-@lru_cache(maxsize=64)
-def load_profile(ref: str) -> MeterProfile:
-    path = profile_path(ref)
-    try:
-        return MeterProfile.model_validate(tomllib.loads(path.read_text(encoding="utf-8")))
-    except OSError as exc:
-        raise ConfigError(f"meter profile {ref!r}: cannot read {path}: {exc}") from exc
-    except (tomllib.TOMLDecodeError, ValidationError) as exc:
-        raise ConfigError(f"meter profile {path}: {exc}") from exc
-
-
-# --- request planning -------------------------------------------------------------------------
-
-
-@dataclass(slots=True, frozen=True)
-class ReadRequest:
-    function: int
-    address: int
-    count: int
-
-    def covers(self, spec: ValueSpec) -> bool:
-        return (
-            spec.function == self.function
-            and self.address <= spec.address
-            and spec.address + spec.count <= self.address + self.count
-        )
-
-
-def plan_reads(
-    specs: Iterable[ValueSpec],
-    max_gap_registers: int,
-    max_read_registers: int = MAX_READ_REGISTERS,
-) -> tuple[ReadRequest, ...]:
-    """Merge the registers of one meter into as few reads as possible, per function code.
-
-    Two spans merge when at most `max_gap_registers` unused registers lie between them and the
-    merged read stays within `max_read_registers`.
-    """
-    specs = list(specs)
-    plan: list[ReadRequest] = []
-    for function in sorted({s.function for s in specs}):
-        spans = sorted((s.address, s.address + s.count) for s in specs if s.function == function)
-        start, end = spans[0]
-        for span_start, span_end in spans[1:]:
-            merged_end = max(end, span_end)
-            if span_start - end <= max_gap_registers and merged_end - start <= max_read_registers:
-                end = merged_end
-                continue
-            plan.append(ReadRequest(function, start, end - start))
-            start, end = span_start, span_end
-        plan.append(ReadRequest(function, start, end - start))
-    return tuple(plan)
-
-
-# --- decoding ---------------------------------------------------------------------------------
-
-
-def decode_registers(
-    registers: Sequence[int], data_type: DataType, word_order: WordOrder
-) -> Number:
-    """Decode one value; 32-bit types take two registers, "big" = high word first (AB CD)."""
-    if data_type == "uint16":
-        return registers[0]
-    if data_type == "int16":
-        return registers[0] - 0x1_0000 if registers[0] & 0x8000 else registers[0]
-    high, low = (
-        (registers[0], registers[1]) if word_order == "big" else (registers[1], registers[0])
-    )
-    raw = (high << 16) | low
-    if data_type == "uint32":
-        return raw
-    if data_type == "int32":
-        return raw - 0x1_0000_0000 if raw & 0x8000_0000 else raw
-    return float(struct.unpack(">f", raw.to_bytes(4, "big"))[0])
-
-
-def encode_registers(value: Number, data_type: DataType, word_order: WordOrder) -> list[int]:
-    """Inverse of decode_registers (used by the simulators and tests)."""
-    if data_type in ("uint16", "int16"):
-        return [int(value) & 0xFFFF]
-    if data_type == "float32":
-        raw = int.from_bytes(struct.pack(">f", float(value)), "big")
-    else:
-        raw = int(value) & 0xFFFF_FFFF
-    high, low = raw >> 16, raw & 0xFFFF
-    return [high, low] if word_order == "big" else [low, high]
-
-
-@dataclass(slots=True, frozen=True)
-class MeterValues:
-    total_m3: float | None = None
-    flow_m3h: float | None = None
-    battery_v: float | None = None
-    alarm_bits: int | None = None
-    reverse_flow: bool | None = None
-    bad_fields: tuple[str, ...] = ()
-
-
-def normalise_alarms(device_bits: int, alarm_masks: Mapping[str, int]) -> int:
-    flags = MeterAlarm(0)
-    for name, mask in alarm_masks.items():
-        if device_bits & mask:
-            flags |= ALARM_NAMES[name]
-    return int(flags)
-
-
-def decode_meter(
-    profile: MeterProfile, responses: Mapping[ReadRequest, Sequence[int]]
-) -> MeterValues:
-    """Turn the register blocks of one poll into reading values; non-finite values become None."""
-    sums: dict[str, float] = {}
-    bad: set[str] = set()
-    device_bits: int | None = None
-    reverse: bool | None = None
-    for spec in profile.values:
-        request = next((r for r in responses if r.covers(spec)), None)
-        if request is None:
-            raise ProtocolError(f"no read covers {spec.field} at {spec.address}")
-        offset = spec.address - request.address
-        block = responses[request]
-        if len(block) < offset + spec.count:
-            raise ProtocolError(f"short response for {spec.field} at {spec.address}")
-        value = decode_registers(
-            block[offset : offset + spec.count], spec.type, profile.word_order_of(spec)
-        )
-        if spec.field == "alarm_bits":
-            device_bits = (device_bits or 0) | int(value)
-        elif spec.field == "reverse_flow":
-            reverse = bool(value)
-        elif math.isfinite(scaled := value * spec.scale):
-            sums[spec.field] = sums.get(spec.field, 0.0) + scaled
-        else:
-            bad.add(spec.field)
-    alarms = None if device_bits is None else normalise_alarms(device_bits, profile.alarms)
-    flow = None if "flow_m3h" in bad else sums.get("flow_m3h")
-    if reverse is None and alarms is not None and "reverse_flow" in profile.alarms:
-        reverse = bool(alarms & MeterAlarm.REVERSE_FLOW)
-    if reverse is None and flow is not None and profile.reverse_from_negative_flow:
-        reverse = flow < 0
-    if reverse:
-        alarms = (alarms or 0) | MeterAlarm.REVERSE_FLOW
-    return MeterValues(
-        total_m3=None if "total_m3" in bad else sums.get("total_m3"),
-        flow_m3h=flow,
-        battery_v=None if "battery_v" in bad else sums.get("battery_v"),
-        alarm_bits=alarms,
-        reverse_flow=reverse,
-        bad_fields=tuple(sorted(bad)),
-    )
-
-
-# --- transport --------------------------------------------------------------------------------
-
-
-@dataclass(slots=True, frozen=True)
-class ExceptionReply:
-    """A Modbus exception response: the device answered, but not with data."""
-
-    code: int
-
-
-class BusUnreachable(DeviceUnreachable):
-    """The bus itself (TCP gateway, serial port) is not reachable: no meter can be asked."""
-
-
-class RegisterReader(Protocol):
-    async def read(
-        self, function: int, address: int, count: int, device_id: int
-    ) -> list[int] | ExceptionReply: ...
-
-    async def close(self) -> None: ...
-
-
-class PymodbusReader:
-    """RegisterReader over pymodbus 3 async clients; one request at a time, no internal retries."""
-
-    def __init__(self, cfg: ModbusBusConfig) -> None:
-        from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
-        from pymodbus.framer import FramerType
-
-        # pymodbus logs an ERROR per unanswered request; the poller logs state changes instead.
-        pymodbus_log = logging.getLogger("pymodbus.logging")
-        if pymodbus_log.level == logging.NOTSET:
-            pymodbus_log.setLevel(logging.CRITICAL)
-        self._client: AsyncModbusTcpClient | AsyncModbusSerialClient
-        if cfg.transport == "tcp":
-            self._client = AsyncModbusTcpClient(
-                cfg.host, port=cfg.port, timeout=cfg.timeout_s, retries=0, reconnect_delay=0
-            )
-        else:
-            self._client = AsyncModbusSerialClient(
-                cfg.serial_port,
-                framer=FramerType.RTU,
-                baudrate=cfg.baudrate,
-                bytesize=cfg.bytesize,
-                parity=cfg.parity,
-                stopbits=cfg.stopbits,
-                timeout=cfg.timeout_s,
-                retries=0,
-                reconnect_delay=0,
-            )
-
-    async def read(
-        self, function: int, address: int, count: int, device_id: int
-    ) -> list[int] | ExceptionReply:
-        from pymodbus.exceptions import ConnectionException, ModbusException
-
-        if not self._client.connected and not await self._client.connect():
-            raise BusUnreachable("cannot open the Modbus bus")
-        try:
-            if function == 3:
-                reply = await self._client.read_holding_registers(
-                    address, count=count, device_id=device_id
-                )
-            else:
-                reply = await self._client.read_input_registers(
-                    address, count=count, device_id=device_id
-                )
-        except ConnectionException as exc:
-            raise BusUnreachable(str(exc)) from exc
-        except ModbusException as exc:
-            raise DeviceUnreachable(str(exc)) from exc
-        if reply.isError():
-            return ExceptionReply(int(getattr(reply, "exception_code", 0)))
-        registers = list(reply.registers)
-        if len(registers) != count:
-            raise ProtocolError(f"asked {count} registers, got {len(registers)}")
-        return registers
-
-    async def close(self) -> None:
-        self._client.close()
-
-
-# --- configuration ----------------------------------------------------------------------------
 
 
 class MeterConfig(BaseModel):
@@ -382,9 +77,6 @@ class ModbusBusConfig(SourceConfig):
 
     def build(self, ctx: SourceContext) -> ModbusBusSource:
         return ModbusBusSource(self, ctx.clock)
-
-
-# --- the poller -------------------------------------------------------------------------------
 
 
 async def poll_forever(
