@@ -1,0 +1,243 @@
+"""Elder no-water-use rule: a solitary elder's meter shows (almost) no use over hours."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from hub.alerts import iso
+from hub.records import DoorEvent, Record, WaterMeterReading
+from hub.registry.community import CommunityRegistry, Household
+from hub.rules import Signal
+from hub.rules.community._base import (
+    LITRES_PER_M3,
+    NS,
+    USE_EPSILON_M3,
+    _CommunityRule,
+    _grid_from,
+    _grid_json,
+    _hours,
+)
+
+if TYPE_CHECKING:
+    from hub.rules.community import CommunityRulesConfig
+
+
+class ElderNoWater(_CommunityRule):
+    """`elder_no_water`: a solitary elder's meter total rose by < min_litres over the window.
+
+    The window ends at the latest reading, never at "now": a meter that stops reporting freezes
+    the verdict (that is `meter_offline`'s alert), so missing data never looks like no water use.
+    State: {"meters": {meter_id: {...samples...}}, "doors": {door_id: [t_ns, event]},
+    "buildings": {building: [t_ns, event, door_id]}}."""
+
+    name = "elder_no_water"
+    record_types: tuple[type, ...] = (WaterMeterReading, DoorEvent)
+
+    def __init__(self, cfg: CommunityRulesConfig, registry: CommunityRegistry) -> None:
+        super().__init__(cfg, registry)
+        self.cfg = cfg.elder_no_water
+
+    def on_record(self, state: dict[str, Any], record: Record, now_ns: int) -> list[Signal]:
+        if isinstance(record, DoorEvent):
+            self._remember_door(state, record)
+            return []
+        if not isinstance(record, WaterMeterReading) or record.total_m3 is None:
+            return []
+        meters = state.setdefault("meters", {})
+        household = self._household(record)
+        if household is None or not household.is_solitary_elder:
+            return self._forget(meters, record.meter_id)
+        meter = meters.setdefault(record.meter_id, _new_meter(record, household))
+        meter["hh"] = household.household_id
+        if not self._add_reading(meter, record):
+            return []
+        return self._evaluate(state, record.meter_id, meter, household)
+
+    def on_tick(self, state: dict[str, Any], now_ns: int) -> list[Signal]:
+        signals = []
+        for meter_id, meter in state.get("meters", {}).items():
+            household = self.registry.household(meter["hh"])
+            if meter.get("sev") and (
+                household is None
+                or not household.is_solitary_elder
+                or self.registry.is_away(meter["hh"], now_ns)
+            ):
+                signals += self._evaluate(state, meter_id, meter, household)
+        return signals
+
+    def _household(self, record: WaterMeterReading) -> Household | None:
+        if record.household:
+            return self.registry.household(record.household)
+        return self.registry.household_of_meter(record.meter_id)
+
+    def _forget(self, meters: dict[str, Any], meter_id: str) -> list[Signal]:
+        meter = meters.pop(meter_id, None)
+        if not meter or not meter.get("sev"):
+            return []
+        grid = _grid_from(meter.get("grid"))
+        message = f"household {meter['hh']} is no longer registered as a solitary elder"
+        return [self.signal(f"household:{meter['hh']}", False, "info", message, {}, grid)]
+
+    def _remember_door(self, state: dict[str, Any], record: DoorEvent) -> None:
+        if self.registry.door(record.door_id) is None:
+            return  # only registered doors are evidence; keeps the state bounded
+        state.setdefault("doors", {})[record.door_id] = [record.time_ns, record.event]
+        if record.building:
+            entry = [record.time_ns, record.event, record.door_id]
+            state.setdefault("buildings", {})[record.building] = entry
+
+    def _add_reading(self, meter: dict[str, Any], record: WaterMeterReading) -> bool:
+        """Fold one reading into the meter's samples; False if it is out of order."""
+        assert record.total_m3 is not None
+        t_ns, total = record.time_ns, record.total_m3
+        latest = meter.get("latest")
+        if latest is not None and t_ns <= latest[0]:
+            return False
+        if latest is not None and total < latest[1] - USE_EPSILON_M3:
+            meter["samples"] = []  # meter replaced or reset: start the window afresh
+        elif latest is not None and total > latest[1] + USE_EPSILON_M3:
+            meter["last_use_ns"] = t_ns
+        meter["latest"] = [t_ns, total]
+        meter["grid"] = _grid_json(record.grid)
+        samples = meter["samples"]
+        t_s = t_ns // NS
+        if not samples or t_s - samples[-1][0] >= self.cfg.sample_minutes * 60:
+            samples.append([t_s, total])
+        cutoff_s = t_s - self.cfg.critical_hours * 3600
+        while len(samples) >= 2 and samples[1][0] <= cutoff_s:
+            samples.pop(0)
+        return True
+
+    def _litres_in(self, meter: dict[str, Any], hours: float) -> float | None:
+        """Litres used over the trailing `hours` up to the latest reading; None until covered."""
+        end_ns, total = meter["latest"]
+        start_s = end_ns // NS - hours * 3600
+        before = [s for s in meter["samples"] if s[0] <= start_s]
+        # Rounded: totals are whole litres, but their m³ float difference is not (4.99999…).
+        return round((total - before[-1][1]) * LITRES_PER_M3, 6) if before else None
+
+    def _evaluate(
+        self,
+        state: dict[str, Any],
+        meter_id: str,
+        meter: dict[str, Any],
+        household: Household | None,
+    ) -> list[Signal]:
+        hid = meter["hh"]
+        end_ns = meter["latest"][0]
+        severity = None
+        if (
+            household is not None
+            and household.is_solitary_elder
+            and not self.registry.is_away(hid, end_ns)
+        ):
+            severity = self._severity(meter)
+        if severity == meter.get("sev"):
+            return []
+        previous, meter["sev"] = meter.get("sev"), severity
+        grid = _grid_from(meter.get("grid"))
+        if household is not None and household.grid.grid:
+            grid = household.grid
+        subject = f"household:{hid}"
+        if severity is None:
+            message = self._resolution(meter, hid, household, end_ns)
+            return (
+                [self.signal(subject, False, "info", message, {"meter_id": meter_id}, grid)]
+                if previous
+                else []
+            )
+        message, data = self._evidence(state, meter_id, meter, household)
+        return [self.signal(subject, True, severity, message, data, grid)]
+
+    def _severity(self, meter: dict[str, Any]) -> str | None:
+        critical = self._litres_in(meter, self.cfg.critical_hours)
+        if critical is not None and critical < self.cfg.min_litres:
+            return "critical"
+        warn = self._litres_in(meter, self.cfg.warn_hours)
+        if warn is not None and warn < self.cfg.min_litres:
+            return "warning"
+        return None
+
+    def _resolution(
+        self, meter: dict[str, Any], hid: str, household: Household | None, end_ns: int
+    ) -> str:
+        if household is not None and self.registry.is_away(hid, end_ns):
+            return f"elder {hid} is marked away; no-water alert withdrawn"
+        if household is None or not household.is_solitary_elder:
+            return f"household {hid} is no longer registered as a solitary elder"
+        litres = self._litres_in(meter, self.cfg.warn_hours) or 0.0
+        return f"elder {hid} is using water again ({litres:.0f} L in the last {self.cfg.warn_hours:g} h)"
+
+    def _evidence(
+        self,
+        state: dict[str, Any],
+        meter_id: str,
+        meter: dict[str, Any],
+        household: Household | None,
+    ) -> tuple[str, dict[str, Any]]:
+        hid = meter["hh"]
+        end_ns = meter["latest"][0]
+        window_h = self.cfg.critical_hours if meter["sev"] == "critical" else self.cfg.warn_hours
+        litres = self._litres_in(meter, window_h) or 0.0
+        last_use_ns = meter.get("last_use_ns")
+        quiet_h = _hours(end_ns - (last_use_ns or meter["first_ns"]))
+        if litres < 0.5:
+            text = f"elder {hid} has used no water for {quiet_h:.0f} h"
+        else:
+            text = f"elder {hid} has used only {litres:.1f} L of water in {window_h:g} h"
+        door = self._last_door(state, hid, household)
+        text += self._door_text(door, last_use_ns, end_ns)
+        data = {
+            "household": hid,
+            "meter_id": meter_id,
+            "building": household.building if household else "",
+            "litres_in_window": round(litres, 1),
+            "window_hours": window_h,
+            "quiet_hours": round(quiet_h, 1),
+            "last_use_at": iso(last_use_ns),
+            "last_use_ns": last_use_ns,
+            "last_reading_at": iso(end_ns),
+            "last_door_event": door,
+        }
+        return text, data
+
+    def _last_door(
+        self, state: dict[str, Any], hid: str, household: Household | None
+    ) -> dict[str, Any] | None:
+        """The latest event of the household's doors (or, failing that, of its building)."""
+        seen = state.get("doors", {})
+        candidates = [
+            (seen[d.door_id][0], seen[d.door_id][1], d.door_id)
+            for d in self.registry.doors_of_household(hid)
+            if d.door_id in seen
+        ]
+        opens = [c for c in candidates if c[1] == "open"] or candidates
+        if not opens and household is not None and household.building:
+            entry = state.get("buildings", {}).get(household.building)
+            opens = [tuple(entry)] if entry else []
+        if not opens:
+            return None
+        t_ns, event, door_id = max(opens)
+        return {"door_id": door_id, "event": event, "at": iso(t_ns), "time_ns": t_ns}
+
+    def _door_text(self, door: dict[str, Any] | None, last_use_ns: int | None, end_ns: int) -> str:
+        if door is None:
+            return ", no door events known"
+        at = self.clock_time(door["time_ns"], end_ns)
+        if door["event"] != "open":
+            return f", last door event {door['event']} at {at}"
+        if last_use_ns is None or door["time_ns"] <= last_use_ns:
+            return f", door not opened since {at}"
+        return f", door last opened at {at}"
+
+
+def _new_meter(record: WaterMeterReading, household: Household) -> dict[str, Any]:
+    return {
+        "hh": household.household_id,
+        "samples": [],
+        "latest": None,
+        "last_use_ns": None,
+        "first_ns": record.time_ns,
+        "sev": None,
+        "grid": _grid_json(record.grid),
+    }
