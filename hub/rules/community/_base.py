@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from hub.records import GridTags, Record
+from hub.records import GridTags, MeterAlarm, Record
 from hub.registry.community import CommunityRegistry
 from hub.rules import Signal
 
@@ -15,10 +15,9 @@ if TYPE_CHECKING:
 NS = 1_000_000_000
 LITRES_PER_M3 = 1000.0
 USE_EPSILON_M3 = 0.0001  # 0.1 L: below any meter's resolution, above float noise
-# WaterMeterReading.alarm_bits meanings (drivers.modbus_meter.MeterAlarm).
-ALARM_LOW_BATTERY = 0x02
-ALARM_TAMPER = 0x04
-ALARM_REVERSE_FLOW = 0x08
+ALARM_LOW_BATTERY = int(MeterAlarm.LOW_BATTERY)
+ALARM_TAMPER = int(MeterAlarm.TAMPER)
+ALARM_REVERSE_FLOW = int(MeterAlarm.REVERSE_FLOW)
 
 
 class _CommunityRule:
