@@ -95,8 +95,9 @@ def _position(v: Vessel, rng: random.Random) -> Fields:
             return {
                 "type": 27,
                 "mmsi": v.mmsi,
-                "lat": round(v.lat, 2),
-                "lon": round(v.lon, 2),
+                # ITU-R M.1371 msg 27 carries positions in 1/10 minute steps.
+                "lat": round(v.lat * 600) / 600,
+                "lon": round(v.lon * 600) / 600,
                 "speed": 63 if sentinel else int(v.sog),
                 "course": 511 if sentinel else int(v.cog),
                 "status": 0,
