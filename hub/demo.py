@@ -264,8 +264,22 @@ class Simulators:
                 await stop()
 
 
+def _port_or_free(port: int) -> int:
+    """`port` if nothing listens there yet, else 0 (any free port): the demo must start."""
+    if port == 0:
+        return 0
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            print(f"port {port} is taken; the status page takes a free port instead", flush=True)
+            return 0
+    return port
+
+
 async def run_demo(duration_s: float | None, speed: float, port: int) -> int:
     os.environ.setdefault(DOOR_TOKEN_ENV, "demo-door-token")
+    port = _port_or_free(port)
     with tempfile.TemporaryDirectory(prefix="hub-demo-") as tmp:
         workdir = Path(tmp)
         _write_registry(workdir)
