@@ -55,6 +55,17 @@ class HubCollector(Collector):
             "hub_dead_letters", "Items refused for good", value=st.dead_letters
         )
         yield CounterMetricFamily("hub_records", "Records committed", value=hub.pipeline.records_in)
+        unstorable = CounterMetricFamily(
+            "hub_records_unstorable", "Records with no field to store", labels=["measurement"]
+        )
+        for measurement, n in hub.pipeline.encode_errors.items():
+            unstorable.add_metric([measurement], n)
+        yield unstorable
+        yield CounterMetricFamily(
+            "hub_outbox_commit_failures",
+            "Failed outbox commits",
+            value=hub.pipeline.commit_failures,
+        )
         fwd = hub.forwarder
         yield GaugeMetricFamily(
             "hub_forwarder_lag_seconds",

@@ -65,7 +65,6 @@ class OutboxStats:
     bytes: int = 0
     dropped: int = 0
     dead_letters: int = 0
-    committed: int = 0
     forwarded: int = 0
     deliveries: int = 0
 
@@ -164,7 +163,6 @@ class Outbox:
         self.stats.rows += len(points) - dropped
         self.stats.bytes += added - freed
         self.stats.dropped += dropped
-        self.stats.committed += len(points)
         self.stats.deliveries += len(batch.deliveries)
 
     def _enforce_budget(self, total_bytes: int) -> tuple[int, int]:

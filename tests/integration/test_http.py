@@ -74,6 +74,7 @@ async def test_health_metrics_status_and_ingest(http_cfg: tuple[object, str]) ->
             text = await resp.text()
         assert 'hub_source_messages_total{source="sim"}' in text
         assert "hub_outbox_rows " in text and "hub_records_total " in text
+        assert "hub_outbox_commit_failures_total 0.0" in text
         async with http.get(f"{base}/api/status") as resp:
             status = await resp.json()
         assert status["sources"][0]["name"] == "sim" and status["outbox"]["rows"] >= 2
