@@ -349,6 +349,10 @@ class Hub:
             self.mqtt_errors += 1
             log.warning("rejected MQTT message on %s: %s", topic, exc)
 
+    def dead_tasks(self) -> list[str]:
+        """Names of hub tasks that ended; each should run for the hub's whole life."""
+        return [t.get_name() for t in self._tasks if t.done()]
+
     async def acknowledge(self, alert_id: str, by: str) -> bool:
         batch = self.engine.acknowledge(alert_id, by, self.clock.now_ns())
         await self.pipeline.commit_alerts(batch)

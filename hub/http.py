@@ -63,7 +63,7 @@ def _deny(request: web.Request) -> web.Response:
 
 async def healthz(request: web.Request) -> web.Response:
     hub = _hub(request)
-    dead = [t.get_name() for t in hub._tasks if t.done()]
+    dead = hub.dead_tasks()
     body = {
         "status": "ok" if not dead else "degraded",
         "dead_tasks": dead,

@@ -44,3 +44,8 @@ class Rule(Protocol):
     def on_record(self, state: dict[str, Any], record: Record, now_ns: int) -> list[Signal]: ...
 
     def on_tick(self, state: dict[str, Any], now_ns: int) -> list[Signal]: ...
+
+
+def enabled_rules(cfg: Any, classes: dict[str, Any], registry: Any) -> list[Rule]:
+    """Build each rule in `classes` whose section `cfg.<name>` has `enabled = true`."""
+    return [cls(cfg, registry) for name, cls in classes.items() if getattr(cfg, name).enabled]

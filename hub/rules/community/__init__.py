@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from hub.registry.community import CommunityRegistry
-from hub.rules import Rule
+from hub.rules import Rule, enabled_rules
 from hub.rules.community._base import (
     ALARM_LOW_BATTERY,
     ALARM_REVERSE_FLOW,
@@ -132,9 +132,4 @@ RULE_CLASSES: dict[str, type[_CommunityRule]] = {
 
 def build_community_rules(cfg: CommunityRulesConfig, registry: CommunityRegistry) -> list[Rule]:
     """The enabled community rules, each reading its thresholds from `cfg`."""
-    rules: list[Rule] = []
-    for name, cls in RULE_CLASSES.items():
-        section = getattr(cfg, name)
-        if section.enabled:
-            rules.append(cls(cfg, registry))
-    return rules
+    return enabled_rules(cfg, RULE_CLASSES, registry)

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from hub.registry.maritime import MaritimeRegistry
-from hub.rules import Rule
+from hub.rules import Rule, enabled_rules
 from hub.rules.maritime._base import NS_PER_MIN, VesselRule
 from hub.rules.maritime.integrity import (
     COARSE_FIX_NM,
@@ -150,9 +150,4 @@ RULE_CLASSES: dict[str, type[VesselRule]] = {
 
 def build_maritime_rules(cfg: MaritimeRulesConfig, registry: MaritimeRegistry) -> list[Rule]:
     """The enabled maritime rules, each reading its thresholds from `cfg`."""
-    rules: list[Rule] = []
-    for name, cls in RULE_CLASSES.items():
-        sub = getattr(cfg, name)
-        if sub.enabled:
-            rules.append(cls(cfg, registry))
-    return rules
+    return enabled_rules(cfg, RULE_CLASSES, registry)
