@@ -41,10 +41,10 @@ def test_distinct_messages_are_not_merged_and_keys_are_bounded(
         log.warning("bad frame from %s", "a")
         log.error("accept failed: %s", "EMFILE")
         log.warning("bad frame from %s", "b")
-    assert [r.getMessage() for r in caplog.records] == [
-        "bad frame from a",
-        "accept failed: EMFILE",
-    ]
+        assert [r.getMessage() for r in caplog.records] == [
+            "bad frame from a",
+            "accept failed: EMFILE",
+        ]
         for i in range(100):
             log.warning(f"template {i}")  # distinct templates: the oldest are forgotten
         caplog.clear()
