@@ -142,32 +142,43 @@ def cmd_run(args: argparse.Namespace) -> int:
     return asyncio.run(_run(cfg))
 
 
+def _stop_on_signals() -> asyncio.Event:
+    """An event set by SIGTERM/SIGINT, installed before anything starts: a stop that arrives
+    while the hub is still starting is honoured once it has started, never a kill mid-way."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
 async def _run(cfg: HubConfig) -> int:
     from hub.app import Hub
     from hub.doctor import check_connections
 
+    stop = _stop_on_signals()
     hub = Hub(cfg)
     for problem in await check_connections(cfg, mqtt=False):
         log.warning(
             "%s — the hub starts anyway and buffers in the outbox until it is reachable", problem
         )
     await hub.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     await hub.stop()
     return EXIT_OK
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from hub.demo import run_demo
-
     setup_logging("warning", "kv")
     with contextlib.suppress(KeyboardInterrupt):
-        return asyncio.run(run_demo(args.duration, args.speed, args.port))
+        return asyncio.run(_demo(args))
     return EXIT_OK
+
+
+async def _demo(args: argparse.Namespace) -> int:
+    from hub.demo import run_demo
+
+    return await run_demo(args.duration, args.speed, args.port, stop=_stop_on_signals())
 
 
 def cmd_replay(args: argparse.Namespace) -> int:

@@ -229,18 +229,19 @@ class Simulators:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
+
+        async def stop_socat() -> None:
+            proc.terminate()
+            await asyncio.to_thread(proc.wait, 10)
+
+        self.stops.append(stop_socat)
         for _ in range(200):
             if a.exists() and b.exists():
                 break
             await asyncio.sleep(0.01)
         sim = Cjt188Simulator([Cjt188MeterSim("11223344556677", MeterSim(0))], clock=self.clock)
         await sim.start(str(b), parity="N")
-
-        async def stop() -> None:
-            await sim.stop()
-            proc.terminate()
-
-        self.stops.append(stop)
+        self.stops.append(sim.stop)
         self.extra_config += CJT188_SOURCE.format(port=a)
         self.notes.append(f"CJ/T 188 meter on serial pty {a}")
 
@@ -277,7 +278,11 @@ def _port_or_free(port: int) -> int:
     return port
 
 
-async def run_demo(duration_s: float | None, speed: float, port: int) -> int:
+async def run_demo(
+    duration_s: float | None, speed: float, port: int, *, stop: asyncio.Event
+) -> int:
+    """Run until `stop` is set or `duration_s` passed; simulators, socat and the temp dir are
+    cleaned up however it ends."""
     os.environ.setdefault(DOOR_TOKEN_ENV, "demo-door-token")
     port = _port_or_free(port)
     with tempfile.TemporaryDirectory(prefix="hub-demo-") as tmp:
@@ -285,39 +290,43 @@ async def run_demo(duration_s: float | None, speed: float, port: int) -> int:
         _write_registry(workdir)
         clock = AcceleratedClock(speed)
         sims = Simulators(clock, workdir)
-        await sims.start()
-        text = BASE_CONFIG.format(
-            data_dir=workdir / "data",
-            port=port,
-            modbus_port=sims.modbus_port,
-            door_token_env=DOOR_TOKEN_ENV,
-            ais_port=sims.ais_port,
-        )
-        cfg = parse_config(text + sims.extra_config, workdir / "demo.toml")
-        hub = Hub(cfg, clock=clock)
-        colour = sys.stdout.isatty()
-        started = time.monotonic()
-
-        def show(alert: Alert) -> None:
-            elapsed = time.monotonic() - started
-            line = format_alert(alert, cfg.hub.utc_offset_hours, colour)
-            print(f"{elapsed:5.1f}s  {line}", flush=True)
-
-        hub.engine.listeners.append(show)
-        await hub.start()
-        _banner(hub, speed, sims.notes)
         try:
-            await sims.after_hub_start(hub)
-            with contextlib.suppress(asyncio.CancelledError):
-                if duration_s is None:
-                    await asyncio.Event().wait()
-                else:
-                    await asyncio.sleep(duration_s)
+            await sims.start()
+            hub = await _start_hub(sims, workdir, port, speed)
+            try:
+                await sims.after_hub_start(hub)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), duration_s)
+            finally:
+                await hub.stop(flush_timeout_s=2)
         finally:
-            await hub.stop(flush_timeout_s=2)
             await sims.stop()
         _summary(hub)
     return 0
+
+
+async def _start_hub(sims: Simulators, workdir: Path, port: int, speed: float) -> Hub:
+    text = BASE_CONFIG.format(
+        data_dir=workdir / "data",
+        port=port,
+        modbus_port=sims.modbus_port,
+        door_token_env=DOOR_TOKEN_ENV,
+        ais_port=sims.ais_port,
+    )
+    cfg = parse_config(text + sims.extra_config, workdir / "demo.toml")
+    hub = Hub(cfg, clock=sims.clock)
+    colour = sys.stdout.isatty()
+    started = time.monotonic()
+
+    def show(alert: Alert) -> None:
+        elapsed = time.monotonic() - started
+        line = format_alert(alert, cfg.hub.utc_offset_hours, colour)
+        print(f"{elapsed:5.1f}s  {line}", flush=True)
+
+    hub.engine.listeners.append(show)
+    await hub.start()
+    _banner(hub, speed, sims.notes)
+    return hub
 
 
 def _write_registry(workdir: Path) -> None:
