@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -118,9 +120,49 @@ def _post(url: str, token: str, lines: list[str]) -> bool:
         return False
 
 
+class _Poster(threading.Thread):
+    """Posts batches of 20 readings without pause; remembers which were acknowledged (200)."""
+
+    def __init__(self, url: str, token: str, t0: int) -> None:
+        super().__init__(daemon=True)
+        self.url, self.token, self.t0 = url, token, t0
+        self.acked: list[int] = []
+        self.lock = threading.Lock()
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        seq = 0
+        while not self.done.is_set():
+            batch = list(range(seq, seq + 20))
+            seq += 20
+            lines = [
+                json.dumps(
+                    {
+                        "measurement": "water_meter",
+                        "meter_id": f"K-{i % 5}",
+                        "total_m3": float(i),
+                        "time_ns": self.t0 + i * 10**6,
+                    }
+                )
+                for i in batch
+            ]
+            if _post(self.url, self.token, lines):
+                with self.lock:
+                    self.acked.extend(batch)
+
+    def acknowledged(self) -> list[int]:
+        with self.lock:
+            return list(self.acked)
+
+
+SIGKILLS = 4
+
+
 def test_sigkill_while_records_flow_loses_no_acknowledged_record(
     influxdb: InfluxDB, tmp_path: Path
 ) -> None:
+    """N seeded SIGKILLs at random moments while a client posts without pause: after each
+    restart, every record acknowledged before the kill reaches InfluxDB."""
     db = influxdb.create_database("sigkill")
     port = free_port()
     cfg_path = tmp_path / "hub.toml"
@@ -140,50 +182,42 @@ batch_size = 200
 flush_interval_s = 0.2
 """
     )
-    env = {**os.environ, "TEST_HUB_TOKEN": "s3cret-token-123"}
-    url = f"http://127.0.0.1:{port}/api/v1/ingest"
-    t0 = time.time_ns() - 3600 * 10**9
-    acked: list[int] = []
+    token = "s3cret-token-123"
+    env = {**os.environ, "TEST_HUB_TOKEN": token}
+    rng = random.Random(int(os.environ.get("HUB_TEST_SEED", "20261202")))
+    poster = _Poster(f"http://127.0.0.1:{port}/api/v1/ingest", token, time.time_ns() - 3600 * 10**9)
+
+    def stored_values() -> set[int]:
+        return {int(r["total_m3"]) for r in db.query("SELECT total_m3 FROM water_meter")}
+
     proc = _hub_process(cfg_path, env)
     try:
-        wait_for_sync(lambda: _post(url, "s3cret-token-123", []), timeout=20, message="hub up")
-        seq = 0
-        while len(acked) < 3000:
-            batch = list(range(seq, seq + 20))
-            seq += 20
-            lines = [
-                json.dumps(
-                    {
-                        "measurement": "water_meter",
-                        "meter_id": f"K-{i % 5}",
-                        "total_m3": float(i),
-                        "time_ns": t0 + i * 10**6,
-                    }
-                )
-                for i in batch
-            ]
-            if _post(url, "s3cret-token-123", lines):
-                acked.extend(batch)
-            if len(acked) >= 1500 and proc.poll() is None:
-                proc.send_signal(signal.SIGKILL)  # mid-flow: some posts were in flight
-                proc.wait(10)
-                proc = _hub_process(cfg_path, env)
-                wait_for_sync(
-                    lambda: _post(url, "s3cret-token-123", []), timeout=20, message="hub back"
-                )
-
-        def all_arrived() -> bool:
-            rows = db.query("SELECT count(total_m3) FROM water_meter")
-            return bool(rows) and rows[0]["count"] >= len(acked)
-
-        wait_for_sync(all_arrived, timeout=60, message="acknowledged records in InfluxDB")
-        rows = db.query("SELECT total_m3 FROM water_meter")
-        stored = {int(r["total_m3"]) for r in rows}
-        assert set(acked) <= stored
-        assert "Traceback" not in (tmp_path / "hub.log").read_text()
+        wait_for_sync(lambda: _post(poster.url, token, []), timeout=30, message="hub up")
+        poster.start()
+        for kill in range(SIGKILLS):
+            target = len(poster.acknowledged()) + rng.randint(60, 600)
+            wait_for_sync(lambda n=target: len(poster.acknowledged()) >= n, timeout=60)
+            proc.send_signal(signal.SIGKILL)  # posts are in flight: the poster never pauses
+            proc.wait(10)
+            acked_before_kill = set(poster.acknowledged())
+            proc = _hub_process(cfg_path, env)
+            wait_for_sync(lambda: _post(poster.url, token, []), timeout=30, message="hub back")
+            wait_for_sync(
+                lambda acked=acked_before_kill: acked <= stored_values(),
+                timeout=60,
+                message=f"records acknowledged before kill {kill + 1} in InfluxDB",
+            )
+        poster.done.set()
+        poster.join(30)
+        acked = set(poster.acknowledged())
+        wait_for_sync(lambda: acked <= stored_values(), timeout=60, message="all acknowledged")
+        log_text = (tmp_path / "hub.log").read_text()
+        assert "Traceback" not in log_text
+        assert log_text.count("hub started") == SIGKILLS + 1  # exactly N kills, N restarts
     finally:
+        poster.done.set()
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(20) == 0
+        assert proc.wait(30) == 0
 
 
 async def test_alert_raised_while_broker_down_reaches_subscriber(tmp_path: Path) -> None:
