@@ -390,6 +390,18 @@ def public(name: str) -> bytes:
         ("energy_acq_reply_1f90", "78330007061326", "1F90", 4, 68.0, 0.0, None, 0x0000),
         # python_cjt188: 1000.10 m³ in both totals, ST2 = FFh
         ("python_cjt188_reply_901f", "00000000000012", "901F", 0, 1000.10, 1000.10, None, 0xFF00),
+        # sgj (NB-IoT upload): litres, 170.47 L and 148.51 L; clock 20 20 05 28 20 58 24 in the
+        # vendor order = 2020-05-28 20:58:24 (the source's own parser reads it the same way)
+        (
+            "sgj_nbiot_reply_901f_litres",
+            "00000051327643",
+            "901F",
+            0,
+            0.17047,
+            0.14851,
+            datetime(2020, 5, 28, 20, 58, 24),
+            0x0000,
+        ),
         # DL.Protocol: SER 01, clock 06 20 17 09 01 17 20 = 2017-01-09 17:20:06
         (
             "dl_protocol_reply_901f",
