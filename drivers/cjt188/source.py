@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from drivers.cjt188.frame import METER_TYPE_COLD_WATER
+from drivers.cjt188.frame import CTRL_ABNORMAL, METER_TYPE_COLD_WATER, Frame
 from drivers.cjt188.link import SerialLink
 from drivers.cjt188.meter_data import (
     DiOrder,
@@ -178,6 +178,7 @@ class Cjt188Source(Source):
         return readings
 
     async def _poll_meter(self, meter: _Meter) -> WaterMeterReading | None:
+        refused: Frame | None = None  # an abnormal reply: the meter may not know this DI order
         for order in meter.orders():
             try:
                 frame = await self.link.exchange(self._request(meter, order), meter.cfg.address)
@@ -186,15 +187,23 @@ class Cjt188Source(Source):
             except ProtocolError as exc:
                 self._bad_frame(meter, exc)
                 return None
+            if frame.control & CTRL_ABNORMAL and len(meter.orders()) > 1:
+                refused = frame
+                continue
             self._learn(meter, order)
-            try:
-                data = parse_meter_data(frame)
-            except ProtocolError as exc:
-                self._bad_frame(meter, exc)
-                return None
-            return self._reading(meter, data)
+            return self._decode(meter, frame)
+        if refused is not None:
+            return self._decode(meter, refused)  # alive, but refused both: counted, no reading
         self._failed(meter)
         return None
+
+    def _decode(self, meter: _Meter, frame: Frame) -> WaterMeterReading | None:
+        try:
+            data = parse_meter_data(frame)
+        except ProtocolError as exc:
+            self._bad_frame(meter, exc)
+            return None
+        return self._reading(meter, data)
 
     def _request(self, meter: _Meter, order: DiOrder) -> bytes:
         self._ser = (self._ser + 1) & 0xFF

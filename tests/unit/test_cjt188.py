@@ -202,12 +202,15 @@ class ScriptedLink:
         self.clock = clock
         self.replies: dict[str, list[bytes | None]] = {}
         self.understands: dict[str, str] = {}  # address -> the only DI order it answers
+        self.abnormal_if_not_understood: set[str] = set()  # else silence
         self.requests: list[bytes] = []
 
     async def exchange(self, request: bytes, address: str) -> Frame:
         self.requests.append(request)
         understood = self.understands.get(address)
         if understood and request_di_order(parse_frame(request)) != understood:
+            if address in self.abnormal_if_not_understood:
+                return Frame(0x10, address, 0xC1, parse_frame(request).data)
             self.clock.advance(2.0)
             raise DeviceUnreachable("no reply")  # a meter ignores a DI it does not know
         script = self.replies.get(address) or [None]
@@ -321,6 +324,49 @@ async def test_auto_tries_the_other_order_on_a_silent_meter_and_remembers_it() -
     assert to_w2 == ["901f", "1f90", "1f90", "1f90"]
     assert [r.meter_id for r in sink.readings].count("w2") == 3
     assert source.offline_meters == frozenset()
+
+
+async def test_auto_treats_an_abnormal_reply_like_silence_for_the_order() -> None:
+    source, link, clock = make_source()
+    link.replies["00000000000001"] = [reply_for("00000000000001", 3.0, meter_local(clock))]
+    link.understands["00000000000001"] = "1F90"
+    link.abnormal_if_not_understood.add("00000000000001")
+    link.replies["00000000000002"] = [reply_for("00000000000002", 3.0, meter_local(clock))]
+    link.understands["00000000000002"] = "no order at all"
+    link.abnormal_if_not_understood.add("00000000000002")
+    sink = Sink()
+    for _ in range(2):
+        await source.poll_once(sink)
+    assert source.di_orders == {"w1": "1F90", "w2": None}
+    assert [r.meter_id for r in sink.readings] == ["w1", "w1"]
+    # w2 answers, so it is not offline; each refusal of both orders is one counted error
+    assert source.stats.errors["abnormal_reply"] == 2
+    assert source.offline_meters == frozenset()
+
+
+async def test_a_meter_replaced_while_offline_is_probed_in_both_orders_again() -> None:
+    source, link, clock = make_source()
+    address = "00000000000002"
+    link.replies[address] = [reply_for(address, 3.0, meter_local(clock))]
+    link.understands[address] = "1F90"
+    sink = Sink()
+    await source.poll_once(sink)
+    assert source.di_orders["w2"] == "1F90"
+    link.replies[address] = [None]  # dead for a while ...
+    for _ in range(4):
+        clock.advance(60)
+        await source.poll_once(sink)
+    assert "w2" in source.offline_meters
+    link.replies[address] = [reply_for(address, 0.5, meter_local(clock, 600))]  # ... replaced
+    link.understands[address] = "901F"
+    for _ in range(20):
+        clock.advance(60)
+        await source.poll_once(sink)
+        if "w2" not in source.offline_meters:
+            break
+    assert source.di_orders["w2"] == "901F"
+    assert sink.readings[-1].meter_id == "w2"
+    assert sink.readings[-1].total_m3 == 0.5
 
 
 async def test_fixed_order_never_tries_the_other() -> None:
