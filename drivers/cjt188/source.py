@@ -28,7 +28,6 @@ from hub.source import Publish, Source, SourceConfig, SourceContext
 
 log = logging.getLogger(__name__)
 DiOrderSetting = Literal["auto", "901F", "1F90"]
-OTHER_ORDER: dict[DiOrder, DiOrder] = {"901F": "1F90", "1F90": "901F"}
 
 
 # --- configuration ----------------------------------------------------------------------------
