@@ -256,6 +256,10 @@ class Cjt188MeterSim:
     meter: MeterSim = field(default_factory=lambda: MeterSim(0))
     valve_closed: bool = False
     clock_offset_s: float = 0.0  # how far the meter's own clock is off
+    # The DI order the meter understands and answers in (CJ/T 188-2018 meters: "1F90"); a request
+    # in the other order gets silence, as on a real bus.
+    di_order: cjt188.DiOrder = "901F"
+    unit: int = 0x2C  # unit byte of its totals (2Ch m³, 29h L, ...)
 
 
 class Cjt188Simulator:
@@ -307,7 +311,7 @@ class Cjt188Simulator:
         if sim is None or request.control != cjt188.CTRL_READ_DATA:
             return None
         self.requests[request.address] += 1
-        if sim.meter.dead or request.data[:2] != cjt188.DI_METER_DATA:
+        if sim.meter.dead or cjt188.request_di_order(request) != sim.di_order:
             return None
         reply = cjt188.build_frame(
             cjt188.Frame(
@@ -335,11 +339,10 @@ class Cjt188Simulator:
             total_m3=state.total_m3,
             settlement_total_m3=math.floor(state.total_m3),
             meter_time=meter_time.replace(tzinfo=None, microsecond=0),
-            valve="closed" if sim.valve_closed else "open",
-            battery_low=bool(status & 0b100),
             status=status,
+            di_order=sim.di_order,
         )
-        return cjt188.encode_meter_data(data)
+        return cjt188.encode_meter_data(data, unit=sim.unit)
 
     async def stop(self) -> None:
         if self._task is not None:

@@ -1,10 +1,12 @@
-"""Unit tests of the CJ/T 188-2004 codec and source: golden frames, errors, fuzzing, timestamps."""
+"""Unit tests of the CJ/T 188 codec and source: golden and public frames, errors, fuzzing, timestamps."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import tomllib
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -15,13 +17,18 @@ from drivers.cjt188 import (
     Cjt188Source,
     Frame,
     MeterData,
+    UnitRefused,
     build_frame,
     build_read_request,
     encode_address,
     encode_meter_data,
+    meter_clock,
     parse_frame,
     parse_meter_data,
+    request_di_order,
     split_frame,
+    status_layout,
+    status_layouts,
 )
 from hub.clock import NS_PER_S, ManualClock
 from hub.errors import ChecksumError, DeviceUnreachable, FrameError, HubError, ProtocolError
@@ -63,9 +70,10 @@ def test_golden_reply_parses_exactly() -> None:
     assert data.total_m3 == 12.34
     assert data.settlement_total_m3 == 10.0
     assert data.meter_time == datetime(2026, 11, 23, 12, 0, 0)
-    assert data.valve == "open"
-    assert data.battery_low is True
-    assert data.alarm_bits() == MeterAlarm.LOW_BATTERY
+    flags = status_layout("cjt188-2004").decode(data.status)
+    assert flags.valve == "open"
+    assert flags.battery_low is True
+    assert flags.alarm_bits == MeterAlarm.LOW_BATTERY
 
 
 def test_encoder_reproduces_the_golden_reply() -> None:
@@ -81,16 +89,19 @@ def test_litre_unit_and_closed_valve() -> None:
     frame = parse_frame(build_frame(Frame(0x10, ADDRESS, 0x81, bytes(data))))
     parsed = parse_meter_data(frame)
     assert parsed.total_m3 == pytest.approx(0.01234)
-    assert parsed.valve == "closed"
-    assert parsed.alarm_bits() == MeterAlarm.VALVE_CLOSED
+    flags = status_layout("cjt188-2004").decode(parsed.status)
+    assert flags.valve == "closed"
+    assert flags.alarm_bits == MeterAlarm.VALVE_CLOSED
 
 
 def test_vendor_status_bits_map_to_alarms() -> None:
     data = bytearray(GOLDEN_REPLY[14:-2])
     data[21] = 0x08  # ST2 bit 3: magnetic attack on some meters (vendor-defined)
     parsed = parse_meter_data(Frame(0x10, ADDRESS, 0x81, bytes(data)))
-    assert parsed.alarm_bits() == MeterAlarm.LOW_BATTERY
-    assert parsed.alarm_bits({"tamper": 0x08}) == MeterAlarm.LOW_BATTERY | MeterAlarm.TAMPER
+    layout = status_layout("cjt188-2004")
+    assert layout.decode(parsed.status).alarm_bits == MeterAlarm.LOW_BATTERY
+    tampered = layout.decode(parsed.status, {"tamper": 0x08}).alarm_bits
+    assert tampered == MeterAlarm.LOW_BATTERY | MeterAlarm.TAMPER
 
 
 def corrupt(index: int, value: int) -> bytes:
@@ -190,10 +201,18 @@ class ScriptedLink:
     def __init__(self, clock: ManualClock) -> None:
         self.clock = clock
         self.replies: dict[str, list[bytes | None]] = {}
+        self.understands: dict[str, str] = {}  # address -> the only DI order it answers
+        self.abnormal_if_not_understood: set[str] = set()  # else silence
         self.requests: list[bytes] = []
 
     async def exchange(self, request: bytes, address: str) -> Frame:
         self.requests.append(request)
+        understood = self.understands.get(address)
+        if understood and request_di_order(parse_frame(request)) != understood:
+            if address in self.abnormal_if_not_understood:
+                return Frame(0x10, address, 0xC1, parse_frame(request).data)
+            self.clock.advance(2.0)
+            raise DeviceUnreachable("no reply")  # a meter ignores a DI it does not know
         script = self.replies.get(address) or [None]
         reply = script.pop(0) if len(script) > 1 else script[0]
         if reply is None:
@@ -206,11 +225,13 @@ class ScriptedLink:
 
 
 def reply_for(address: str, total_m3: float, meter_time: datetime) -> bytes:
-    data = MeterData(1, total_m3, 0.0, meter_time, "open", False, 0)
+    data = MeterData(
+        ser=1, total_m3=total_m3, settlement_total_m3=0.0, meter_time=meter_time, status=0
+    )
     return build_frame(Frame(0x10, address, 0x81, encode_meter_data(data)))
 
 
-def make_source() -> tuple[Cjt188Source, ScriptedLink, ManualClock]:
+def make_source(**kw: object) -> tuple[Cjt188Source, ScriptedLink, ManualClock]:
     cfg = Cjt188Config.model_validate(
         {
             "type": "cjt188",
@@ -221,6 +242,7 @@ def make_source() -> tuple[Cjt188Source, ScriptedLink, ManualClock]:
                 {"meter_id": "w1", "address": "00000000000001"},
                 {"meter_id": "w2", "address": "00000000000002"},
             ],
+            **kw,
         }
     )
     clock = ManualClock(start_ns=1_795_000_000 * NS_PER_S)
@@ -282,5 +304,325 @@ async def test_silent_meter_goes_offline_once(caplog: pytest.LogCaptureFixture) 
         "meter w1 (00000000000001) offline after 3 failed reads"
     ]
     assert {r.meter_id for r in sink.readings} == {"w2"}
-    probes = sum(1 for r in link.requests if r[4] == 0x01)
+    # each probe of the silent meter asks in both DI orders (auto); probes back off once offline
+    probes = sum(1 for r in link.requests if r[4] == 0x01 and r[13:15] == b"\x90\x1f")
     assert probes < 10
+    assert sum(1 for r in link.requests if r[4] == 0x01) == 2 * probes
+
+
+async def test_auto_tries_the_other_order_on_a_silent_meter_and_remembers_it() -> None:
+    source, link, clock = make_source()
+    for address in ("00000000000001", "00000000000002"):
+        link.replies[address] = [reply_for(address, 3.0, meter_local(clock))]
+    link.understands["00000000000002"] = "1F90"
+    sink = Sink()
+    for _ in range(3):
+        await source.poll_once(sink)
+        clock.advance(60)
+    assert source.di_orders == {"w1": "901F", "w2": "1F90"}
+    to_w2 = [parse_frame(r).data[:2].hex() for r in link.requests if r[4] == 0x02]
+    assert to_w2 == ["901f", "1f90", "1f90", "1f90"]
+    assert [r.meter_id for r in sink.readings].count("w2") == 3
+    assert source.offline_meters == frozenset()
+
+
+async def test_auto_treats_an_abnormal_reply_like_silence_for_the_order() -> None:
+    source, link, clock = make_source()
+    link.replies["00000000000001"] = [reply_for("00000000000001", 3.0, meter_local(clock))]
+    link.understands["00000000000001"] = "1F90"
+    link.abnormal_if_not_understood.add("00000000000001")
+    link.replies["00000000000002"] = [reply_for("00000000000002", 3.0, meter_local(clock))]
+    link.understands["00000000000002"] = "no order at all"
+    link.abnormal_if_not_understood.add("00000000000002")
+    sink = Sink()
+    for _ in range(2):
+        await source.poll_once(sink)
+    assert source.di_orders == {"w1": "1F90", "w2": None}
+    assert [r.meter_id for r in sink.readings] == ["w1", "w1"]
+    # w2 answers, so it is not offline; each refusal of both orders is one counted error
+    assert source.stats.errors["abnormal_reply"] == 2
+    assert source.offline_meters == frozenset()
+
+
+async def test_a_meter_replaced_while_offline_is_probed_in_both_orders_again() -> None:
+    source, link, clock = make_source()
+    address = "00000000000002"
+    link.replies[address] = [reply_for(address, 3.0, meter_local(clock))]
+    link.understands[address] = "1F90"
+    sink = Sink()
+    await source.poll_once(sink)
+    assert source.di_orders["w2"] == "1F90"
+    link.replies[address] = [None]  # dead for a while ...
+    for _ in range(4):
+        clock.advance(60)
+        await source.poll_once(sink)
+    assert "w2" in source.offline_meters
+    link.replies[address] = [reply_for(address, 0.5, meter_local(clock, 600))]  # ... replaced
+    link.understands[address] = "901F"
+    for _ in range(20):
+        clock.advance(60)
+        await source.poll_once(sink)
+        if "w2" not in source.offline_meters:
+            break
+    assert source.di_orders["w2"] == "901F"
+    assert sink.readings[-1].meter_id == "w2"
+    assert sink.readings[-1].total_m3 == 0.5
+
+
+async def test_fixed_order_never_tries_the_other() -> None:
+    source, link, clock = make_source(di_order="901F")
+    link.replies["00000000000002"] = [reply_for("00000000000002", 3.0, meter_local(clock))]
+    link.understands["00000000000002"] = "1F90"
+    sink = Sink()
+    for _ in range(3):
+        await source.poll_once(sink)
+        clock.advance(60)
+    assert {parse_frame(r).data[:2] for r in link.requests} == {b"\x90\x1f"}
+    assert source.offline_meters == {"w1", "w2"}
+    assert source.di_orders == {"w1": "901F", "w2": "901F"}
+
+
+def test_meter_level_settings_override_the_line() -> None:
+    cfg = Cjt188Config.model_validate(
+        {
+            "type": "cjt188",
+            "name": "cj",
+            "serial_port": "/dev/null",
+            "di_order": "901F",
+            "meters": [{"meter_id": "w1", "address": ADDRESS, "di_order": "1F90"}],
+        }
+    )
+    source = Cjt188Source(cfg, ManualClock())
+    assert source.di_orders == {"w1": "1F90"}
+    with pytest.raises(ValueError, match="status_layout"):
+        Cjt188Config.model_validate(
+            {"type": "cjt188", "name": "cj", "serial_port": "/dev/null", "status_layout": "x"}
+        )
+    with pytest.raises(ValueError):
+        Cjt188Config.model_validate(
+            {"type": "cjt188", "name": "cj", "serial_port": "/dev/null", "di_order": "9F10"}
+        )
+
+
+# --- real frames from public repositories (tests/data/cjt188/public_frames.toml) ----------------
+
+PUBLIC = tomllib.loads(
+    (Path(__file__).parents[1] / "data" / "cjt188" / "public_frames.toml").read_text("utf-8")
+)
+
+
+def public(name: str) -> bytes:
+    return bytes.fromhex(PUBLIC[name]["hex"].replace(" ", ""))
+
+
+@pytest.mark.parametrize(
+    ("name", "address", "di", "ser", "total_m3", "settlement_m3", "meter_time", "status"),
+    [
+        # Fox-Edge: 901F replies, zero clocks (None); the second has ST2 = FFh
+        ("fox_edge_reply_901f_a", "00000805000001", "901F", 0, 123.0, 0.0, None, 0x0000),
+        ("fox_edge_reply_901f_b", "00002020120218", "901F", 0, 2.0, 2.0, None, 0xFF00),
+        # Fox-Edge: a 1F 90 reply, 556677.00 m³, clock 31 01 22 11 05 15 20 = 2015-05-11 22:01:31
+        (
+            "fox_edge_reply_1f90",
+            "78330011223344",
+            "1F90",
+            0,
+            556677.0,
+            556677.0,
+            datetime(2015, 5, 11, 22, 1, 31),
+            0x8421,
+        ),
+        # EnergyConsumptionDataAcquisition: a 1F 90 reply to SER 04, 68.00 m³
+        ("energy_acq_reply_1f90", "78330007061326", "1F90", 4, 68.0, 0.0, None, 0x0000),
+        # python_cjt188: 1000.10 m³ in both totals, ST2 = FFh
+        ("python_cjt188_reply_901f", "00000000000012", "901F", 0, 1000.10, 1000.10, None, 0xFF00),
+        # sgj (NB-IoT upload): litres, 170.47 L and 148.51 L; clock 20 20 05 28 20 58 24 in the
+        # vendor order = 2020-05-28 20:58:24 (the source's own parser reads it the same way)
+        (
+            "sgj_nbiot_reply_901f_litres",
+            "00000051327643",
+            "901F",
+            0,
+            0.17047,
+            0.14851,
+            datetime(2020, 5, 28, 20, 58, 24),
+            0x0000,
+        ),
+        # DL.Protocol: SER 01, clock 06 20 17 09 01 17 20 = 2017-01-09 17:20:06
+        (
+            "dl_protocol_reply_901f",
+            "00201510270588",
+            "901F",
+            1,
+            0.0,
+            0.0,
+            datetime(2017, 1, 9, 17, 20, 6),
+            0x0000,
+        ),
+    ],
+)
+def test_public_replies_decode(
+    name: str,
+    address: str,
+    di: str,
+    ser: int,
+    total_m3: float,
+    settlement_m3: float,
+    meter_time: datetime | None,
+    status: int,
+) -> None:
+    frame = parse_frame(public(name))
+    assert frame.address == address
+    assert frame.meter_type == 0x10
+    data = parse_meter_data(frame)
+    assert data.di_order == di
+    assert data.ser == ser
+    assert data.total_m3 == pytest.approx(total_m3)
+    assert data.settlement_total_m3 == pytest.approx(settlement_m3)
+    assert data.meter_time == meter_time
+    assert data.status == status
+
+
+@pytest.mark.parametrize(
+    ("name", "address", "ser", "di_order"),
+    [
+        ("fox_edge_request_1f90", "00000805000001", 0, "1F90"),
+        ("python_cjt188_request_901f", "00000000000012", 0, "901F"),
+        ("dl_protocol_request_901f", "00201510270588", 1, "901F"),
+    ],
+)
+def test_our_requests_match_public_ones_byte_for_byte(
+    name: str, address: str, ser: int, di_order: str
+) -> None:
+    ours = build_read_request(address, ser=ser, preamble=0, di_order=di_order)  # type: ignore[arg-type]
+    assert ours == public(name)
+    assert request_di_order(parse_frame(public(name))) == di_order
+
+
+def test_public_frames_with_bad_checksums_are_refused() -> None:
+    with pytest.raises(ChecksumError):
+        parse_frame(public("dl_protocol_request_bad_checksum"))
+    raw = public("mfunhcu_reply_901f_bad_checksum")
+    with pytest.raises(ChecksumError, match="0xa4, computed 0x8f"):
+        parse_frame(raw)
+    # its data field still shows the other clock order some vendors use: 20 16 07 15 09 59 59
+    data = parse_meter_data(Frame(raw[1], "77665544332211", raw[9], raw[11:-2]))
+    assert data.total_m3 == pytest.approx(433323.13)
+    assert data.settlement_total_m3 == pytest.approx(443424.14)
+    assert data.meter_time == datetime(2016, 7, 15, 9, 59, 59)
+    assert data.status == 0x2211
+
+
+@pytest.mark.parametrize(
+    ("layout", "valve", "battery_low", "alarms"),
+    [
+        # ST1 = 21h: D0 set (valve closed) in the standard's numbering ...
+        ("cjt188-2004", "closed", False, MeterAlarm.VALVE_CLOSED),
+        # ... but battery low with the valve open where ST1 is numbered from the top bit
+        ("msb-first", "open", True, MeterAlarm.LOW_BATTERY),
+        ("valve-only", "closed", False, MeterAlarm.VALVE_CLOSED),
+        ("none", "not_reported", False, MeterAlarm(0)),
+    ],
+)
+def test_public_status_word_under_each_layout(
+    layout: str, valve: str, battery_low: bool, alarms: MeterAlarm
+) -> None:
+    data = parse_meter_data(parse_frame(public("fox_edge_reply_1f90")))
+    flags = status_layout(layout).decode(data.status)
+    assert (flags.valve, flags.battery_low, flags.alarm_bits) == (valve, battery_low, alarms)
+
+
+def test_vendor_st2_bits_raise_nothing_unless_defined() -> None:
+    data = parse_meter_data(parse_frame(public("fox_edge_reply_901f_b")))  # ST2 = FFh
+    for layout in status_layouts().values():
+        assert layout.decode(data.status).alarm_bits == 0
+    assert status_layout("cjt188-2004").decode(data.status, {"tamper": 0x08}).alarm_bits == (
+        MeterAlarm.TAMPER
+    )
+
+
+@given(st.integers(min_value=0, max_value=0xFFFF))
+def test_no_layout_alarms_from_undefined_bits(status: int) -> None:
+    for layout in status_layouts().values():
+        defined = layout.valve_mask | layout.battery_low
+        for mask in layout.alarms.values():
+            defined |= mask
+        assert layout.decode(status).alarm_bits == layout.decode(status & defined).alarm_bits
+
+
+async def test_public_1f90_reply_through_the_source() -> None:
+    source, link, clock = make_source(
+        meters=[{"meter_id": "fox", "address": "78330011223344"}], vendor_status_alarms={}
+    )
+    link.replies["78330011223344"] = [public("fox_edge_reply_1f90")]
+    sink = Sink()
+    await source.poll_once(sink)
+    [reading] = sink.readings
+    assert reading.total_m3 == 556677.0
+    assert reading.alarm_bits == MeterAlarm.VALVE_CLOSED
+    assert reading.time_ns == clock.now_ns()  # its 2015 clock is not sane: gateway time
+    assert source.stats.errors["meter_clock_off"] == 1
+
+
+@pytest.mark.parametrize(
+    ("unit", "total_m3"),
+    [(0x29, 0.01234), (0x2A, 0.1234), (0x2B, 1.234), (0x2C, 12.34), (0x2D, 123.4), (0x2E, 1234.0)],
+)
+def test_volume_units_convert_to_m3(unit: int, total_m3: float) -> None:
+    data = bytearray(GOLDEN_REPLY[14:-2])
+    data[7] = unit
+    assert parse_meter_data(Frame(0x10, ADDRESS, 0x81, bytes(data))).total_m3 == pytest.approx(
+        total_m3
+    )
+
+
+@pytest.mark.parametrize(
+    ("unit", "kind"),
+    [
+        (0x02, "energy"),
+        (0x05, "energy"),
+        (0x11, "energy"),
+        (0x17, "power"),
+        (0x35, "flow rate"),
+        (0x2F, "unknown"),
+    ],
+)
+def test_non_volume_units_are_refused(unit: int, kind: str) -> None:
+    data = bytearray(GOLDEN_REPLY[14:-2])
+    data[12] = unit  # the settlement total
+    with pytest.raises(UnitRefused, match=kind):
+        parse_meter_data(Frame(0x10, ADDRESS, 0x81, bytes(data)))
+
+
+async def test_heat_meter_reply_is_a_counted_error_not_a_reading(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    source, link, clock = make_source()
+    kwh = bytearray(reply_for("00000000000001", 5.0, meter_local(clock)))
+    kwh[2 + 11 + 7] = 0x05  # FE FE, header, then the current total's unit byte: kWh
+    kwh[-2] = sum(kwh[2:-2]) & 0xFF
+    link.replies["00000000000001"] = [bytes(kwh)]
+    link.replies["00000000000002"] = [reply_for("00000000000002", 2.0, meter_local(clock))]
+    caplog.set_level(logging.WARNING, logger="drivers.cjt188")
+    sink = Sink()
+    for _ in range(3):
+        await source.poll_once(sink)
+    assert [r.meter_id for r in sink.readings] == ["w2"] * 3
+    assert source.stats.errors["unit_refused"] == 3
+    assert source.offline_meters == frozenset()
+    refused = [r for r in caplog.records if "refused" in r.getMessage()]
+    assert len(refused) == 1  # throttled: first line, then a count per interval
+    assert "0x05 is energy (heat meter)" in refused[0].getMessage()
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("00001223112620", datetime(2026, 11, 23, 12, 0, 0)),  # standard: ss mm hh DD MM YY CC
+        ("20260101000000", datetime(2026, 1, 1, 0, 0, 0)),  # vendor: CC YY MM DD hh mm ss
+        ("00000000000000", None),
+        ("20261332000020", None),  # neither order is a date
+    ],
+)
+def test_meter_clock_in_either_order(raw: str, expected: datetime | None) -> None:
+    assert meter_clock(bytes.fromhex(raw)) == expected

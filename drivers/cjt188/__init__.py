@@ -1,0 +1,66 @@
+"""CJ/T 188-2004/2018 household water meters over RS-485: frames, the 901F reading, a polling source."""
+
+from drivers.cjt188.frame import (
+    BROADCAST_ADDRESS,
+    CTRL_ABNORMAL,
+    CTRL_READ_DATA,
+    CTRL_READ_DATA_REPLY,
+    METER_TYPE_COLD_WATER,
+    Frame,
+    build_frame,
+    checksum,
+    decode_address,
+    encode_address,
+    parse_frame,
+    split_frame,
+)
+from drivers.cjt188.link import SerialLink
+from drivers.cjt188.meter_data import (
+    DI_BYTES,
+    DI_METER_DATA,
+    VOLUME_UNITS_M3,
+    DiOrder,
+    MeterData,
+    UnitRefused,
+    build_read_request,
+    encode_meter_data,
+    meter_clock,
+    parse_meter_data,
+    request_di_order,
+)
+from drivers.cjt188.source import Cjt188Config, Cjt188MeterConfig, Cjt188Source
+from drivers.cjt188.status import StatusFlags, StatusLayout, status_layout, status_layouts
+
+__all__ = [
+    "BROADCAST_ADDRESS",
+    "CTRL_ABNORMAL",
+    "CTRL_READ_DATA",
+    "CTRL_READ_DATA_REPLY",
+    "DI_BYTES",
+    "DI_METER_DATA",
+    "METER_TYPE_COLD_WATER",
+    "VOLUME_UNITS_M3",
+    "Cjt188Config",
+    "Cjt188MeterConfig",
+    "Cjt188Source",
+    "DiOrder",
+    "Frame",
+    "MeterData",
+    "SerialLink",
+    "StatusFlags",
+    "StatusLayout",
+    "UnitRefused",
+    "build_frame",
+    "build_read_request",
+    "checksum",
+    "decode_address",
+    "encode_address",
+    "encode_meter_data",
+    "meter_clock",
+    "parse_frame",
+    "parse_meter_data",
+    "request_di_order",
+    "split_frame",
+    "status_layout",
+    "status_layouts",
+]
