@@ -195,16 +195,16 @@ def cmd_dashboards_push(args: argparse.Namespace) -> int:
     import os
 
     from hub.grafana import (
-        DEFAULT_DIR,
         GrafanaAuthError,
         GrafanaUnreachable,
+        default_dir,
         load_dashboards,
         push_dashboards,
         with_datasource,
     )
 
     setup_logging("warning", "kv")
-    dashboards = load_dashboards(args.dir or DEFAULT_DIR)
+    dashboards = load_dashboards(args.dir or default_dir())
     if args.datasource_uid:
         dashboards = [with_datasource(d, args.datasource_uid) for d in dashboards]
     token = os.environ.get(args.token_env, "")
