@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import email.message
-import email.parser
-import email.policy
 import hmac
 import logging
 import os
 from collections import Counter
-from email.message import Message
-from typing import Any, Literal
+from typing import Literal
 
 from aiohttp import web
 from pydantic import Field
@@ -33,6 +30,7 @@ log = logging.getLogger("drivers.door_http")
 MAX_EVENTS_PER_BODY = 1000
 MAX_PARTS = 16  # a controller push has an event part and a few pictures
 OFF_LOOP_BYTES = 64 * 1024  # bodies above this are parsed in a worker thread
+MAX_PART_HEADER_BYTES = 8 * 1024
 
 
 class DoorHttpConfig(SourceConfig):
@@ -193,54 +191,83 @@ class _TooLarge(Exception):
 
 
 def event_parts(body: bytes, content_type: str, max_parts: int = MAX_PARTS) -> list[bytes]:
-    """The event documents of a body: itself, or the JSON/XML parts of a multipart form.
+    """The event documents of a body: itself, or the JSON/XML parts of a multipart body.
 
-    The parts are counted by their delimiter before any parsing, so a body of thousands of tiny
-    parts is refused in one pass over the bytes instead of blocking the loop in the MIME parser."""
+    The parts are counted by their delimiter before anything else, so a body of thousands of tiny
+    parts is refused in one pass over the bytes; parts are split with bytes operations, not the
+    email package (which took 26 s over a 2 MB body of 15,000 parts)."""
     if not body.strip():
         raise FrameError("empty body")
     if not content_type.lower().startswith("multipart/"):
         return [body]
-    if _delimiters(body, content_type) > max_parts + 1:
+    # A delimiter only counts at the start of a line (RFC 2046 5.1.1), not inside a picture.
+    delimiter = b"\n--" + _boundary(content_type)
+    body = b"\n" + body
+    if body.count(delimiter) > max_parts + 1:
         raise FrameError(f"multipart body with more than {max_parts} parts")
-    message = _parse_multipart(body, content_type)
-    parts = [_payload(part) for part in message.iter_parts() if _is_event_part(part)]
+    parts = [
+        payload
+        for headers, payload in split_multipart(body, delimiter)
+        if _is_event_part(headers, payload)
+    ]
     if not parts:
         raise FrameError("multipart body without a JSON or XML part")
     return parts
 
 
-def _delimiters(body: bytes, content_type: str) -> int:
+def _boundary(content_type: str) -> bytes:
     header = email.message.Message()
     header["Content-Type"] = content_type
     boundary = header.get_boundary()
     if not boundary or len(boundary) > 70:  # RFC 2046 5.1.1: 1 to 70 characters
         raise FrameError("multipart body without a usable boundary")
-    return body.count(b"--" + boundary.encode("latin-1", "replace"))
+    return boundary.encode("latin-1", "replace")
 
 
-def _parse_multipart(body: bytes, content_type: str) -> Any:
-    head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode()
-    parser = email.parser.BytesParser(policy=email.policy.HTTP)
-    try:
-        message = parser.parsebytes(head + body)
-    except (ValueError, TypeError, IndexError) as exc:
-        raise FrameError(f"malformed multipart body: {type(exc).__name__}") from exc
-    if not message.is_multipart() or message.defects:
-        raise FrameError("malformed multipart body")
-    return message
+def split_multipart(body: bytes, delimiter: bytes) -> list[tuple[dict[str, str], bytes]]:
+    """(headers, payload) per part (RFC 2046 5.1.1); CRLF or bare LF line ends, as cameras send.
+
+    The preamble and epilogue are dropped; a missing close delimiter is tolerated (alert streams)."""
+    chunks = body.split(delimiter)
+    if len(chunks) < 2:
+        raise FrameError("malformed multipart body: no delimiter")
+    parts = []
+    for chunk in chunks[1:]:
+        if chunk.startswith(b"--"):
+            break  # close delimiter
+        head, payload = _split_head(chunk)
+        payload = payload.removesuffix(b"\r")  # the CR of the CRLF that starts the delimiter
+        parts.append((_headers(head), payload))
+    return parts
 
 
-def _payload(part: Message) -> bytes:
-    payload = part.get_payload(decode=True)
-    return payload if isinstance(payload, bytes) else b""
+def _split_head(chunk: bytes) -> tuple[bytes, bytes]:
+    line_end = chunk.find(b"\n")  # rest of the delimiter line (transport padding)
+    if line_end < 0:
+        raise FrameError("malformed multipart body: part without a header block")
+    rest = chunk[line_end + 1 :]
+    if rest.startswith((b"\r\n", b"\n")):  # no headers at all
+        return b"", rest[2 if rest.startswith(b"\r") else 1 :]
+    for blank in (b"\r\n\r\n", b"\n\n"):
+        head, found, payload = rest.partition(blank)
+        if found and len(head) <= MAX_PART_HEADER_BYTES:
+            return head, payload
+    raise FrameError("malformed multipart body: part header block missing or too long")
 
 
-def _is_event_part(part: Any) -> bool:
-    kind = part.get_content_type()
+def _headers(head: bytes) -> dict[str, str]:
+    headers = {}
+    for line in head.decode("latin-1").splitlines():
+        name, colon, value = line.partition(":")
+        if colon:
+            headers[name.strip().lower()] = value.strip()
+    return headers
+
+
+def _is_event_part(headers: dict[str, str], payload: bytes) -> bool:
+    kind = headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if kind in ("application/json", "application/xml", "text/xml", "text/json"):
         return True
-    if kind.startswith(("image/", "video/")) or part.is_multipart():
+    if kind.startswith(("image/", "video/", "multipart/")):
         return False
-    head = _payload(part).lstrip()[:1]
-    return head in (b"{", b"[", b"<")
+    return payload.lstrip()[:1] in (b"{", b"[", b"<")
