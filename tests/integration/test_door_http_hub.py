@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import pytest
 
 from drivers.sim_doors import post_http, scenario
@@ -15,6 +18,7 @@ from hub.config import parse_config
 from tests.util import wait_for
 
 REGISTRY = Path(__file__).parent.parent.parent / "deploy" / "registry"
+K1T502 = Path(__file__).parent.parent / "data" / "doors" / "hikvision_ds-k1t502_lock_open.json"
 
 CONFIG = """
 [hub]
@@ -75,3 +79,59 @@ async def test_pushed_events_raise_routed_door_alerts(
     )
     assert forced.data["recipients"] == ["worker-5-1"]
     assert forced.data["building"] == "5"
+
+
+def _k1t502(ip: str, major: int, minor: int, door: bool = True) -> bytes:
+    """The real DS-K1T502 push (no MAC) from another IP and with other codes."""
+    document: dict[str, Any] = json.loads(K1T502.read_text())
+    document["ipAddress"] = ip
+    document["AccessControllerEvent"].update(majorEventType=major, subEventType=minor)
+    if not door:
+        del document["AccessControllerEvent"]["doorNo"]
+    return json.dumps(document).encode()
+
+
+async def test_hikvision_codes_on_a_real_hub(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """2/0x404 and 3/0x404 stay quiet, 1/0x404 is critical, five face failures are repeated
+    denials, an unknown code is stored and counted: all 200, none a source error."""
+    monkeypatch.setenv("IT_DOOR_TOKEN", "it-token")
+    for kind in ("households", "meters", "doors"):
+        shutil.copy(REGISTRY / f"{kind}.example.csv", tmp_path / f"{kind}.csv")
+    (tmp_path / "hub.toml").write_text(CONFIG)
+    hub = Hub(parse_config(CONFIG, tmp_path / "hub.toml"))
+    alerts: list[Alert] = []
+    hub.engine.listeners.append(alerts.append)
+    await hub.start()
+    try:
+        url = hub.http_url.rstrip("/") + "/ingest/doors/gate"
+        bodies = [
+            _k1t502("10.0.0.21", 2, 0x404, door=False),  # battery resumed
+            _k1t502("10.0.0.21", 3, 0x404, door=False),  # remote time sync
+            _k1t502("10.0.0.21", 2, 0x406, door=False),  # mains restored
+            *[_k1t502("10.0.0.22", 5, 76) for _ in range(5)],  # face verification failed
+            _k1t502("10.0.0.22", 5, 4321),  # a code no table knows
+            _k1t502("10.0.0.23", 1, 0x404, door=False),  # host tamper
+        ]
+        headers = {"Authorization": "Bearer it-token", "Content-Type": "application/json"}
+        async with aiohttp.ClientSession(headers=headers) as session:
+            for body in bodies:
+                async with session.post(url, data=body) as resp:
+                    assert resp.status == 200, await resp.text()
+            await wait_for(
+                lambda: {a.rule for a in alerts} >= {"door_forced", "door_denied_repeatedly"}
+            )
+            async with session.get(hub.http_url.rstrip("/") + "/metrics") as resp:
+                metrics = await resp.text()
+    finally:
+        await hub.stop()
+    assert {a.subject for a in alerts if a.rule == "door_forced"} == {"door:10.0.0.23"}
+    denied = next(a for a in alerts if a.rule == "door_denied_repeatedly")
+    assert (denied.subject, denied.data["denied"]) == ("door:10.0.0.22-1", 5)
+    assert 'hub_source_inputs_total{kind="ignored_code",source="gate"} 3.0' in metrics
+    assert 'hub_source_inputs_total{kind="unknown_code",source="gate"} 1.0' in metrics
+    assert (
+        "hub_source_errors_total" not in metrics
+        or 'source="gate"' not in metrics.split("hub_source_errors_total", 1)[1].split("\n# ", 1)[0]
+    )
