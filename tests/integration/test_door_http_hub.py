@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,8 @@ from drivers.sim_doors import post_http, scenario
 from hub.alerts import Alert
 from hub.app import Hub
 from hub.config import parse_config
+from tests.hubtest import running
+from tests.services import InfluxDB
 from tests.util import wait_for
 
 REGISTRY = Path(__file__).parent.parent.parent / "deploy" / "registry"
@@ -132,3 +136,52 @@ async def test_hikvision_codes_on_a_real_hub(
     assert 'hub_source_inputs_total{kind="ignored_code",source="gate"} 3.0' in metrics
     assert 'hub_source_inputs_total{kind="unknown_code",source="gate"} 1.0' in metrics
     assert hub.sources[0].stats.errors == {}
+
+
+async def test_unknown_and_failed_verifications_reach_influxdb_with_raw_codes(
+    influxdb: InfluxDB, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("IT_DOOR_TOKEN", "it-token")
+    db = influxdb.create_database(f"doors_hik_{uuid.uuid4().hex[:8]}")
+    text = f"""
+[hub]
+site = "door-hik"
+data_dir = "var"
+
+[http]
+port = 0
+
+[influxdb]
+api = "v1"
+url = "{db.url}"
+database = "{db.db}"
+flush_interval_s = 0.05
+
+[[sources]]
+type = "door_http"
+name = "gate"
+token_env = "IT_DOOR_TOKEN"
+door_ids = {{ "10.0.0.31-1" = "D-3-1" }}
+"""
+    (tmp_path / "hub.toml").write_text(text)
+    async with running(parse_config(text, tmp_path / "hub.toml")) as hub:
+        url = hub.http_url.rstrip("/") + "/ingest/doors/gate"
+        headers = {"Authorization": "Bearer it-token", "Content-Type": "application/json"}
+        async with aiohttp.ClientSession(headers=headers) as session:
+            for body in (
+                _k1t502("10.0.0.31", 5, 4321),
+                _k1t502("10.0.0.31", 5, 39),
+                _k1t502("10.0.0.31", 2, 0x404, door=False),
+            ):
+                async with session.post(url, data=body) as resp:
+                    assert resp.status == 200
+
+        async def stored() -> bool:  # the query runs in a thread: the hub shares this loop
+            return len(await asyncio.to_thread(db.query, "SELECT * FROM door_event")) == 2
+
+        await wait_for(stored, timeout=15, message="two door events in InfluxDB")
+    rows = sorted(db.query("SELECT * FROM door_event"), key=lambda r: r["vendor_minor"])
+    assert [(r["door_id"], r["event"], r["vendor_major"], r["vendor_minor"]) for r in rows] == [
+        ("D-3-1", "denied", 5, 39),
+        ("D-3-1", "unknown", 5, 4321),
+    ]
