@@ -360,3 +360,23 @@ def test_multipart_split_follows_rfc2046_delimiters() -> None:
             event_parts(bad, "multipart/form-data; boundary=b")
     with pytest.raises(FrameError, match="boundary"):
         event_parts(body, "multipart/form-data")
+
+
+async def test_mapping_vendor_reads_other_pushes_through_dotted_paths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TEST_DOOR_TOKEN", TOKEN)
+    mapping = {
+        "door_id": "d",
+        "event": "e",
+        "event_map": {"7": "forced"},
+        "ignore_when": {"e": "hb"},
+    }
+    async with _serve(tmp_path, vendor="mapping", mapping=mapping) as harness:
+        for body in (b'{"d": "D-1", "e": 7}', b'{"d": "D-1", "e": "hb"}'):
+            assert (await harness.post(body, **_auth()))[0] == 200
+        assert (await harness.post(b'{"d": "D-1", "e": 8}', **_auth()))[0] == 400
+    [record] = harness.records
+    assert isinstance(record, DoorEvent) and (record.door_id, record.event) == ("D-1", "forced")
+    assert harness.source.stats.counts == {"ignored": 1}
+    assert harness.source.stats.errors == {"unmapped": 1}
