@@ -78,6 +78,10 @@ HIKVISION_MAPPING = DoorMapping(
 
 def decode_json(payload: bytes) -> Any:
     """Parse a JSON document; FrameError if it is not valid UTF-8 JSON or exceeds the bounds."""
+    # Cheap upper bound on the values before json.loads builds them (each costs ~50-100 bytes of
+    # Python objects): separators and openers, with slack for ones inside strings.
+    if sum(payload.count(c) for c in (b",", b"{", b"[")) > 4 * MAX_NODES:
+        raise FrameError("JSON document with too many values")
     try:
         document = json.loads(payload)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:

@@ -21,7 +21,7 @@ from drivers.door_common import (
     error_kind,
     map_object,
 )
-from drivers.door_hikvision import decode_isapi
+from drivers.door_hikvision import acs_table, decode_isapi
 from hub.errors import ConfigError, FrameError, ProtocolError
 from hub.records import DoorEvent
 from hub.source import Publish, Source, SourceConfig, SourceContext
@@ -57,6 +57,8 @@ class DoorHttpConfig(SourceConfig):
             raise ConfigError(
                 f"door_http {self.name}: environment variable {self.token_env} is not set"
             )
+        if self.vendor == "hikvision":
+            acs_table()  # a broken shipped table is a start-up error, not a 500 per request
         source = DoorHttpSource(self, token, ctx)
         ctx.http_routes.append(("POST", source.path, source.handle))
         return source

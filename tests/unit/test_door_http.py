@@ -317,10 +317,19 @@ async def test_many_part_multipart_is_refused_before_mime_parsing(big_ingest: In
         b'{"a":' * 40 + b"1" + b"}" * 40,
         json.dumps({"AccessControllerEvent": {"cardNo": "1" * 5_000}}).encode(),
         json.dumps(list(range(6_000))).encode(),
+        b"[" + b"{}," * 690_000 + b"{}]",  # refused before json.loads builds 690,000 dicts
         b"<a>" * 40 + b"</a>" * 40,
         b"<a>" + b"x" * 5_000 + b"</a>",
     ],
-    ids=["deep-array", "deep-object", "long-field", "many-nodes", "deep-xml", "long-xml-text"],
+    ids=[
+        "deep-array",
+        "deep-object",
+        "long-field",
+        "many-nodes",
+        "many-objects",
+        "deep-xml",
+        "long-xml-text",
+    ],
 )
 async def test_oversized_documents_are_400_not_500(big_ingest: Ingest, body: bytes) -> None:
     status, reply = await big_ingest.post(body, "application/json", **_auth())
