@@ -11,7 +11,7 @@ from collections import Counter
 from typing import Literal
 
 from aiohttp import web
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from drivers.door_common import (
     HIKVISION_MAPPING,
@@ -50,6 +50,12 @@ class DoorHttpConfig(SourceConfig):
     # Requests being read or parsed at once; more get 503 (controllers retry) so that memory
     # stays near max_concurrent_requests x max_body_bytes whatever arrives.
     max_concurrent_requests: int = Field(default=4, ge=1, le=64)
+
+    @model_validator(mode="after")
+    def _mapping_given(self) -> DoorHttpConfig:
+        if self.vendor == "mapping" and "mapping" not in self.model_fields_set:
+            raise ValueError('vendor = "mapping" needs a [sources.mapping] table')
+        return self
 
     def build(self, ctx: SourceContext) -> Source:
         token = os.environ.get(self.token_env, "")

@@ -14,6 +14,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from pydantic import ValidationError
 
 from drivers.door_http import DoorHttpConfig, DoorHttpSource, event_parts
 from drivers.sim_doors import SimEvent, isapi_body, post_http
@@ -389,3 +390,8 @@ async def test_mapping_vendor_reads_other_pushes_through_dotted_paths(
     assert isinstance(record, DoorEvent) and (record.door_id, record.event) == ("D-1", "forced")
     assert harness.source.stats.counts == {"ignored": 1}
     assert harness.source.stats.errors == {"unmapped": 1}
+
+
+def test_mapping_vendor_needs_a_mapping() -> None:
+    with pytest.raises(ValidationError, match="needs a"):
+        DoorHttpConfig(name="x", vendor="mapping")
