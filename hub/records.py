@@ -64,7 +64,8 @@ class WaterMeterReading:
         }
 
 
-DOOR_EVENTS = ("open", "forced", "held_open", "denied", "alarm")
+# "unknown": a vendor code no table maps; stored with the raw codes so nothing is lost.
+DOOR_EVENTS = ("open", "forced", "held_open", "denied", "alarm", "unknown")
 
 
 @dataclass(slots=True, frozen=True)
@@ -77,12 +78,19 @@ class DoorEvent:
     building: str = ""
     grid: GridTags = NO_GRID
     source: str = ""
+    vendor_major: int | None = None  # raw vendor event codes (Hikvision major/minor), if any
+    vendor_minor: int | None = None
 
     def tags(self) -> dict[str, str]:
         return {"door_id": self.door_id, "event": self.event, "building": self.building}
 
     def fields(self) -> dict[str, FieldValue | None]:
-        return {"count": 1, "credential_hash": self.credential_hash or None}
+        return {
+            "count": 1,
+            "credential_hash": self.credential_hash or None,
+            "vendor_major": self.vendor_major,
+            "vendor_minor": self.vendor_minor,
+        }
 
 
 @dataclass(slots=True, frozen=True)
