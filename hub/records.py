@@ -64,7 +64,7 @@ class WaterMeterReading:
         }
 
 
-DOOR_EVENTS = ("open", "forced", "held_open", "denied", "alarm")
+DOOR_EVENTS = ("open", "forced", "held_open", "denied", "alarm", "closed", "unknown")
 
 
 @dataclass(slots=True, frozen=True)
