@@ -317,12 +317,13 @@ class DahuaMqttSource(DoorMqttSource):
             ),
             max_clock_skew_s=cfg.max_clock_skew_s,
         )
-        self.unknown = 0
 
     def map_message(self, topic: str, payload: bytes, now_ns: int) -> list[DoorEvent]:
         mapped = map_document(
             decode_json(payload), self.ids, self.profile, now_ns, topic_code(topic)
         )
         self.ignored += mapped.ignored
-        self.unknown += mapped.unknown
+        self.stats.counts.update(
+            {k: n for k, n in (("ignored", mapped.ignored), ("unknown_code", mapped.unknown)) if n}
+        )
         return mapped.events

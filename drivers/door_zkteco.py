@@ -180,8 +180,6 @@ class ZktecoPushSource(Source):
         offset = cfg.utc_offset_hours
         self.utc_offset_hours = offset if offset is not None else ctx.utc_offset_hours
         self.rejects = ThrottledLog(log)
-        self.ignored = 0  # requests and tables the hub does not use (OPERLOG, photos, ...)
-        self.unknown = 0  # records stored as "unknown" (codes the profile does not list)
         self._publish: Publish | None = None
 
     def routes(self) -> list[tuple[str, str, Any]]:
@@ -236,7 +234,7 @@ class ZktecoPushSource(Source):
         table = request.query.get("table", "").upper()
         lines = [ln for ln in body.decode("utf-8", "replace").splitlines() if ln.strip()]
         if table != "ATTLOG":
-            self.ignored += 1
+            self.stats.counts["ignored"] += 1  # OPERLOG, photos, options: not door events
             return _text(f"OK:{len(lines)}" if table == "OPERLOG" else "OK")
         if self._publish is None:
             return _text("hub not running", 503)
@@ -261,7 +259,7 @@ class ZktecoPushSource(Source):
                 continue
             event = self.profile.classify(record.status, record.verify)
             if event == "unknown":
-                self.unknown += 1
+                self.stats.counts["unknown_code"] += 1
             events.append(
                 DoorEvent(
                     door_id=door_id,

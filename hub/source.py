@@ -27,6 +27,9 @@ class SourceStats:
     messages: int = 0
     records: int = 0
     errors: Counter[str] = field(default_factory=Counter)
+    # Inputs accepted but not stored (heartbeats, camera events, ignored codes) and other
+    # non-error tallies, by kind.
+    counts: Counter[str] = field(default_factory=Counter)
     restarts: int = 0
     last_message_ns: int = 0
     connected: bool = False

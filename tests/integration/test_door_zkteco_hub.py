@@ -95,6 +95,13 @@ async def test_terminal_conversation_stores_hashed_attlog_records(
         assert status == 403
         assert (await _get(http, f"{base}/getrequest?SN=OTHER1"))[0] == 403
         rows = [line for _, line in await hub.outbox.peek_points(10_000)]
+        metrics = (await _get(http, hub.http_url.rstrip("/") + "/metrics"))[1]
+    [counted] = [
+        line
+        for line in metrics.splitlines()
+        if line.startswith("hub_source_inputs_total{") and 'kind="unknown_code"' in line
+    ]
+    assert 'source="zk"' in counted and counted.endswith(" 1.0")
     doors = [line.decode() for line in rows if line.startswith(b"door_event,")]
     assert len(doors) == 4
     assert all("door_id=zk-gate-1" in line for line in doors)
@@ -104,10 +111,10 @@ async def test_terminal_conversation_stores_hashed_attlog_records(
     assert sum(f'credential_hash="{pin_1}"' in line for line in doors) == 2
     # 2024-07-28 01:25:24 at UTC+7 is 2024-07-27 18:25:24Z.
     assert any(line.endswith(" 1722104724000000000") for line in doors)
-    assert source.stats.records == 4 and source.unknown == 1
+    assert source.stats.records == 4 and source.stats.counts["unknown_code"] == 1
     assert source.stats.errors["malformed"] == 1
     assert source.stats.errors["unknown_device"] == 2
-    assert source.ignored == 1
+    assert source.stats.counts["ignored"] == 1
 
 
 class _FailingOnce:
