@@ -6,6 +6,7 @@ import ast
 import asyncio
 import json
 import re
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,7 +15,10 @@ from types import SimpleNamespace
 import aiomqtt
 
 from drivers.door_dahua import DahuaMqttConfig, DahuaMqttSource
+from hub.alerts import Alert
+from hub.app import Hub
 from hub.clock import ManualClock
+from hub.config import parse_config
 from hub.records import DoorEvent, Record
 from hub.source import SourceContext
 from tests.services import Mosquitto
@@ -97,3 +101,65 @@ async def test_bridge_payloads_become_door_events(mosquitto: Mosquitto, tmp_path
     assert source.stats.counts == {"ignored": 1, "unknown_code": 1}
     assert source.stats.errors["malformed"] == 1
     assert source.stats.records == 3
+
+
+HUB_CONFIG = """
+[hub]
+site = "dahua-it"
+data_dir = "{data}"
+utc_offset_hours = 1
+health_interval_s = 3600
+
+[http]
+enabled = false
+
+[influxdb]
+api = "none"
+
+[mqtt]
+host = "{host}"
+port = {port}
+
+[[sources]]
+type = "door_dahua_mqtt"
+name = "vto"
+device = "vto2202f"
+reconnect_initial_s = 0.1
+"""
+
+
+async def test_denials_and_break_in_raise_door_alerts_through_the_hub(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """Derived from the issue #29 AccessControl payload: Status 0 (refused) five times with
+    different cards, then a BreakIn; times are set to now so the rules see a live burst."""
+    _, access = _messages()[1]
+    template = json.loads(access)
+    text = HUB_CONFIG.format(data=tmp_path / "data", host=mosquitto.host, port=mosquitto.port)
+    (tmp_path / "hub.toml").write_text(text)
+    hub = Hub(parse_config(text, tmp_path / "hub.toml"))
+    alerts: list[Alert] = []
+    hub.engine.listeners.append(alerts.append)
+    await hub.start()
+    try:
+        source = next(s for s in hub.sources if isinstance(s, DahuaMqttSource))
+        await wait_for(lambda: source.stats.connected)
+        now_s = time.time()
+        async with aiomqtt.Client(mosquitto.host, mosquitto.port) as client:
+            for i in range(5):
+                data = {**template["Data"], "Status": 0, "CardNo": f"0A{i:06d}", "RealUTC": now_s}
+                await client.publish(
+                    "DahuaVTO/AccessControl/Event", json.dumps({**template, "Data": data}), qos=1
+                )
+            breakin = {"Code": "BreakIn", "Action": "Start", "Index": 0, "Data": {"UTC": now_s}}
+            await client.publish("DahuaVTO/BreakIn/Event", json.dumps(breakin), qos=1)
+        await wait_for(
+            lambda: {a.rule for a in alerts} >= {"door_forced", "door_denied_repeatedly"}
+        )
+    finally:
+        await hub.stop(flush_timeout_s=0)
+    denied = next(a for a in alerts if a.rule == "door_denied_repeatedly")
+    assert denied.subject == "door:vto2202f-1"
+    assert denied.data["distinct_credentials"] == 5
+    forced = next(a for a in alerts if a.rule == "door_forced")
+    assert (forced.subject, forced.severity) == ("door:vto2202f-1", "critical")
