@@ -116,3 +116,11 @@ def test_any_line_parses_or_is_a_frame_error(line: str) -> None:
     except FrameError:
         return
     assert load_profile().classify(record.status, record.verify) in DOOR_EVENTS
+
+
+@given(status=st.text(max_size=4), verify=st.text(max_size=4))
+def test_any_code_pair_is_a_door_event_and_forced_only_if_listed(status: str, verify: str) -> None:
+    profile = load_profile()
+    event = profile.classify(status, verify)
+    assert event in DOOR_EVENTS
+    assert event != "forced" or profile.status[status] == "forced"
