@@ -273,7 +273,7 @@ class ZktecoPushSource(Source):
 
     def _admit(self, request: web.Request) -> str | None:
         """The request's serial if it is a configured terminal from an allowed network."""
-        serial = request.query.get("SN", "")
+        serial = request.query.get("SN") or request.query.get("sn", "")
         if serial not in self.cfg.devices:
             self.stats.error("unknown_device")
             self.rejects.warning("%s: request from an unlisted terminal serial refused", self.name)

@@ -80,6 +80,7 @@ async def test_terminal_conversation_stores_hashed_attlog_records(
             "OK:3",
         )
         assert await _get(http, f"{base}/getrequest?SN={SN}") == (200, "OK")
+        assert await _get(http, f"{base}/ping?sn={SN}") == (200, "OK")
         assert await _post(http, f"{base}/devicecmd?SN={SN}", b"ID=1&Return=0&CMD=INFO") == (
             200,
             "OK",
