@@ -115,7 +115,12 @@ class Hub:
         data_dir = cfg.hub.data_dir
         salt = self.secrets.hash_salt or install_salt(data_dir)
         self.ctx = SourceContext(
-            site=cfg.hub.site, clock=self.clock, data_dir=data_dir, hash_salt=salt, mqtt=cfg.mqtt
+            site=cfg.hub.site,
+            clock=self.clock,
+            data_dir=data_dir,
+            hash_salt=salt,
+            mqtt=cfg.mqtt,
+            utc_offset_hours=cfg.hub.utc_offset_hours,
         )
         self.registry = self._build_registry(salt)
         self.sources: list[Source] = [s.build(self.ctx) for s in cfg.sources]

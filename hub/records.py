@@ -65,7 +65,7 @@ class WaterMeterReading:
 
 
 # "unknown": a vendor code no table maps; stored with the raw codes so nothing is lost.
-DOOR_EVENTS = ("open", "forced", "held_open", "denied", "alarm", "unknown")
+DOOR_EVENTS = ("open", "forced", "held_open", "denied", "alarm", "closed", "unknown")
 
 
 @dataclass(slots=True, frozen=True)

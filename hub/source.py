@@ -73,6 +73,8 @@ class SourceContext:
     http_routes: list[tuple[str, str, Any]] = field(default_factory=list)
     # The hub's own MQTT broker settings (hub.config.MqttConfig) for sources that subscribe.
     mqtt: Any = None
+    # `[hub] utc_offset_hours`: for devices that send local time without a zone.
+    utc_offset_hours: float = 8.0
 
 
 def salted_hash(salt: str, value: str) -> str:

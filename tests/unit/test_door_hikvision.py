@@ -72,7 +72,7 @@ def test_0x404_and_0x406_outside_major_1_are_never_alarms(major: int, minor: int
         (5, 21, IGNORE),  # lock released (the door open/close events carry the meaning)
         (5, 22, IGNORE),  # lock closed
         (5, 23, "open"),  # exit button
-        (5, 26, IGNORE),  # door closed
+        (5, 26, "closed"),  # door closed
         (3, 1024, "open"),  # remote open
         (5, 38, "open"),  # fingerprint pass
         (5, 39, "denied"),  # fingerprint fail
