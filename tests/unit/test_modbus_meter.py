@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 from collections import Counter
@@ -27,6 +28,7 @@ from drivers.modbus_meter import (
     encode_registers,
     load_profile,
     plan_reads,
+    poll_forever,
 )
 from drivers.modbus_meter.probe import implausible
 from drivers.modbus_meter.transport import rtu_silence_s
@@ -610,3 +612,114 @@ def test_pymodbus_floor_is_declared_installed_and_has_the_signature_we_call() ->
     for client in (AsyncModbusSerialClient, AsyncModbusTcpClient):
         for method in (client.read_holding_registers, client.read_input_registers):
             assert "device_id" in inspect.signature(method).parameters
+
+
+# --- a busy bus: fairness and scheduling, on the manual clock ----------------------------------
+
+
+class BusyReader(ScriptedReader):
+    """Every answered read costs `read_s` of bus time; `silent_until_ns[id]`: silent before then."""
+
+    def __init__(self, clock: ManualClock, timeout_s: float, read_s: float) -> None:
+        super().__init__(clock, timeout_s)
+        self.read_s = read_s
+        self.silent_until_ns: dict[int, int] = {}
+        self.asked_ns: dict[int, list[int]] = {}
+
+    async def read(
+        self, function: int, address: int, count: int, device_id: int
+    ) -> list[int] | ExceptionReply:
+        self.asked_ns.setdefault(device_id, []).append(self.clock.now_ns())
+        if self.clock.now_ns() < self.silent_until_ns.get(device_id, 0):
+            self.requests[device_id] += 1
+            self.clock.advance(self.timeout_s)
+            raise DeviceUnreachable("timeout")
+        reply = await super().read(function, address, count, device_id)
+        self.clock.advance(self.read_s - 0.01)
+        return reply
+
+
+class _Stop(Exception):
+    pass
+
+
+async def run_for(source: ModbusBusSource, sink: Sink, clock: ManualClock, seconds: float) -> int:
+    """Run the source's real polling loop for `seconds` of manual-clock time; returns cycles."""
+    end_ns = clock.now_ns() + int(seconds * 1e9)
+    cycles = 0
+
+    async def poll(deadline_ns: int) -> None:
+        nonlocal cycles
+        if clock.now_ns() >= end_ns:
+            raise _Stop
+        cycles += 1
+        await source.poll_once(sink, deadline_ns=deadline_ns)
+
+    with pytest.raises(_Stop):
+        await poll_forever(clock, source.cfg.poll_interval_s, source.stats, poll)
+    return cycles
+
+
+def busy_bus(meters: int, interval_s: float, timeout_s: float, read_s: float, **kw: object):
+    cfg = bus(
+        poll_interval_s=interval_s,
+        timeout_s=timeout_s,
+        meters=[{"meter_id": f"m{i}", "device_id": i} for i in range(1, meters + 1)],
+        **kw,
+    )
+    clock = ManualClock()
+    reader = BusyReader(clock, cfg.timeout_s, read_s)
+    return ModbusBusSource(cfg, clock, reader), reader, clock, Sink()
+
+
+async def test_a_meter_silent_at_start_is_still_polled_when_the_cycle_has_no_slack(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The issue's case: 32 meters at a 1.5 s poll take ~1 s of bus time, leaving less slack than
+    # the 1 s timeout; meter 17 is silent for its first 5 s, then answers.
+    source, reader, clock, sink = busy_bus(32, 1.5, 1.0, read_s=0.031, offline_after_failures=3)
+    reader.silent_until_ns[17] = clock.now_ns() + 5 * 10**9
+    caplog.set_level(logging.INFO, logger="drivers.modbus_meter")
+    await run_for(source, sink, clock, 85)
+    back = [r for r in sink.readings if r.meter_id == "m17"]
+    assert len(back) >= 40, len(back)  # read again from its return on, every cycle
+    # while silent it was asked at least every offline_after_failures x poll_interval_s
+    asked = reader.asked_ns[17]
+    assert max(b - a for a, b in itertools.pairwise(asked)) <= 3 * 1.5e9
+    messages = [r.getMessage() for r in caplog.records]
+    offline = [m for m in messages if "m17" in m and "offline after" in m]
+    back_online = [m for m in messages if "m17" in m and "back online" in m]
+    assert len(offline) == len(back_online) <= 1
+
+
+async def test_a_meter_that_never_answers_goes_offline_with_its_log_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    source, reader, clock, sink = busy_bus(32, 1.5, 1.0, read_s=0.031, offline_after_failures=3)
+    reader.silent_until_ns[9] = 2**62
+    caplog.set_level(logging.INFO, logger="drivers.modbus_meter")
+    await run_for(source, sink, clock, 3 * 1.5 + 3)
+    assert source.offline_meters == {"m9"}
+    lines = [r for r in caplog.records if "offline after 3 failed reads" in r.getMessage()]
+    assert len(lines) == 1 and "m9" in lines[0].getMessage()
+    tries = reader.asked_ns[9][:3]  # offline on its third failed read, then probed with backoff
+    assert max(b - a for a, b in itertools.pairwise(tries)) <= 3 * 1.5e9
+    assert {r.meter_id for r in sink.readings} == {f"m{i}" for i in range(1, 33)} - {"m9"}
+
+
+async def test_an_overrun_starts_the_next_cycle_at_once_and_is_counted() -> None:
+    # 10 meters x 0.11 s = 1.1 s of bus work per 1 s cycle: every cycle overruns by ~0.1 s.
+    source, _reader, clock, sink = busy_bus(10, 1.0, 0.3, read_s=0.11)
+    cycles = await run_for(source, sink, clock, 22)
+    assert cycles >= 19  # a fixed phase grid would skip every other slot: ~11 cycles
+    assert source.stats.errors["poll_overrun"] >= cycles - 1
+    assert len(sink.readings) == 10 * cycles
+
+
+async def test_no_overrun_keeps_the_interval() -> None:
+    source, reader, clock, sink = busy_bus(10, 1.0, 0.3, read_s=0.05)
+    cycles = await run_for(source, sink, clock, 20)
+    assert cycles == 20
+    assert source.stats.errors["poll_overrun"] == 0
+    starts = reader.asked_ns[1]
+    assert {b - a for a, b in itertools.pairwise(starts)} == {10**9}
