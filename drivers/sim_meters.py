@@ -267,6 +267,7 @@ def with_crc(frame: bytes) -> bytes:
 
 _READ_REQUEST_BYTES = 8  # id, function, address (2), count (2), CRC (2)
 _MAX_RECORDED = 100_000
+_STAMP_UNCERTAINTY_S = 0.0002
 
 
 class PacedRtuSlave:
@@ -298,6 +299,7 @@ class PacedRtuSlave:
         self.request_times: dict[int, list[float]] = {}
         self.gaps_s: list[float] = []
         self.bad_frames = 0
+        self.unmeasured_gaps = 0
         self._reply_end_s: float | None = None
         self._task: asyncio.Task[None] | None = None
         self._writer: asyncio.StreamWriter | None = None
@@ -354,10 +356,19 @@ class PacedRtuSlave:
 
     async def _send_paced(self, writer: asyncio.StreamWriter, reply: bytes) -> None:
         start_s = time.monotonic()
-        for index, byte in enumerate(reply):
+        for index, byte in enumerate(reply[:-1]):
             await _sleep_until(start_s + (index + 1) * self.char_s)
             writer.write(bytes([byte]))
-        self._reply_end_s = time.monotonic()
+        await _sleep_until(start_s + len(reply) * self.char_s)
+        before_s = time.monotonic()
+        writer.write(reply[-1:])
+        after_s = time.monotonic()
+        # The reply ends when the master can read its last byte. If this process was descheduled
+        # around that write, the master may have read it long before `after_s`: no gap measured.
+        if after_s - before_s <= _STAMP_UNCERTAINTY_S:
+            self._reply_end_s = after_s
+        else:
+            self.unmeasured_gaps += 1
         await writer.drain()
 
     def report(self) -> dict[str, Any]:
@@ -369,6 +380,7 @@ class PacedRtuSlave:
                 str(k): [t - self.start_s for t in v] for k, v in self.request_times.items()
             },
             "gaps_s": self.gaps_s,
+            "unmeasured_gaps": self.unmeasured_gaps,
             "bad_frames": self.bad_frames,
         }
 
