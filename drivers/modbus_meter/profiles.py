@@ -150,6 +150,19 @@ class MeterProfile(BaseModel):
         return self.model_copy(update={"values": values, "address_base": address_base})
 
 
+def shipped_profiles() -> list[str]:
+    """Names of the meter profiles in PROFILE_DIR: the TOML files with `[[value]]` register tables
+    (the directory also holds other drivers' tables, e.g. CJ/T 188 status layouts)."""
+    names = []
+    for path in sorted(PROFILE_DIR.glob("*.toml")):
+        try:
+            if "value" in tomllib.loads(path.read_text(encoding="utf-8")):
+                names.append(path.stem)
+        except (OSError, tomllib.TOMLDecodeError):
+            names.append(path.stem)  # let load_profile report it
+    return names
+
+
 def profile_path(ref: str) -> Path:
     """A profile reference is a name in drivers/profiles/ or a path to a .toml file."""
     if ref.endswith(".toml") or "/" in ref:

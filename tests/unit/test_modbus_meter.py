@@ -29,6 +29,7 @@ from drivers.modbus_meter import (
     load_profile,
     plan_reads,
     poll_forever,
+    shipped_profiles,
 )
 from drivers.modbus_meter.probe import implausible
 from drivers.modbus_meter.transport import rtu_silence_s
@@ -37,7 +38,7 @@ from hub.clock import ManualClock
 from hub.errors import ConfigError, DeviceUnreachable
 from hub.records import WaterMeterReading
 
-SHIPPED = sorted(p.stem for p in PROFILE_DIR.glob("*.toml"))
+SHIPPED = shipped_profiles()
 
 
 def spec(address: int, type_: str = "uint16", function: int = 3) -> ValueSpec:
