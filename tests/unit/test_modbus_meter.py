@@ -18,6 +18,7 @@ from drivers.modbus_meter import (
     BusUnreachable,
     ExceptionReply,
     MeterAlarm,
+    MeterConfig,
     MeterProfile,
     ModbusBusConfig,
     ModbusBusSource,
@@ -31,7 +32,7 @@ from drivers.modbus_meter import (
     poll_forever,
     shipped_profiles,
 )
-from drivers.modbus_meter.probe import implausible
+from drivers.modbus_meter.probe import implausible, probe_meter
 from drivers.modbus_meter.transport import rtu_silence_s
 from drivers.sim_meters import MeterState, register_image
 from hub.clock import ManualClock
@@ -724,3 +725,43 @@ async def test_no_overrun_keeps_the_interval() -> None:
     assert source.stats.errors["poll_overrun"] == 0
     starts = reader.asked_ns[1]
     assert {b - a for a, b in itertools.pairwise(starts)} == {10**9}
+
+
+# --- hub modbus probe, against a scripted reader -----------------------------------------------
+
+
+class DumpReader:
+    """Answers from a register dump whose manual REG n sits at PDU address n - 1."""
+
+    def __init__(self, registers: dict[int, int], exception: int | None = None) -> None:
+        self.registers = registers
+        self.exception = exception
+
+    async def read(
+        self, function: int, address: int, count: int, device_id: int
+    ) -> list[int] | ExceptionReply:
+        if self.exception is not None:
+            return ExceptionReply(self.exception)
+        return [self.registers.get(address + 1 + i, 0) for i in range(count)]
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_probe_verdicts_on_the_real_dump() -> None:
+    registers = manual_registers(GAMBIT_DUMP)
+    meter = MeterConfig(meter_id="tuf", device_id=1, profile="tuf2000m")
+    result = await probe_meter(DumpReader(registers), meter)
+    assert result.ok and result.plausible_bases == (1,)
+    assert "address_base = 1 (as declared)" in result.summary()
+    silent = await probe_meter(DumpReader(registers, exception=0x02), meter)
+    assert not silent.ok and silent.plausible_bases == ()
+    assert "no address base gives plausible values" in silent.summary()
+    assert "exception 0x02" in silent.summary()
+
+
+async def test_probe_of_a_profile_starting_at_address_0_rules_out_base_1() -> None:
+    generic = MeterConfig(meter_id="g", device_id=1, profile="generic")
+    result = await probe_meter(DumpReader({1: 0, 2: 1000, 3: 0x3F00, 4: 0, 5: 360, 6: 0}), generic)
+    assert result.plausible_bases == (0,) and result.ok
+    assert "below address 0" in " ".join(result.verdicts[1].problems)
