@@ -118,6 +118,7 @@ async def poll_forever(
         now_ns = clock.now_ns()
         if now_ns > started_ns + interval_ns:
             stats.error("poll_overrun")
+            await clock.sleep(0)  # let other tasks run even if every cycle overruns
             continue
         await clock.sleep((started_ns + interval_ns - now_ns) / NS_PER_S)
 
@@ -171,11 +172,12 @@ class _Meter:
 
 
 class ModbusBusSource(Source):
-    """Polls every meter of one bus in turn; failing meters are retried after the healthy ones.
+    """Polls every meter of one bus in turn; meters that failed before go after the healthy ones.
 
-    A failed read yields no reading. After `offline_after_failures` consecutive failures a meter
-    is offline (in `offline_meters`, one log line) and is probed with exponential backoff, only
-    when the rest of the poll interval leaves room for a full timeout.
+    A failed read yields no reading. Every due meter is read once per cycle, so after
+    `offline_after_failures` consecutive failures (as many cycles) a meter is offline (in
+    `offline_meters`, one log line) and is then probed with exponential backoff. Only extra
+    same-cycle retries wait for room: the rest of the interval must fit a full timeout.
     """
 
     kind = "modbus"
