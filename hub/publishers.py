@@ -109,7 +109,7 @@ class MqttLink(DeliveryLoop):
                     backoff.reset()
                     await client.subscribe(f"{self.prefix}/alerts/ack", qos=1)
                     await client.subscribe(f"{self.prefix}/registry/#", qos=1)
-                    await asyncio.gather(self._publish_forever(), self._receive(client))
+                    await self._session(client)
             except (aiomqtt.MqttError, SinkError, OSError) as exc:
                 self.errors += 1
                 self.last_error = str(exc)
@@ -142,6 +142,24 @@ class MqttLink(DeliveryLoop):
             tls_context=tls,
             timeout=self.cfg.publish_timeout_s,
         )
+
+    async def _session(self, client: aiomqtt.Client) -> None:
+        """Publish and receive until either side fails; the other is cancelled and awaited
+        before this returns, so a reconnect never leaves a second publisher draining beside
+        the new one (each would send every later alert once more)."""
+        tasks = [
+            asyncio.create_task(self._publish_forever(), name="mqtt-publish"),
+            asyncio.create_task(self._receive(client), name="mqtt-receive"),
+        ]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for task in done:
+            task.result()  # re-raises the failure that ended the session
+        raise SinkError("MQTT session ended")
 
     async def _publish_forever(self) -> None:
         while True:

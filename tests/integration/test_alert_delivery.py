@@ -6,12 +6,15 @@ import asyncio
 import hashlib
 import hmac
 import json
+import time
+from collections import Counter
 from pathlib import Path
 
 import aiomqtt
 import pytest
 from aiohttp import web
 
+from hub.records import VesselPosition
 from tests.hubtest import config, running
 from tests.services import Mosquitto
 from tests.util import free_port, wait_for
@@ -124,3 +127,60 @@ silent_timeout_s = 1.0
             await platform.publish("hub/acksite/alerts/ack", b"{not json", qos=1)
             await wait_for(lambda: hub.mqtt_errors == 1)  # counted, session survives
             assert hub.mqtt is not None and hub.mqtt.connected
+
+
+def malformed_positions(n: int, start: int = 0) -> list[VesselPosition]:
+    """n AIS positions whose MMSIs are not nine digits: each opens one invalid_mmsi alert."""
+    now = time.time_ns()
+    return [
+        VesselPosition(mmsi=f"{start + i:05d}", time_ns=now, lat=30.0, lon=122.0, msg_type=1)
+        for i in range(n)
+    ]
+
+
+async def test_quiet_broker_outages_leave_one_publisher(tmp_path: Path) -> None:
+    broker = Mosquitto(tmp_path / "broker")
+    await asyncio.to_thread(broker.start)
+    cfg = config(
+        tmp_path,
+        f"""
+[mqtt]
+enabled = true
+port = {broker.port}
+[influxdb]
+api = "none"
+""",
+        site="outages",
+    )
+    try:
+        async with running(cfg) as hub:
+            mqtt = hub.mqtt
+            assert mqtt is not None
+            for _ in range(3):  # outages during which no alert is raised
+                await wait_for(lambda: mqtt.connected, timeout=30)
+                await asyncio.to_thread(broker.stop)
+                await wait_for(lambda: not mqtt.connected, timeout=30)
+                await asyncio.to_thread(broker.start)
+            await wait_for(lambda: mqtt.connected, timeout=60)
+            seen: Counter[tuple[str, int]] = Counter()
+            async with aiomqtt.Client("127.0.0.1", broker.port) as platform:
+                await platform.subscribe("hub/outages/alerts/+", qos=1)
+
+                async def collect() -> None:
+                    async for message in platform.messages:
+                        doc = json.loads(message.payload)  # type: ignore[arg-type]
+                        seen[(doc["alert_id"], doc["seq"])] += 1
+
+                collector = asyncio.create_task(collect())
+                await hub.pipeline.publish(malformed_positions(40))
+                await wait_for(lambda: len(seen) == 40, timeout=60)
+                await wait_for(lambda: hub.outbox.stats.deliveries == 0, timeout=30)
+                # A sentinel published after the 40 were acknowledged: any stray second
+                # publisher would have sent its copies before it.
+                await hub.pipeline.publish(malformed_positions(1, start=99))
+                await wait_for(lambda: len(seen) == 41, timeout=30)
+                collector.cancel()
+            assert sorted(seen.values()) == [1] * 41
+            assert mqtt.sent == 41
+    finally:
+        await asyncio.to_thread(broker.stop)
