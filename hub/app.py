@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hub.alerts import AlertManager
+from hub.alerts import AlertManager, StormLimits, install_hub_id
 from hub.backoff import Backoff
 from hub.clock import Clock, SystemClock
 from hub.config import HubConfig, env_secret
@@ -105,6 +105,21 @@ def build_sink(cfg: HubConfig, sec: Secrets) -> Sink | None:
     return None
 
 
+def build_alert_manager(cfg: HubConfig) -> AlertManager:
+    alerts = cfg.alerts
+    return AlertManager(
+        cfg.hub.site,
+        alerts.cooldown_minutes * 60,
+        hub_id=install_hub_id(cfg.hub.data_dir),
+        storm=StormLimits(
+            max_new_per_minute=alerts.storm_max_new_per_minute,
+            max_open=alerts.storm_max_open,
+            samples=alerts.storm_samples,
+            update_s=alerts.storm_update_s,
+        ),
+    )
+
+
 class Hub:
     def __init__(
         self, cfg: HubConfig, clock: Clock | None = None, extra_sources: Sequence[Source] = ()
@@ -121,9 +136,7 @@ class Hub:
         self.sources: list[Source] = [s.build(self.ctx) for s in cfg.sources]
         self.sources += list(extra_sources)
         self.outbox = Outbox(data_dir / "outbox.sqlite", cfg.outbox.max_bytes)
-        self.engine = Engine(
-            self._build_rules(), AlertManager(cfg.hub.site, cfg.alerts.cooldown_minutes * 60)
-        )
+        self.engine = Engine(self._build_rules(), build_alert_manager(cfg))
         self.sink = build_sink(cfg, self.secrets)
         self.forwarder = (
             Forwarder(

@@ -57,6 +57,7 @@ class Commit:
     alert_points: Sequence[bytes] = ()
     deliveries: Sequence[tuple[str, bytes]] = ()  # (destination, payload)
     alert_state: Sequence[tuple[str, str]] = ()  # (key, json)
+    pruned_state: Sequence[str] = ()  # alert_state keys to delete
 
 
 @dataclass(slots=True)
@@ -157,6 +158,9 @@ class Outbox:
             db.executemany(
                 "INSERT OR REPLACE INTO alert_state(key, value) VALUES (?, ?)",
                 batch.alert_state,
+            )
+            db.executemany(
+                "DELETE FROM alert_state WHERE key=?", [(k,) for k in batch.pruned_state]
             )
             added = sum(len(line) for _, line in points)
             dropped, freed = self._enforce_budget(self.stats.bytes + added)
