@@ -16,7 +16,7 @@ from aiohttp import web
 
 from hub.records import VesselPosition
 from tests.hubtest import config, running
-from tests.services import Mosquitto
+from tests.services import InfluxDB, Mosquitto
 from tests.util import free_port, wait_for
 
 SECRET = "webhook-secret-xyz"
@@ -184,3 +184,29 @@ api = "none"
             assert mqtt.sent == 41
     finally:
         await asyncio.to_thread(broker.stop)
+
+
+async def test_alerts_raised_together_are_distinct_points_in_influxdb(
+    influxdb: InfluxDB, tmp_path: Path
+) -> None:
+    db = influxdb.create_database("alerts_points")
+    cfg = config(
+        tmp_path,
+        f"""
+[influxdb]
+api = "v1"
+url = "{db.url}"
+database = "{db.db}"
+batch_size = 100
+flush_interval_s = 0.05
+""",
+        site="points",
+    )
+    async with running(cfg) as hub:
+        await hub.pipeline.publish(malformed_positions(10))  # one group commit, one `now`
+        assert hub.engine.alert_counts["open"] == 10
+        await wait_for(lambda: hub.outbox.stats.rows == 0, timeout=30)
+    rows = db.query('SELECT "alert_id", "subject", "seq" FROM "alert"')
+    assert len(rows) == 10
+    assert len({r["alert_id"] for r in rows}) == 10
+    assert sorted(r["subject"] for r in rows) == [f"mmsi:{i:05d}" for i in range(10)]
