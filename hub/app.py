@@ -21,7 +21,7 @@ from hub.config import HubConfig, env_secret
 from hub.engine import Engine
 from hub.errors import ConfigError, HubError
 from hub.forwarder import Forwarder
-from hub.logs import register_secret
+from hub.logs import ThrottledLog, register_secret
 from hub.outbox import Outbox
 from hub.pipeline import Pipeline
 from hub.publishers import DeliveryLoop, MqttLink, WebhookPublisher, parse_ack
@@ -38,6 +38,7 @@ from hub.source import Source, SourceContext
 from hub.vessels import VesselTable
 
 log = logging.getLogger("hub.app")
+_ack_log = ThrottledLog(log)  # acks come from the network: a flood must not flood the log
 
 
 @dataclass(slots=True, frozen=True)
@@ -351,9 +352,8 @@ class Hub:
         prefix = f"{self.cfg.mqtt.topic_prefix}/{self.cfg.hub.site}/"
         tail = topic[len(prefix) :] if topic.startswith(prefix) else topic
         try:
-            if tail == "alerts/ack":
-                alert_id, by = parse_ack(payload)
-                await self.acknowledge(alert_id, by)
+            if tail in ("acks", "alerts/ack"):
+                await self._on_ack(topic, tail, payload)
             elif tail.startswith("registry/") and tail.count("/") == 2:
                 _, part, kind = tail.split("/")
                 self.registry.apply_update(part, kind, json.loads(payload))
@@ -361,6 +361,17 @@ class Hub:
         except (ValueError, HubError) as exc:
             self.mqtt_errors += 1
             log.warning("rejected MQTT message on %s: %s", topic, exc)
+
+    async def _on_ack(self, topic: str, tail: str, payload: bytes) -> None:
+        try:
+            alert_id, by = parse_ack(payload)
+        except ValueError as exc:
+            self.mqtt_errors += 1
+            _ack_log.warning("rejected ack on %s: %s", topic, exc)
+            return
+        if tail == "alerts/ack":
+            _ack_log.info("ack on deprecated topic %s; publish acks to .../acks", topic)
+        await self.acknowledge(alert_id, by)
 
     def dead_tasks(self) -> list[str]:
         """Names of hub tasks that ended; each should run for the hub's whole life."""

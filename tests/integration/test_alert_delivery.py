@@ -8,9 +8,12 @@ import hmac
 import json
 import time
 from collections import Counter
+from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import aiomqtt
+import jsonschema
 import pytest
 from aiohttp import web
 
@@ -90,15 +93,18 @@ silent_timeout_s = 1.0
     assert alert["site"] == "test-site"
 
 
-async def test_ack_over_mqtt_publishes_acknowledged_state(
+async def test_acks_on_new_and_old_topic_publish_acknowledged_state(
     mosquitto: Mosquitto, tmp_path: Path
 ) -> None:
+    schema = json.loads(resources.files("hub").joinpath("schemas/alert.schema.json").read_text())
     cfg = config(
         tmp_path,
         f"""
 [mqtt]
 enabled = true
 port = {mosquitto.port}
+[influxdb]
+api = "none"
 [alerts]
 tick_s = 0.1
 [[sources]]
@@ -107,26 +113,50 @@ name = "quiet"
 interval_s = 0.1
 stop_after_s = 0.2
 silent_timeout_s = 1.0
+[[sources]]
+type = "simulated_meters"
+name = "quiet2"
+interval_s = 0.1
+stop_after_s = 0.2
+silent_timeout_s = 1.0
 """,
         site="acksite",
     )
     async with aiomqtt.Client("127.0.0.1", mosquitto.port) as platform:
-        await platform.subscribe("hub/acksite/alerts/source_silent", qos=1)
+        await platform.subscribe("hub/acksite/alerts/+", qos=1)
+        messages = platform.messages
+
+        old_topic_seen = 0
+
+        async def next_alert() -> dict[str, Any]:
+            nonlocal old_topic_seen
+            while True:
+                message = await asyncio.wait_for(anext(messages), 20)
+                if str(message.topic) == "hub/acksite/alerts/ack":
+                    old_topic_seen += 1  # why acks moved: the old topic is in the alert tree
+                    continue
+                doc: dict[str, Any] = json.loads(message.payload)  # type: ignore[arg-type]
+                jsonschema.validate(doc, schema)  # nothing else shows up among the alerts
+                return doc
+
         async with running(cfg) as hub:
-            messages = platform.messages
-            opened = json.loads((await asyncio.wait_for(anext(messages), 20)).payload)  # type: ignore[arg-type]
-            assert opened["state"] == "open"
-            await platform.publish(
-                "hub/acksite/alerts/ack",
-                json.dumps({"alert_id": opened["alert_id"], "by": "worker-3"}),
-                qos=1,
-            )
-            acked = json.loads((await asyncio.wait_for(anext(messages), 20)).payload)  # type: ignore[arg-type]
-            assert acked["state"] == "acknowledged" and acked["alert_id"] == opened["alert_id"]
-            assert acked["acknowledged_by"] == "worker-3" and acked["seq"] == 2
-            await platform.publish("hub/acksite/alerts/ack", b"{not json", qos=1)
-            await wait_for(lambda: hub.mqtt_errors == 1)  # counted, session survives
+            opened = {doc["subject"]: doc for doc in [await next_alert(), await next_alert()]}
+            assert {d["state"] for d in opened.values()} == {"open"}
+            acks = [
+                ("hub/acksite/acks", opened["source:quiet"], "worker-3"),
+                ("hub/acksite/alerts/ack", opened["source:quiet2"], "worker-4"),  # old topic
+            ]
+            for topic, alert, by in acks:
+                ack = {"schema": "harbourgrid.ack/1", "alert_id": alert["alert_id"], "by": by}
+                await platform.publish(topic, json.dumps(ack), qos=1)
+                acked = await next_alert()
+                assert acked["state"] == "acknowledged" and acked["alert_id"] == alert["alert_id"]
+                assert acked["acknowledged_by"] == by and acked["seq"] == 2
+            await platform.publish("hub/acksite/acks", b"{not json", qos=1)
+            await platform.publish("hub/acksite/acks", b'{"schema": "harbourgrid.ack/9"}', qos=1)
+            await wait_for(lambda: hub.mqtt_errors == 2)  # counted, session survives
             assert hub.mqtt is not None and hub.mqtt.connected
+            assert old_topic_seen == 1
 
 
 def malformed_positions(n: int, start: int = 0) -> list[VesselPosition]:

@@ -7,10 +7,12 @@ from importlib import resources
 from pathlib import Path
 
 import jsonschema
+import pytest
 
 from hub.alerts import STORM_RULE, Alert, AlertManager, StormLimits, install_hub_id
 from hub.engine import AlertBatch
 from hub.outbox import Commit
+from hub.publishers import parse_ack
 from hub.records import GridTags
 from hub.rules import Signal
 
@@ -175,3 +177,41 @@ def test_resolved_state_is_pruned_after_the_cooldown() -> None:
     assert mgr.tick(T0 + 300 * NS)[1] == []  # still within the cooldown: kept
     _, pruned = mgr.tick(T0 + 602 * NS)
     assert len(pruned) == 100 and mgr.tracked() == 0
+
+
+# --- ack schema (issue 9 item 17) -----------------------------------------------------------------
+
+ACK_OK = [
+    {"schema": "harbourgrid.ack/1", "alert_id": "5f0c1d8e2a9b47c3d6e1", "by": "worker-17"},
+    {"schema": "harbourgrid.ack/1", "alert_id": "5f0c1d8e2a9b47c3d6e1"},
+]
+ACK_BAD = [
+    {"schema": "harbourgrid.ack/2", "alert_id": "5f0c1d8e2a9b47c3d6e1"},
+    {"schema": "harbourgrid.ack/1", "alert_id": "not-an-id"},
+    {"schema": "harbourgrid.ack/1", "alert_id": "5f0c1d8e2a9b47c3d6e1", "by": "x" * 65},
+    {"schema": "harbourgrid.ack/1", "alert_id": "5f0c1d8e2a9b47c3d6e1", "phone": "13800000000"},
+    {"schema": "harbourgrid.ack/1", "alert_id": 5},
+    ["5f0c1d8e2a9b47c3d6e1"],
+]
+
+
+def test_parse_ack_accepts_exactly_what_the_ack_schema_accepts() -> None:
+    schema = json.loads(resources.files("hub").joinpath("schemas/ack.schema.json").read_text())
+    for doc in ACK_OK:
+        jsonschema.validate(doc, schema)
+        assert parse_ack(json.dumps(doc).encode()) == (doc["alert_id"], doc.get("by", ""))
+    for bad in ACK_BAD:
+        assert not jsonschema.Draft202012Validator(schema).is_valid(bad)
+        with pytest.raises(ValueError):
+            parse_ack(json.dumps(bad).encode())
+    with pytest.raises(ValueError, match="not JSON"):
+        parse_ack(b"{not json")
+    with pytest.raises(ValueError, match="bytes"):
+        parse_ack(b" " * 5000)
+
+
+def test_unversioned_ack_still_accepted_for_one_release() -> None:
+    assert parse_ack(b'{"alert_id": "5f0c1d8e2a9b47c3d6e1", "by": "w"}') == (
+        "5f0c1d8e2a9b47c3d6e1",
+        "w",
+    )
