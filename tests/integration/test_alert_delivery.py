@@ -240,3 +240,52 @@ flush_interval_s = 0.05
     assert len(rows) == 10
     assert len({r["alert_id"] for r in rows}) == 10
     assert sorted(r["subject"] for r in rows) == [f"mmsi:{i:05d}" for i in range(10)]
+
+
+async def test_invalid_mmsi_storm_is_bounded(tmp_path: Path) -> None:
+    """50,000 spoofed AIS reports, each with a new invalid MMSI, while the broker is down."""
+    budget = 1024 * 1024
+    cfg = config(
+        tmp_path,
+        f"""
+[mqtt]
+enabled = true
+port = {free_port()}
+[influxdb]
+api = "none"
+[outbox]
+max_bytes = {budget}
+[alerts]
+storm_max_open = 50
+storm_max_new_per_minute = 100
+""",
+        site="storm",
+    )
+    started = time.monotonic()
+    async with running(cfg) as hub:
+        for start in range(0, 50_000, 1000):
+            await hub.pipeline.publish(malformed_positions(1000, start=start))
+        counts = hub.engine.alert_counts
+        minutes = (time.monotonic() - started) / 60
+        # 50 alerts of their own, then one alert_storm alert that folds all the others in.
+        assert counts["open"] == 51
+        assert hub.engine.alerts.folded == 50_000 - 50
+        (storm,) = [a for a in hub.engine.alerts.open_alerts() if a.rule == "alert_storm"]
+        assert storm.subject == "invalid_mmsi" and storm.data["folded"] >= 50_000 - 50
+        assert len(storm.data["samples"]) == 10
+        # Evicting the oldest vessels resolves some of the 50; the storm alert reports its
+        # count at most once per storm_update_s (60 s).
+        assert counts["resolved"] <= 50 and counts["updated"] <= 1 + minutes
+        stats = hub.outbox.stats
+        assert stats.deliveries + stats.dropped_deliveries == sum(counts.values())
+        assert stats.bytes + stats.delivery_bytes <= budget
+        assert stats.dropped > 0  # readings made room, alert deliveries did not have to
+        assert stats.dropped_deliveries == 0 and stats.dropped_alert_points == 0
+        assert hub.engine.alerts.tracked() <= 51 + 50
+        state_bytes = sum(len(v) for v in hub.engine.snapshot().values())
+        files = {p.name: p.stat().st_size for p in (tmp_path / "data").glob("outbox.sqlite*")}
+    print(f"budget {budget}, rule state {state_bytes}, files {files}, alerts {dict(counts)}")
+    # README "What is bounded": the file holds at most 1.5 x the budget plus rule state, the
+    # WAL at most wal_checkpoint_pages (here 100 pages) plus one group commit.
+    assert files["outbox.sqlite"] <= 1.5 * budget + 1.25 * state_bytes + 64 * 1024
+    assert files.get("outbox.sqlite-wal", 0) <= 100 * 4096 + 1024 * 1024
