@@ -46,9 +46,15 @@ class DeliveryLoop:
         self.errors = 0
         self.connected = False
         self.last_error = ""
+        self._draining = asyncio.Lock()
 
     async def drain(self) -> None:
-        """Send pending deliveries until none is left; raises SinkError on transient failure."""
+        """Send pending deliveries until none is left; raises SinkError on transient failure.
+        One drain at a time per destination: two would both send the rows they peeked."""
+        async with self._draining:
+            await self._drain()
+
+    async def _drain(self) -> None:
         while True:
             self.outbox.delivery_event(self.destination).clear()
             rows = await self.outbox.peek_deliveries(self.destination, 100)

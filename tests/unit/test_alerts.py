@@ -5,15 +5,16 @@ from __future__ import annotations
 import json
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import pytest
 
 from hub.alerts import STORM_RULE, Alert, AlertManager, StormLimits, install_hub_id
-from hub.engine import AlertBatch
-from hub.outbox import Commit
+from hub.engine import AlertBatch, Engine
+from hub.outbox import Commit, Outbox
 from hub.publishers import parse_ack
-from hub.records import GridTags
+from hub.records import GridTags, Record, WaterMeterReading
 from hub.rules import Signal
 
 NS = 1_000_000_000
@@ -215,3 +216,38 @@ def test_unversioned_ack_still_accepted_for_one_release() -> None:
         "5f0c1d8e2a9b47c3d6e1",
         "w",
     )
+
+
+class ScriptedRule:
+    """A rule that answers each record with the next of its signals."""
+
+    name = "r"
+
+    def __init__(self, signals: list[Signal]) -> None:
+        self.signals = signals
+
+    def on_record(self, state: dict[str, Any], record: Record, now_ns: int) -> list[Signal]:
+        return [self.signals.pop(0)]
+
+    def on_tick(self, state: dict[str, Any], now_ns: int) -> list[Signal]:
+        return []
+
+
+async def test_pruned_alert_state_leaves_the_outbox(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path / "o.sqlite", max_bytes=10**7)
+    await outbox.open()
+    engine = Engine(
+        [ScriptedRule([raise_(), Signal("r", "meter:1", False)])], AlertManager("s", 60)
+    )
+    reading = WaterMeterReading(meter_id="1", time_ns=T0, total_m3=1.0)
+    for _ in range(2):  # opened, then resolved
+        commit = Commit()
+        engine.on_records([reading], T0).fill(commit, [])
+        await outbox.commit(commit)
+    assert list(await outbox.load_alert_state()) == ["r|meter:1"]
+    for now, kept in ((T0 + 30 * NS, ["r|meter:1"]), (T0 + 61 * NS, [])):
+        commit = Commit()
+        engine.on_tick(now).fill(commit, [])
+        await outbox.commit(commit)
+        assert list(await outbox.load_alert_state()) == kept
+    await outbox.close()
