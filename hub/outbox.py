@@ -201,7 +201,8 @@ class Outbox:
             if counter != "dropped":
                 _log.error("outbox budget full with no reading left: %s += %d", counter, rows)
         if drops:
-            db.execute("PRAGMA incremental_vacuum").fetchall()  # steps page by page
+            # executescript steps the pragma to the end; execute() would free one page only.
+            db.executescript("PRAGMA incremental_vacuum;")
 
     def _enforce_budget(self, total_bytes: int) -> list[tuple[str, int, int]]:
         """Inside the open transaction: while points plus deliveries exceed the budget, drop

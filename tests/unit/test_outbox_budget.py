@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 from pathlib import Path
 
 from hub.outbox import Commit, Outbox
@@ -63,3 +65,26 @@ async def test_alerts_alone_past_the_budget_drop_oldest_points_then_deliveries(
         st.dropped_deliveries,
     )
     await reopened.close()
+
+
+async def test_file_from_an_older_hub_is_converted_to_incremental_vacuum(tmp_path: Path) -> None:
+    path = tmp_path / "o.sqlite"
+    with contextlib.closing(sqlite3.connect(path)) as old:  # as an older hub left it
+        old.execute("PRAGMA journal_mode=WAL")
+        old.execute(
+            "CREATE TABLE points (id INTEGER PRIMARY KEY AUTOINCREMENT, kind INTEGER, line BLOB)"
+        )
+        old.executemany(
+            "INSERT INTO points(kind, line) VALUES (0, ?)", [(line(i, "r"),) for i in range(300)]
+        )
+        old.commit()
+        assert old.execute("PRAGMA auto_vacuum").fetchone()[0] == 0
+    outbox = Outbox(path, max_bytes=8 * 1024)
+    await outbox.open()
+    assert outbox.stats.rows == 300  # nothing lost in the conversion
+    await outbox.commit(Commit(readings=[line(i, "r") for i in range(300, 400)]))
+    assert outbox.stats.bytes <= 8 * 1024
+    await outbox.close()
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        assert db.execute("PRAGMA auto_vacuum").fetchone()[0] == 2
+        assert db.execute("PRAGMA freelist_count").fetchone()[0] == 0  # freed pages returned
