@@ -232,8 +232,8 @@ def test_mmsi_keeps_leading_zeros() -> None:
 
 def test_other_ais_types_are_ignored_not_errors() -> None:
     decoder = NmeaDecoder("test")
-    base_station = ais({"type": 4, "mmsi": 4123456, "lat": 30.0, "lon": 122.0})
-    assert decoder.feed_many(base_station, NOW) == []
+    utc_response = ais({"type": 11, "msg_type": 11, "mmsi": 4123456, "lat": 30.0, "lon": 122.0})
+    assert decoder.feed_many(utc_response, NOW) == []
     assert decoder.ignored == 1 and not decoder.stats.errors
 
 
