@@ -29,6 +29,7 @@ from hub.records import (
 )
 from hub.registry.maritime import MaritimeRegistry, MaritimeRegistryConfig
 from hub.rules.maritime import MaritimeRulesConfig, build_maritime_rules
+from hub.vessels import VesselTable
 from tests.unit.test_nmea_gpsdecode import expected_position, gpsdecode
 
 DATA = Path(__file__).parent.parent / "data"
@@ -292,3 +293,17 @@ def test_maritime_rules_never_see_aircraft_or_base_stations() -> None:
     # The same reports as a vessel do raise: the rules are live in this test.
     vessel = run(lambda t: VesselPosition(mmsi, t, *sea, 8.0, 90.0, None, 0, 1, "A"))
     assert "unregistered_vessel" in vessel
+
+
+def test_vessel_table_shows_base_stations_and_aircraft_as_their_kind() -> None:
+    _, records = decode(DATA / "gpsd_sample_excerpt.nmea")
+    table = VesselTable()
+    table.update(records)
+    shown = {v.mmsi: v.to_json() for v in table.latest() if v.has_fix}
+    kinds = sorted(doc["kind"] for doc in shown.values())
+    located = sum(r.lat is not None for r in of(records, AisBaseStation))
+    assert located == 2  # the other two report 91N 181E, "not available"
+    assert kinds == ["ais_base_station"] * located + ["sar_aircraft"] * 2
+    sar = shown["111232511"]  # gpsd sample.aivdm line 488: 303 m, 42 kn, 154.5 deg
+    assert (sar["altitude_m"], sar["sog_kn"], sar["cog_deg"]) == (303.0, 42.0, 154.5)
+    assert sar["lat"] == pytest.approx(34886400 / 600_000, abs=1e-5)
