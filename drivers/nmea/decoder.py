@@ -490,6 +490,9 @@ class NmeaDecoder:
     def _type4(self, msg: Any, mmsi: str, time_ns: int, _payload: bytes) -> list[Record]:
         lat, lon = _lat_lon(msg)
         utc = _station_utc_s(msg)
+        if lat is None and utc is None:  # nothing a point could hold
+            self.ignored += 1
+            return []
         return [AisBaseStation(mmsi, time_ns, lat, lon, utc, source=self.source_name)]
 
     def _type9(self, msg: Any, mmsi: str, time_ns: int, _payload: bytes) -> list[Record]:

@@ -56,7 +56,7 @@ def test_uscg_log_with_receiver_fields_gives_records_at_logger_time() -> None:
     # Line 1 is a '# 2006-07-15' comment: the only error.
     assert dict(decoder.stats.errors) == {"framing": 1}
     assert len(of(records, VesselPosition)) == 673 and len(of(records, VesselStatic)) == 131
-    assert len(of(records, AisBaseStation)) == 21
+    assert len(of(records, AisBaseStation)) == 20  # a 21st reports neither position nor time
     stamps = {int(m) for m in re.findall(rb",(\d{10})\r?$", USCG.read_bytes(), re.M)}
     assert len(stamps) > 40  # about 50 s of log
     for record in records:
@@ -85,14 +85,19 @@ def test_uscg_log_positions_and_names_match_gpsdecode() -> None:
 
 def test_uscg_base_stations_match_gpsdecode() -> None:
     _, records = decode(USCG)
-    rows = [r for r in gpsdecode(USCG) if r["type"] == 4]
+    rows = [r for r in gpsdecode(USCG) if r["type"] == 4 and _has_data(r)]
     stations = of(records, AisBaseStation)
-    assert len(rows) == len(stations) == 21
+    assert len(rows) == len(stations) == 20
     for row, rec in zip(rows, stations, strict=True):
         assert int(rec.mmsi) == row["mmsi"]
         assert (rec.lat, rec.lon) == _expected_lat_lon(row)
         assert rec.station_utc_s == _expected_utc(row)
     assert sum(r.station_utc_s is not None for r in stations) >= 10
+
+
+def _has_data(row: dict[str, Any]) -> bool:
+    """A type 4 with a position or a time; one with neither is counted as ignored, not stored."""
+    return _expected_lat_lon(row) != (None, None) or _expected_utc(row) is not None
 
 
 def _expected_lat_lon(row: dict[str, Any]) -> tuple[Any, Any]:
@@ -117,8 +122,8 @@ def test_typeexamples_with_two_trailing_times_take_the_first() -> None:
     assert not decoder.stats.errors
     [first] = [r for r in records if r.mmsi == "367033650"]  # type 1 on line 2
     assert first.time_ns // S == 1325394060
-    [station] = of(records, AisBaseStation)
-    assert station.mmsi == "003669713" and station.station_utc_s is None  # 0000-00-00T24:60:60
+    # Its type 4 has neither position (lat 91) nor time (0000-00-00T24:60:60): nothing stored.
+    assert not of(records, AisBaseStation) and decoder.ignored == 17
     [aircraft] = of(records, SarAircraftPosition)
     assert (aircraft.mmsi, aircraft.altitude_m, aircraft.sog_kn) == ("400214919", 3704.0, 168.0)
     assert aircraft.cog_deg == 296.4 and aircraft.time_ns // S == 1325899370
@@ -130,9 +135,11 @@ def test_gpsd_types_4_and_9_are_their_own_records() -> None:
     assert not decoder.stats.errors
     rows = gpsdecode(path)
     stations, aircraft = of(records, AisBaseStation), of(records, SarAircraftPosition)
-    assert len(stations) == 4 and len(aircraft) == 2
+    assert len(stations) == 2 and len(aircraft) == 2  # 2 more type 4 report no position/time
     assert not of(records, VesselPosition) and not of(records, VesselStatic)
-    for row, rec in zip([r for r in rows if r["type"] == 4], stations, strict=True):
+    for row, rec in zip(
+        [r for r in rows if r["type"] == 4 and _has_data(r)], stations, strict=True
+    ):
         assert (int(rec.mmsi), rec.station_utc_s) == (row["mmsi"], _expected_utc(row))
         assert (rec.lat, rec.lon) == _expected_lat_lon(row)
     for row, sar in zip([r for r in rows if r["type"] == 9], aircraft, strict=True):
@@ -145,7 +152,7 @@ def test_gpsd_types_4_and_9_are_their_own_records() -> None:
         assert sar.lat == pytest.approx(row["lat"] / 600_000, abs=1e-5)
         assert sar.lon == pytest.approx(row["lon"] / 600_000, abs=1e-5)
     # The USCG-style lines (types 10, 11, 15, 17) with receiver fields are valid, just not stored.
-    assert decoder.ignored == 4
+    assert decoder.ignored == 4 + 2
 
 
 def test_placeholder_tag_block_checksum_keeps_the_sentence() -> None:
@@ -302,7 +309,7 @@ def test_vessel_table_shows_base_stations_and_aircraft_as_their_kind() -> None:
     shown = {v.mmsi: v.to_json() for v in table.latest() if v.has_fix}
     kinds = sorted(doc["kind"] for doc in shown.values())
     located = sum(r.lat is not None for r in of(records, AisBaseStation))
-    assert located == 2  # the other two report 91N 181E, "not available"
+    assert located == 2
     assert kinds == ["ais_base_station"] * located + ["sar_aircraft"] * 2
     sar = shown["111232511"]  # gpsd sample.aivdm line 488: 303 m, 42 kn, 154.5 deg
     assert (sar["altitude_m"], sar["sog_kn"], sar["cog_deg"]) == (303.0, 42.0, 154.5)
