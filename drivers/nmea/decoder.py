@@ -61,6 +61,10 @@ AIS_BIT_LENGTHS: dict[int, tuple[tuple[int, int], ...]] = {
     24: ((160, 168),),
     27: ((96, 96), (168, 168)),
 }
+_ALLOWED_BITS = {
+    msg_type: frozenset(n for lo, hi in ranges for n in range(lo, hi + 1))
+    for msg_type, ranges in AIS_BIT_LENGTHS.items()
+}
 # Receive times after the checksum (USCG/NAIS loggers) are taken only in this range (2000-2100).
 UNIX_TIME_RANGE_S = (946_684_800, 4_102_444_800)
 
@@ -432,7 +436,7 @@ class NmeaDecoder:
                 self.stats.error("unknown_type")
             return []
         bits = len(payload) * 6 - fill_bits
-        if not any(lo <= bits <= hi for lo, hi in AIS_BIT_LENGTHS[msg_type]):
+        if bits not in _ALLOWED_BITS[msg_type]:
             # A garbled or truncated payload decodes to some MMSI and position: a phantom vessel.
             raise BitLengthError(f"AIS type {msg_type} with {bits} bits")
         try:
