@@ -69,7 +69,7 @@ class HubCollector(Collector):
         fwd = hub.forwarder
         yield GaugeMetricFamily(
             "hub_forwarder_lag_seconds",
-            "Age of oldest unsent point",
+            "Seconds since the oldest unsent point was queued (grows during an outage)",
             value=fwd.lag_s if fwd else 0.0,
         )
         yield CounterMetricFamily(
@@ -78,6 +78,19 @@ class HubCollector(Collector):
         yield CounterMetricFamily(
             "hub_forwarder_errors", "Failed sink writes", value=fwd.errors if fwd else 0
         )
+        if fwd is not None:
+            sink = fwd.status()
+            up = GaugeMetricFamily(
+                "hub_sink_up", "1 when the last write to the sink succeeded", labels=["sink"]
+            )
+            up.add_metric([sink.name], 1 if sink.up else 0)
+            refused = GaugeMetricFamily(
+                "hub_sink_refused",
+                "1 while the sink refuses every write (rows kept, sink_refused alert open)",
+                labels=["sink"],
+            )
+            refused.add_metric([sink.name], 1 if sink.refused else 0)
+            yield from (up, refused)
         pub = CounterMetricFamily(
             "hub_alerts_sent", "Alert deliveries sent", labels=["destination"]
         )
