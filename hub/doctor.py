@@ -13,6 +13,7 @@ import aiohttp
 
 from hub.config import HubConfig
 from hub.errors import HubError
+from hub.sinks import basic_auth
 
 
 async def check_connections(cfg: HubConfig, mqtt: bool = True) -> list[str]:
@@ -51,19 +52,17 @@ async def _can_write(session: aiohttp.ClientSession, cfg: HubConfig) -> list[str
     influx = cfg.influxdb
     password, token = _influx_secrets(cfg)
     base = influx.url.rstrip("/")
-    auth = None
     if influx.api == "v1":
         params = {"db": influx.database, "precision": "ns"}
         if influx.retention_policy:
             params["rp"] = influx.retention_policy
-        url, headers, where = f"{base}/write", {}, f'database "{influx.database}"'
-        if influx.username:
-            auth = aiohttp.BasicAuth(influx.username, password)
+        url, where = f"{base}/write", f'database "{influx.database}"'
+        headers = basic_auth(influx.username, password)
     else:
         params = {"org": influx.org, "bucket": influx.bucket, "precision": "ns"}
         url, where = f"{base}/api/v2/write", f'bucket "{influx.bucket}" (org "{influx.org}")'
         headers = {"Authorization": f"Token {token}"} if token else {}
-    async with session.post(url, params=params, data=b"", headers=headers, auth=auth) as resp:
+    async with session.post(url, params=params, data=b"", headers=headers) as resp:
         if resp.status // 100 == 2:
             return []
         said = f"HTTP {resp.status}: {(await resp.text()).strip()[:200]}"

@@ -9,6 +9,7 @@ bucket missing), and SinkError for anything worth retrying (5xx, 408/429, connec
 from __future__ import annotations
 
 import asyncio
+import base64
 import gzip
 import re
 import sqlite3
@@ -63,6 +64,14 @@ def classify_influx(status: int, body: str, retry_after: str | None = None) -> S
     return error
 
 
+def basic_auth(username: str, password: str) -> dict[str, str]:
+    """The Authorization header of HTTP basic auth (none without a username)."""
+    if not username:
+        return {}
+    token = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+    return {"Authorization": f"Basic {token}"}
+
+
 def _retry_after(value: str | None) -> float | None:
     try:
         return float(value) if value else None
@@ -89,7 +98,7 @@ class InfluxV1Sink:
         if retention_policy:
             params["rp"] = retention_policy
         self.write_url = f"{url.rstrip('/')}/write?{urlencode(params)}"
-        self.auth = aiohttp.BasicAuth(username, password) if username else None
+        self.auth_headers = basic_auth(username, password)
         self.gzip = gzip_body
         self.timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._session: aiohttp.ClientSession | None = None
@@ -98,14 +107,12 @@ class InfluxV1Sink:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=self.timeout)
         body = b"\n".join(lines)
-        headers = {"Content-Type": "text/plain; charset=utf-8"}
+        headers = {"Content-Type": "text/plain; charset=utf-8", **self.auth_headers}
         if self.gzip:
             body = gzip.compress(body, compresslevel=1)
             headers["Content-Encoding"] = "gzip"
         try:
-            async with self._session.post(
-                self.write_url, data=body, headers=headers, auth=self.auth
-            ) as resp:
+            async with self._session.post(self.write_url, data=body, headers=headers) as resp:
                 if resp.status // 100 == 2:
                     return
                 raise classify_influx(

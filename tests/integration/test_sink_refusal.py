@@ -6,11 +6,13 @@ Every test runs a real Hub in-process against a real InfluxDB 1.6; "acknowledged
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from pathlib import Path
@@ -23,7 +25,7 @@ from hub.cli import main
 from hub.config import HubConfig, parse_config
 from hub.records import DoorEvent
 from tests.hubtest import running
-from tests.services import InfluxDB
+from tests.services import InfluxDB, Service
 from tests.util import wait_for
 
 NS = 1_000_000_000
@@ -228,3 +230,92 @@ def test_check_config_and_doctor_name_a_missing_database(
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert again.returncode == 0, again.stderr
+
+
+def check_connect(config: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "hub.cli", "check-config", str(config), "--connect"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+class AuthInfluxDB(InfluxDB):
+    """InfluxDB 1.6 with `auth-enabled = true` and an admin user."""
+
+    admin = ("admin", "admin-pw")
+
+    def __init__(self, workdir: Path) -> None:
+        super().__init__(workdir)
+        conf = self.workdir / "influx.conf"
+        conf.write_text(
+            conf.read_text().replace(
+                "log-enabled = false", "log-enabled = false\n  auth-enabled = true"
+            )
+        )
+
+    def start(self) -> None:
+        Service.start(self)
+        user, password = self.admin
+        first = f"CREATE USER {user} WITH PASSWORD '{password}' WITH ALL PRIVILEGES"
+        data = urllib.parse.urlencode({"q": first}).encode()  # no user exists yet: no credentials
+        urllib.request.urlopen(f"{self.url}/query", data=data, timeout=10).close()
+        self.admin_query(f'CREATE DATABASE "{self.db}"')
+
+    def admin_query(self, q: str) -> None:
+        user, password = self.admin
+        data = urllib.parse.urlencode({"q": q}).encode()
+        auth = urllib.parse.urlencode({"u": user, "p": password})  # read from the URL only
+        with urllib.request.urlopen(f"{self.url}/query?{auth}", data=data, timeout=10) as resp:
+            assert resp.status == 200, resp.read()
+
+    def admin_count(self, measurement: str) -> int:
+        user, password = self.admin
+        query = urllib.parse.urlencode(
+            {"q": f'SELECT count("count") FROM "{measurement}"', "db": self.db, "u": user,
+             "p": password}
+        )  # fmt: skip
+        with urllib.request.urlopen(f"{self.url}/query?{query}", timeout=10) as resp:
+            result = json.loads(resp.read())["results"][0]
+        series = result.get("series")
+        return int(series[0]["values"][0][1]) if series else 0
+
+
+async def test_unknown_user_keeps_rows_until_granted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rotated password / missing grant (401, 403) keeps every row; check-config names it."""
+    influx = AuthInfluxDB(tmp_path / "influx")
+    influx.start()
+    try:
+        monkeypatch.setenv("HUB_INFLUX_PW", "writer-pw")
+        text = tmp_path / "hub.toml"
+        cfg = hub_config(tmp_path, influx, influx.db)
+        text.write_text(
+            text.read_text().replace(
+                'database = "hub"',
+                'database = "hub"\nusername = "writer"\npassword_env = "HUB_INFLUX_PW"',
+            )
+        )
+        check = await asyncio.to_thread(check_connect, text)
+        assert check.returncode == 3
+        assert 'does not let user "writer" (password from $HUB_INFLUX_PW) write' in check.stderr
+        assert "writer-pw" not in check.stderr + check.stdout
+        cfg = parse_config(text.read_text(), text)
+        events = door_events(300, time.time_ns() - 3600 * NS)
+        async with running(cfg) as hub:
+            await hub.pipeline.publish(events)
+            await wait_for(lambda: hub.forwarder and "authorization failed" in hub.forwarder.refused,
+                           timeout=30)  # fmt: skip
+            await wait_for(lambda: sink_alerts(hub) == ["open"], timeout=30)
+            assert hub.outbox.stats.dead_letters == 0 and hub.outbox.stats.rows >= 300
+            influx.admin_query("CREATE USER writer WITH PASSWORD 'writer-pw'")
+            await wait_for(lambda: hub.forwarder and "not authorized" in hub.forwarder.refused,
+                           timeout=30)  # 403 now: the user exists but may not write  # fmt: skip
+            influx.admin_query(f'GRANT WRITE ON "{influx.db}" TO writer')
+            await wait_for(lambda: influx.admin_count("door_event") == 300, timeout=60)
+            await wait_for(lambda: not sink_alerts(hub), timeout=30)
+            assert hub.outbox.stats.dead_letters == 0
+        again = await asyncio.to_thread(check_connect, text)
+        assert again.returncode == 0, again.stderr
+    finally:
+        influx.stop()
