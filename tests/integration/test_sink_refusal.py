@@ -25,7 +25,7 @@ from hub.cli import main
 from hub.config import HubConfig, parse_config
 from hub.records import DoorEvent
 from tests.hubtest import running
-from tests.services import InfluxDB, Service
+from tests.services import InfluxDB, Service, VictoriaMetrics
 from tests.util import wait_for
 
 NS = 1_000_000_000
@@ -319,3 +319,14 @@ async def test_unknown_user_keeps_rows_until_granted(
         assert again.returncode == 0, again.stderr
     finally:
         influx.stop()
+
+
+def test_check_config_v2_zero_point_write(victoria: VictoriaMetrics, tmp_path: Path) -> None:
+    """The v2 check writes zero points to /api/v2/write (VictoriaMetrics speaks that API)."""
+    config = tmp_path / "hub.toml"
+    config.write_text(
+        f'[hub]\ndata_dir = "{tmp_path}/data"\n[http]\nenabled = false\n'
+        f'[influxdb]\napi = "v2"\nurl = "{victoria.url}"\norg = "o"\nbucket = "b"\n'
+    )
+    result = check_connect(config)
+    assert result.returncode == 0, result.stderr
