@@ -14,7 +14,7 @@ import zlib
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 FieldValue = float | int | bool | str
 
@@ -416,9 +416,9 @@ def _point_series(point: Point) -> str:
     return _measurement(point.measurement) + tags
 
 
-@dataclass(slots=True, frozen=True)
-class EncodedPoint:
-    """One line of line protocol and the timestamp it carries (never parsed back out)."""
+class EncodedPoint(NamedTuple):
+    """One line of line protocol and the timestamp it carries (never parsed back out); a tuple
+    because one is built per record on the ingest path."""
 
     line: bytes
     time_ns: int
@@ -427,7 +427,9 @@ class EncodedPoint:
 def _encode(series: str, fields: str, time_ns: int, times: UniqueTimes | None) -> EncodedPoint:
     if not fields:
         raise ValueError(f"point {series.split(',', 1)[0]} has no fields")
-    if times is not None:
+    if times is not None and time_ns % 1000 == 0:
+        # Only coarse (whole-microsecond or coarser) times can clash: a time with nanosecond
+        # digits comes from the hub's own clock or an offset already made it unique.
         time_ns = times.assign(series, fields, time_ns)
     return EncodedPoint(f"{series} {fields} {time_ns}".encode(), time_ns)
 
@@ -467,10 +469,12 @@ class UniqueTimes:
     recent (series, time) pairs.
     """
 
-    def __init__(self, limit: int = 20_000) -> None:
+    def __init__(self, limit: int = 16_384) -> None:
         self.limit = limit
-        self._seen: OrderedDict[tuple[str, int], dict[tuple[int, int], int]] = OrderedDict()
-        self._batch: dict[tuple[str, int, int], int] = {}
+        # hash((series, time)) -> (content, copy) of its first point, or, once a second point
+        # came, {(content, copy): assigned time}. Hashes keep the memory small (no strings).
+        self._seen: OrderedDict[int, tuple[int, int] | dict[tuple[int, int], int]] = OrderedDict()
+        self._batch: dict[tuple[int, int], int] = {}
 
     @property
     def remembered(self) -> int:
@@ -480,21 +484,27 @@ class UniqueTimes:
         self._batch.clear()
 
     def assign(self, series: str, fields: str, time_ns: int) -> int:
-        key = (series, time_ns)
-        crc = zlib.crc32(fields.encode())
-        copy = self._batch.get((series, time_ns, crc), 0)
-        self._batch[(series, time_ns, crc)] = copy + 1
-        given = self._seen.get(key)
+        key = hash((series, time_ns))
+        identity = (key, hash(fields))
+        copy = self._batch.get(identity, 0)
+        self._batch[identity] = copy + 1
+        content = (identity[1], copy)
+        seen = self._seen
+        given = seen.get(key)
         if given is None:
-            if len(self._seen) >= self.limit:
-                self._seen.popitem(last=False)
-            self._seen[key] = {(crc, copy): time_ns}
+            if len(seen) >= self.limit:
+                seen.popitem(last=False)
+            seen[key] = content
             return time_ns
-        assigned = given.get((crc, copy))
+        if isinstance(given, tuple):
+            if given == content:
+                return time_ns
+            given = seen[key] = {given: time_ns}
+        assigned = given.get(content)
         if assigned is None:
             taken = set(given.values())
-            assigned = time_ns + (crc + copy) % 1_000_000
+            assigned = time_ns + (zlib.crc32(fields.encode()) + content[1]) % 1_000_000
             while assigned in taken:
                 assigned += 1
-            given[(crc, copy)] = assigned
+            given[content] = assigned
         return assigned
