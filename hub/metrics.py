@@ -51,8 +51,10 @@ class HubCollector(Collector):
         yield CounterMetricFamily(
             "hub_outbox_dropped", "Readings dropped (budget)", value=st.dropped
         )
-        yield CounterMetricFamily(
-            "hub_dead_letters", "Items refused for good", value=st.dead_letters
+        yield GaugeMetricFamily(
+            "hub_dead_letters",
+            "Items refused for good, waiting in the dead-letter table (see hub dead-letters)",
+            value=st.dead_letters,
         )
         yield CounterMetricFamily("hub_records", "Records committed", value=hub.pipeline.records_in)
         unstorable = CounterMetricFamily(

@@ -231,8 +231,10 @@ class Outbox:
     def _peek_points(self, limit: int) -> list[tuple[int, bytes]]:
         rows = self.db.execute("SELECT id, line FROM points ORDER BY id LIMIT ?", (limit,))
         points = [(int(i), bytes(line)) for i, line in rows]
-        if len(points) < limit:  # the whole table: resync (`hub dead-letters requeue` adds rows)
+        if len(points) < limit:  # the whole table: resync (`hub dead-letters` changes rows)
             self.stats.rows, self.stats.bytes = len(points), sum(len(p) for _, p in points)
+            dead = self.db.execute("SELECT count(*) FROM dead_letter").fetchone()[0]
+            self.stats.dead_letters = int(dead)
             self._update_oldest()
         return points
 

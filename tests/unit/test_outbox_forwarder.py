@@ -167,6 +167,7 @@ async def test_dead_letters_list_requeue_purge(tmp_path: Path) -> None:
     rows = await outbox.peek_points(10)  # the running outbox sees the requeued points
     assert [p for _, p in rows] == [line(3), line(4), line(5), b"alert x=1i 1"]
     assert outbox.stats.rows == 4 and outbox.lag_s() >= 0
+    assert outbox.stats.dead_letters == 3
     await outbox.close()
 
 
