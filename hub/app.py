@@ -31,7 +31,7 @@ from hub.registry.community import CommunityRegistry
 from hub.registry.maritime import MaritimeRegistry
 from hub.rules import Rule
 from hub.rules.community import build_community_rules
-from hub.rules.core import SourceSilent
+from hub.rules.core import SinkRefusedRule, SourceSilent
 from hub.rules.maritime import build_maritime_rules
 from hub.sinks import InfluxV1Sink, InfluxV2Sink, LocalSink, Sink
 from hub.source import Source, SourceContext
@@ -219,6 +219,14 @@ class Hub:
                 if s.silent_timeout_s or silent.default_timeout_s
             }
             rules.append(SourceSilent({k: v for k, v in timeouts.items() if v}))
+        if self.cfg.influxdb.api in ("v1", "v2"):
+            rules.append(
+                SinkRefusedRule(
+                    "influxdb",
+                    lambda: self.forwarder.refused if self.forwarder else "",
+                    lambda: self.outbox.stats.rows,
+                )
+            )
         community = self.registry.parts["community"]
         maritime = self.registry.parts["maritime"]
         assert isinstance(community, CommunityRegistry) and isinstance(maritime, MaritimeRegistry)

@@ -1,4 +1,4 @@
-"""The `hub` command: run, check-config, demo, replay."""
+"""The `hub` command: run, check-config, doctor, demo, replay, dead-letters, dashboards."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import logging
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 from hub import __version__
 from hub.config import HubConfig, load_config
@@ -80,6 +81,8 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--batch", type=int, default=2000)
     replay.set_defaults(func=cmd_replay)
 
+    _dead_letter_parser(sub)
+
     dashboards = sub.add_parser("dashboards", help="Grafana dashboards")
     dash_sub = dashboards.add_subparsers(dest="dashboards_command", required=True)
     push = dash_sub.add_parser("push", help="create or overwrite the dashboards in Grafana")
@@ -90,6 +93,74 @@ def _parser() -> argparse.ArgumentParser:
     push.add_argument("dir", nargs="?", type=Path, default=None, help="dashboards directory")
     push.set_defaults(func=cmd_dashboards_push)
     return parser
+
+
+def _dead_letter_parser(sub: Any) -> None:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", "-c", required=True, type=Path)
+    common.add_argument("--destination", help="only this sink or publisher (influxdb, mqtt ...)")
+    common.add_argument(
+        "--since", type=_since_ns, help="only items refused since T (ISO 8601, or 30m, 2h, 7d ago)"
+    )
+    dead = sub.add_parser("dead-letters", help="list, requeue or purge items refused for good")
+    actions = dead.add_subparsers(dest="dead_letters_command", required=True)
+    for name, text in (
+        ("list", "show the dead letters"),
+        ("requeue", "put them back in the outbox, to be sent again"),
+        ("purge", "delete them"),
+    ):
+        actions.add_parser(name, parents=[common], help=text).set_defaults(func=cmd_dead_letters)
+
+
+_UNITS_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _since_ns(text: str) -> int:
+    import datetime as dt
+    import time
+
+    if text[-1:] in _UNITS_S and text[:-1].replace(".", "", 1).isdigit():
+        return time.time_ns() - int(float(text[:-1]) * _UNITS_S[text[-1]] * 1e9)
+    try:
+        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected an ISO 8601 time (2026-12-01T08:00Z) or an age (30m, 2h, 7d)"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return int(moment.timestamp() * 1e9)
+
+
+def cmd_dead_letters(args: argparse.Namespace) -> int:
+    """Dead letters live in the outbox file; this works whether or not the hub is running."""
+    import datetime as dt
+
+    from hub.outbox import DeadLetters
+
+    cfg = load_config(args.config)
+    path = cfg.hub.data_dir / "outbox.sqlite"
+    if not path.exists():
+        raise HubError(f"{path}: no outbox yet (the hub has not run with this data_dir)")
+    store = DeadLetters(path)
+    try:
+        if args.dead_letters_command == "list":
+            items = store.entries(args.destination, args.since)
+            for item in items:
+                at = dt.datetime.fromtimestamp(item.at_ns / 1e9, dt.UTC).isoformat(
+                    timespec="seconds"
+                )
+                payload = item.payload.decode(errors="replace").replace("\n", "\\n")
+                print(f"{item.id}\t{at}\t{item.destination}\t{item.reason}\t{payload[:300]}")
+            print(f"{len(items)} dead letter(s)", file=sys.stderr)
+        elif args.dead_letters_command == "requeue":
+            moved = store.requeue(args.destination, args.since)
+            print(f"requeued {moved} dead letter(s); the hub sends them with its next batch")
+        else:
+            print(f"purged {store.purge(args.destination, args.since)} dead letter(s)")
+    finally:
+        store.close()
+    return EXIT_OK
 
 
 def _setup_logs(cfg: HubConfig, level: str | None = None) -> None:
@@ -116,7 +187,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
         problems = asyncio.run(check_connections(cfg))
         for problem in problems:
-            print(f"unreachable: {problem}", file=sys.stderr)
+            print(f"connection check failed: {problem}", file=sys.stderr)
         return EXIT_UNREACHABLE if problems else EXIT_OK
     return EXIT_OK
 

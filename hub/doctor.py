@@ -13,6 +13,7 @@ import aiohttp
 
 from hub.config import HubConfig
 from hub.errors import HubError
+from hub.sinks import basic_auth
 
 
 async def check_connections(cfg: HubConfig, mqtt: bool = True) -> list[str]:
@@ -23,11 +24,13 @@ async def check_connections(cfg: HubConfig, mqtt: bool = True) -> list[str]:
         url = f"{influx.url.rstrip('/')}/ping"
         try:
             timeout = aiohttp.ClientTimeout(total=min(influx.timeout_s, 5))
-            async with aiohttp.ClientSession(timeout=timeout) as session, session.get(url) as resp:
-                if resp.status not in (200, 204):
-                    problems.append(
-                        f"InfluxDB at {influx.url} answered HTTP {resp.status} to /ping"
-                    )
+            async with aiohttp.ClientSession(timeout=timeout) as session:
+                async with session.get(url) as resp:
+                    status = resp.status
+                if status not in (200, 204):
+                    problems.append(f"InfluxDB at {influx.url} answered HTTP {status} to /ping")
+                else:
+                    problems += await _can_write(session, cfg)
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             problems.append(f"InfluxDB at {influx.url} is unreachable ({exc.__class__.__name__})")
     if mqtt and cfg.mqtt.enabled:
@@ -41,6 +44,54 @@ async def check_connections(cfg: HubConfig, mqtt: bool = True) -> list[str]:
                 f"MQTT broker at {cfg.mqtt.host}:{cfg.mqtt.port} is unreachable ({exc.__class__.__name__})"
             )
     return problems
+
+
+async def _can_write(session: aiohttp.ClientSession, cfg: HubConfig) -> list[str]:
+    """A write of zero points: proves the database (v1) or bucket (v2) exists and that the
+    credentials may write to it, without storing anything."""
+    influx = cfg.influxdb
+    password, token = _influx_secrets(cfg)
+    base = influx.url.rstrip("/")
+    if influx.api == "v1":
+        params = {"db": influx.database, "precision": "ns"}
+        if influx.retention_policy:
+            params["rp"] = influx.retention_policy
+        url, where = f"{base}/write", f'database "{influx.database}"'
+        headers = basic_auth(influx.username, password)
+    else:
+        params = {"org": influx.org, "bucket": influx.bucket, "precision": "ns"}
+        url, where = f"{base}/api/v2/write", f'bucket "{influx.bucket}" (org "{influx.org}")'
+        headers = {"Authorization": f"Token {token}"} if token else {}
+    async with session.post(url, params=params, data=b"", headers=headers) as resp:
+        if resp.status // 100 == 2:
+            return []
+        said = f"HTTP {resp.status}: {(await resp.text()).strip()[:200]}"
+    if resp.status == 404:
+        fix = (
+            f'create it (CREATE DATABASE "{influx.database}") or fix influxdb.database'
+            if influx.api == "v1"
+            else "create it or fix influxdb.bucket / influxdb.org"
+        )
+        return [f"InfluxDB at {influx.url} has no {where} ({said}): {fix}"]
+    if resp.status in (401, 403):
+        who = (
+            f'user "{influx.username}" (password from ${influx.password_env})'
+            if influx.api == "v1"
+            else f"the token from ${influx.token_env}"
+        )
+        return [f"InfluxDB at {influx.url} does not let {who} write to {where} ({said})"]
+    return [f"InfluxDB at {influx.url} refused a test write to {where} ({said})"]
+
+
+def _influx_secrets(cfg: HubConfig) -> tuple[str, str]:
+    """(password, token) from the environment; empty when unset (reported by its own check)."""
+    from hub.app import read_secrets
+
+    try:
+        secrets = read_secrets(cfg)
+    except HubError:
+        return "", ""
+    return secrets.influx_password, secrets.influx_token
 
 
 @dataclass(slots=True, frozen=True)

@@ -33,3 +33,17 @@ class SinkError(HubError):
 
 class SinkRejected(SinkError):
     """A sink refused data for good (HTTP 4xx other than 408/429): retrying cannot help."""
+
+
+class PointRejected(SinkRejected):
+    """The sink named a bad point (type conflict, time out of range, unparsable line): the batch
+    is split until the bad points are isolated and dead-lettered."""
+
+
+class BatchTooLarge(SinkRejected):
+    """HTTP 413: the batch is split; only a single point that is still too large is refused."""
+
+
+class SinkRefused(SinkError):
+    """The sink refuses every write (401/403/404, database or bucket missing, any whole-request
+    refusal): the sink is misconfigured, not the data. Rows stay; the hub backs off and alerts."""

@@ -64,13 +64,16 @@ def _deny(request: web.Request) -> web.Response:
 async def healthz(request: web.Request) -> web.Response:
     hub = _hub(request)
     dead = hub.dead_tasks()
+    refused = hub.forwarder.refused if hub.forwarder else ""
+    ok = not dead and not refused
     body = {
-        "status": "ok" if not dead else "degraded",
+        "status": "ok" if ok else "degraded",
         "dead_tasks": dead,
         "outbox_rows": hub.outbox.stats.rows,
         "sink_ok": hub.forwarder.healthy if hub.forwarder else None,
+        "sink_refused": refused,
     }
-    return web.json_response(body, status=200 if not dead else 503)
+    return web.json_response(body, status=200 if ok else 503)
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -108,6 +111,7 @@ def status(hub: Hub) -> dict[str, Any]:
             "lag_s": round(fwd.lag_s, 1) if fwd else None,
             "written": fwd.written if fwd else 0,
             "last_error": fwd.last_error if fwd else "",
+            "refused": fwd.refused if fwd else "",
         },
         "publishers": [
             {"destination": p.destination, "connected": p.connected, "sent": p.sent}

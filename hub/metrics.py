@@ -58,8 +58,10 @@ class HubCollector(Collector):
         yield CounterMetricFamily(
             "hub_outbox_dropped", "Readings dropped (budget)", value=st.dropped
         )
-        yield CounterMetricFamily(
-            "hub_dead_letters", "Items refused for good", value=st.dead_letters
+        yield GaugeMetricFamily(
+            "hub_dead_letters",
+            "Items refused for good, waiting in the dead-letter table (see hub dead-letters)",
+            value=st.dead_letters,
         )
         yield CounterMetricFamily("hub_records", "Records committed", value=hub.pipeline.records_in)
         unstorable = CounterMetricFamily(
@@ -76,7 +78,7 @@ class HubCollector(Collector):
         fwd = hub.forwarder
         yield GaugeMetricFamily(
             "hub_forwarder_lag_seconds",
-            "Age of oldest unsent point",
+            "Seconds since the oldest unsent point was queued (grows during an outage)",
             value=fwd.lag_s if fwd else 0.0,
         )
         yield CounterMetricFamily(
@@ -85,6 +87,19 @@ class HubCollector(Collector):
         yield CounterMetricFamily(
             "hub_forwarder_errors", "Failed sink writes", value=fwd.errors if fwd else 0
         )
+        if fwd is not None:
+            sink = fwd.status()
+            up = GaugeMetricFamily(
+                "hub_sink_up", "1 when the last write to the sink succeeded", labels=["sink"]
+            )
+            up.add_metric([sink.name], 1 if sink.up else 0)
+            refused = GaugeMetricFamily(
+                "hub_sink_refused",
+                "1 while the sink refuses every write (rows kept, sink_refused alert open)",
+                labels=["sink"],
+            )
+            refused.add_metric([sink.name], 1 if sink.refused else 0)
+            yield from (up, refused)
         pub = CounterMetricFamily(
             "hub_alerts_sent", "Alert deliveries sent", labels=["destination"]
         )

@@ -6,7 +6,9 @@ committed. The byte budget counts stored line-protocol bytes and alert delivery 
 is exceeded the oldest *readings* are dropped and counted; only when no reading is left are the
 oldest alert points, then the oldest alert deliveries dropped (counted apart), so the budget is a
 hard bound. Freed pages go back to the file system (incremental vacuum) and the WAL is truncated
-after each checkpoint, so the file stays within a stated factor of the budget (README).
+after each checkpoint, so the file stays within a stated factor of the budget (README). Each point
+row keeps the wall-clock time it was queued, so the forwarder's lag is the age of the oldest unsent
+row. Dead letters can be listed, requeued and purged (`DeadLetters`, behind `hub dead-letters`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import contextlib
 import json
 import logging
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -34,7 +37,8 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS points (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     kind INTEGER NOT NULL,
-    line BLOB NOT NULL
+    line BLOB NOT NULL,
+    queued_ns INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS points_kind ON points(kind, id);
 CREATE TABLE IF NOT EXISTS dead_letter (
@@ -42,7 +46,8 @@ CREATE TABLE IF NOT EXISTS dead_letter (
     destination TEXT NOT NULL,
     payload BLOB NOT NULL,
     reason TEXT NOT NULL,
-    at_ns INTEGER NOT NULL
+    at_ns INTEGER NOT NULL,
+    kind INTEGER
 );
 CREATE TABLE IF NOT EXISTS deliveries (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -54,6 +59,18 @@ CREATE TABLE IF NOT EXISTS alert_state (key TEXT PRIMARY KEY, value TEXT NOT NUL
 CREATE TABLE IF NOT EXISTS rule_state (rule TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
+
+
+def _prepare(db: sqlite3.Connection) -> None:
+    """Create the schema, and add the columns that outboxes of earlier versions lack."""
+    db.executescript(_SCHEMA)
+    columns = {row[1] for row in db.execute("PRAGMA table_info(points)")}
+    if "queued_ns" not in columns:
+        db.execute("ALTER TABLE points ADD COLUMN queued_ns INTEGER NOT NULL DEFAULT 0")
+        db.execute("UPDATE points SET queued_ns=?", (time.time_ns(),))
+    columns = {row[1] for row in db.execute("PRAGMA table_info(dead_letter)")}
+    if "kind" not in columns:
+        db.execute("ALTER TABLE dead_letter ADD COLUMN kind INTEGER")
 
 
 @dataclass(slots=True)
@@ -78,6 +95,7 @@ class OutboxStats:
     dead_letters: int = 0
     forwarded: int = 0
     deliveries: int = 0
+    oldest_queued_ns: int = 0  # wall-clock time the oldest unsent point was queued; 0: none
 
 
 class Outbox:
@@ -109,7 +127,7 @@ class Outbox:
         db.execute(f"PRAGMA wal_autocheckpoint={wal_pages}")
         db.execute(f"PRAGMA journal_size_limit={wal_pages * 4096}")
         db.execute(f"PRAGMA synchronous={'FULL' if self._fsync else 'NORMAL'}")
-        db.executescript(_SCHEMA)
+        _prepare(db)
         self._db = db
         rows, size = db.execute(
             "SELECT count(*), coalesce(sum(length(line)), 0) FROM points"
@@ -123,6 +141,18 @@ class Outbox:
         self.stats.deliveries, self.stats.delivery_bytes = int(count), int(size)
         self.stats.dropped_alert_points = self._counter("dropped_alert_points")
         self.stats.dropped_deliveries = self._counter("dropped_deliveries")
+        self._update_oldest()
+
+    def _update_oldest(self) -> None:
+        row = self.db.execute("SELECT queued_ns FROM points ORDER BY id LIMIT 1").fetchone()
+        self.stats.oldest_queued_ns = int(row[0]) if row else 0
+
+    def lag_s(self, now_ns: int | None = None) -> float:
+        """Age of the oldest point not yet acknowledged by the sink (0 when none waits)."""
+        oldest = self.stats.oldest_queued_ns
+        if not oldest:
+            return 0.0
+        return max(0.0, ((time.time_ns() if now_ns is None else now_ns) - oldest) / 1e9)
 
     async def close(self) -> None:
         if self._db is not None:
@@ -167,10 +197,11 @@ class Outbox:
             self.delivery_event(destination).set()
 
     def _commit(self, batch: Commit) -> None:
+        now_ns = time.time_ns()
         with self._transaction() as db:
-            points = [(KIND_READING, line) for line in batch.readings]
-            points += [(KIND_ALERT, line) for line in batch.alert_points]
-            db.executemany("INSERT INTO points(kind, line) VALUES (?, ?)", points)
+            points = [(KIND_READING, line, now_ns) for line in batch.readings]
+            points += [(KIND_ALERT, line, now_ns) for line in batch.alert_points]
+            db.executemany("INSERT INTO points(kind, line, queued_ns) VALUES (?, ?, ?)", points)
             db.executemany(
                 "INSERT INTO deliveries(destination, payload) VALUES (?, ?)", batch.deliveries
             )
@@ -181,7 +212,7 @@ class Outbox:
             db.executemany(
                 "DELETE FROM alert_state WHERE key=?", [(k,) for k in batch.pruned_state]
             )
-            added = sum(len(line) for _, line in points)
+            added = sum(len(line) for _, line, _ in points)
             added_deliveries = sum(len(payload) for _, payload in batch.deliveries)
             total = self.stats.bytes + self.stats.delivery_bytes + added + added_deliveries
             drops = self._enforce_budget(total)
@@ -200,6 +231,8 @@ class Outbox:
             setattr(st, counter, getattr(st, counter) + rows)
             if counter != "dropped":
                 _log.error("outbox budget full with no reading left: %s += %d", counter, rows)
+        if points and (drops or not st.oldest_queued_ns):
+            self._update_oldest()
         if drops:
             # executescript steps the pragma to the end; execute() would free one page only.
             db.executescript("PRAGMA incremental_vacuum;")
@@ -255,7 +288,13 @@ class Outbox:
 
     def _peek_points(self, limit: int) -> list[tuple[int, bytes]]:
         rows = self.db.execute("SELECT id, line FROM points ORDER BY id LIMIT ?", (limit,))
-        return [(int(i), bytes(line)) for i, line in rows]
+        points = [(int(i), bytes(line)) for i, line in rows]
+        if len(points) < limit:  # the whole table: resync (`hub dead-letters` changes rows)
+            self.stats.rows, self.stats.bytes = len(points), sum(len(p) for _, p in points)
+            dead = self.db.execute("SELECT count(*) FROM dead_letter").fetchone()[0]
+            self.stats.dead_letters = int(dead)
+            self._update_oldest()
+        return points
 
     async def ack_points(self, ids: Iterable[int]) -> None:
         """Delete points that the sink acknowledged."""
@@ -276,6 +315,7 @@ class Outbox:
                 self.stats.rows -= deleted
                 self.stats.forwarded += deleted
         self.stats.bytes -= size
+        self._update_oldest()
 
     async def dead_letter(
         self, destination: str, ids: Sequence[int], reason: str, now_ns: int
@@ -290,17 +330,19 @@ class Outbox:
             for chunk in _chunks(ids, 500):
                 marks = ",".join("?" * len(chunk))
                 rows = db.execute(
-                    f"SELECT line FROM points WHERE id IN ({marks})", chunk
+                    f"SELECT line, kind FROM points WHERE id IN ({marks})", chunk
                 ).fetchall()
                 db.executemany(
-                    "INSERT INTO dead_letter(destination, payload, reason, at_ns) VALUES (?,?,?,?)",
-                    [(destination, r[0], reason[:500], now_ns) for r in rows],
+                    "INSERT INTO dead_letter(destination, payload, reason, at_ns, kind) "
+                    "VALUES (?,?,?,?,?)",
+                    [(destination, r[0], reason[:500], now_ns, r[1]) for r in rows],
                 )
                 self.stats.bytes -= sum(len(r[0]) for r in rows)
                 self.stats.rows -= db.execute(
                     f"DELETE FROM points WHERE id IN ({marks})", chunk
                 ).rowcount
                 self.stats.dead_letters += len(rows)
+        self._update_oldest()
 
     # --- alert deliveries ----------------------------------------------------------------------
 
@@ -403,6 +445,81 @@ def _use_incremental_vacuum(db: sqlite3.Connection) -> None:
     db.execute("PRAGMA auto_vacuum=INCREMENTAL")
     if db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
         db.execute("VACUUM")
+
+
+@dataclass(slots=True, frozen=True)
+class DeadLetter:
+    id: int
+    destination: str
+    payload: bytes
+    reason: str
+    at_ns: int
+
+
+class DeadLetters:
+    """The dead-letter table of an outbox file, for `hub dead-letters` (running hub or not).
+
+    Requeued points go back into the points table (the forwarder picks them up within seconds),
+    requeued alert deliveries into the deliveries table of their destination."""
+
+    def __init__(self, path: Path, point_sinks: Sequence[str] = ("influxdb", "local")) -> None:
+        self.db = sqlite3.connect(path, isolation_level=None, timeout=30)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        _prepare(self.db)
+        self.point_sinks = tuple(point_sinks)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def _where(self, destination: str | None, since_ns: int | None) -> tuple[str, list[Any]]:
+        clauses: list[str] = ["1=1"]
+        args: list[Any] = []
+        if destination:
+            clauses.append("destination=?")
+            args.append(destination)
+        if since_ns is not None:
+            clauses.append("at_ns>=?")
+            args.append(since_ns)
+        return " AND ".join(clauses), args
+
+    def entries(
+        self, destination: str | None = None, since_ns: int | None = None
+    ) -> list[DeadLetter]:
+        where, args = self._where(destination, since_ns)
+        rows = self.db.execute(
+            f"SELECT id, destination, payload, reason, at_ns FROM dead_letter WHERE {where} "
+            "ORDER BY id",
+            args,
+        )
+        return [DeadLetter(int(i), str(d), bytes(p), str(r), int(a)) for i, d, p, r, a in rows]
+
+    def requeue(self, destination: str | None = None, since_ns: int | None = None) -> int:
+        where, args = self._where(destination, since_ns)
+        marks = ",".join("?" * len(self.point_sinks))
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            self.db.execute(
+                "INSERT INTO points(kind, line, queued_ns) SELECT coalesce(kind, CASE WHEN "
+                f"substr(payload, 1, 6) = CAST('alert,' AS BLOB) THEN {KIND_ALERT} ELSE "
+                f"{KIND_READING} END), payload, ? FROM dead_letter WHERE {where} "
+                f"AND destination IN ({marks}) ORDER BY id",
+                [time.time_ns(), *args, *self.point_sinks],
+            )
+            self.db.execute(
+                "INSERT INTO deliveries(destination, payload) SELECT destination, payload "
+                f"FROM dead_letter WHERE {where} AND destination NOT IN ({marks}) ORDER BY id",
+                [*args, *self.point_sinks],
+            )
+            moved = self.db.execute(f"DELETE FROM dead_letter WHERE {where}", args).rowcount
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+        return int(moved)
+
+    def purge(self, destination: str | None = None, since_ns: int | None = None) -> int:
+        where, args = self._where(destination, since_ns)
+        return int(self.db.execute(f"DELETE FROM dead_letter WHERE {where}", args).rowcount)
 
 
 def _chunks(items: list[int], size: int) -> Iterable[list[int]]:

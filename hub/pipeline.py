@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from hub.clock import Clock
 from hub.engine import AlertBatch, Engine
 from hub.outbox import Commit, Outbox
-from hub.records import Record, record_line
+from hub.records import Record, UniqueTimes, encode_record
 from hub.registry import Registry
 from hub.vessels import VesselTable
 
@@ -49,6 +49,7 @@ class Pipeline:
         self.records_in = 0
         self.commit_failures = 0
         self.vessels = vessels
+        self._times = UniqueTimes()  # stored points stay unique on (series, timestamp)
 
     async def publish(self, records: Sequence[Record]) -> None:
         """Hand records to the hub; returns once they are durable in the outbox."""
@@ -103,9 +104,10 @@ class Pipeline:
 
     def _encode(self, records: list[Record]) -> list[bytes]:
         lines = []
+        self._times.new_batch()
         for record in records:
             try:
-                lines.append(record_line(record, self.site).encode())
+                lines.append(encode_record(record, self.site, self._times).line)
             except (ValueError, TypeError):
                 # A record with no fields at all (e.g. AIS position with every value "not
                 # available") has nothing to store; counted, the rest of the batch goes on.

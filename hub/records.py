@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import enum
 import math
+import re
+import zlib
+from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 FieldValue = float | int | bool | str
 
@@ -314,9 +318,22 @@ def record_point(record: Record, site: str) -> Point:
 
 
 # --- line protocol (https://docs.influxdata.com/influxdb/v1/write_protocols/line_protocol_reference/)
+#
+# InfluxDB's parser (models/points.go, the same in 1.x and 2.x) unescapes only `\,` `\ ` `\=` in
+# tag keys and values (`\,` `\ ` in measurement names) and never `\\`; a key or value that ends in
+# a backslash is refused ("invalid tag format"). So a backslash stays as it is, except where it
+# would escape the next character or end the text: there it is written as U+FF3C (＼), which
+# InfluxDB stores unchanged. A newline cannot appear in a key at all and is written as `\n`; a
+# measurement starting with `#` would make the line a comment, so that `#` is written as U+FF03.
+# String field values escape `\` and `"`; a newline inside the quotes is stored as it is.
 
 _MEAS_ESC = str.maketrans({",": r"\,", " ": r"\ ", "\n": r"\n"})
 _TAG_ESC = str.maketrans({",": r"\,", " ": r"\ ", "=": r"\=", "\n": r"\n"})
+# Measurements and field keys are unescaped one character at a time, `\"` and `\=` included.
+_MEAS_BACKSLASH = re.compile(r"\\(?=[,= \"\n]|\Z)")
+_TAG_BACKSLASH = re.compile(r"\\(?=[,= \n]|\Z)")
+WIDE_BACKSLASH = "\uff3c"
+WIDE_HASH = "\uff03"
 _CACHE_LIMIT = 65_536  # distinct tag values (MMSIs, meter ids ...) remembered escaped
 _tag_cache: dict[str, str] = {}
 _key_cache: dict[str, str] = {}  # field key -> "escaped_key="
@@ -325,13 +342,57 @@ _GRID_KEYS = ("site", "source", "grid", "micro_grid", "police_grid")
 _tag_layouts: dict[tuple[type, tuple[str, ...]], tuple[tuple[str, str], ...]] = {}
 
 
+def escape_tag(text: str) -> str:
+    """A tag key or value (or field key) as line protocol writes it."""
+    if "\\" in text:
+        text = _TAG_BACKSLASH.sub(WIDE_BACKSLASH, text)
+    return text.translate(_TAG_ESC)
+
+
+def escape_field_key(key: str) -> str:
+    if "\\" in key:
+        key = _MEAS_BACKSLASH.sub(WIDE_BACKSLASH, key)
+    return key.translate(_TAG_ESC)
+
+
+def stored_field_key(key: str) -> str:
+    """What InfluxDB stores for field key `key` written by this encoder."""
+    if "\\" in key:
+        key = _MEAS_BACKSLASH.sub(WIDE_BACKSLASH, key)
+    return key.replace("\n", "\\n")
+
+
+def escape_measurement(name: str) -> str:
+    if "\\" in name:
+        name = _MEAS_BACKSLASH.sub(WIDE_BACKSLASH, name)
+    if name.startswith("#"):  # a line starting with '#' is a comment: the point would vanish
+        name = WIDE_HASH + name[1:]
+    return name.translate(_MEAS_ESC)
+
+
+def stored_measurement(name: str) -> str:
+    """What InfluxDB stores for measurement `name` written by this encoder."""
+    if "\\" in name:
+        name = _MEAS_BACKSLASH.sub(WIDE_BACKSLASH, name)
+    if name.startswith("#"):
+        name = WIDE_HASH + name[1:]
+    return name.replace("\n", "\\n")
+
+
+def stored_tag(text: str) -> str:
+    """What InfluxDB stores (and a query returns) for tag text `text` written by this encoder."""
+    if "\\" in text:
+        text = _TAG_BACKSLASH.sub(WIDE_BACKSLASH, text)
+    return text.replace("\n", "\\n")
+
+
 def _tag_text(value: str) -> str:
     """A tag key or value escaped; memoised, since the same few thousand repeat endlessly."""
     escaped = _tag_cache.get(value)
     if escaped is None:
         if len(_tag_cache) >= _CACHE_LIMIT:
             _tag_cache.clear()
-        escaped = _tag_cache[value] = value.translate(_TAG_ESC)
+        escaped = _tag_cache[value] = escape_tag(value)
     return escaped
 
 
@@ -340,29 +401,24 @@ def _key_prefix(key: str) -> str:
     if prefix is None:
         if len(_key_cache) >= _CACHE_LIMIT:
             _key_cache.clear()
-        prefix = _key_cache[key] = f"{key.translate(_TAG_ESC)}="
+        prefix = _key_cache[key] = f"{escape_field_key(key)}="
     return prefix
 
 
 def _measurement(name: str) -> str:
     escaped = _meas_cache.get(name)
     if escaped is None:
-        escaped = _meas_cache[name] = name.translate(_MEAS_ESC)
+        if len(_meas_cache) >= _CACHE_LIMIT:
+            _meas_cache.clear()
+        escaped = _meas_cache[name] = escape_measurement(name)
     return escaped
 
 
-def _field_value(value: FieldValue) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return f"{value}i"
-    if isinstance(value, float):
-        return repr(value)
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-    return f'"{escaped}"'
+def _string_field(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _fields_text(fields: dict[str, FieldValue | None]) -> str:
+def _fields_text(fields: Mapping[str, FieldValue | None]) -> str:
     """`k=v,...` without None and non-finite floats; exact builtin types take the short path."""
     parts = []
     for key, value in fields.items():
@@ -374,19 +430,27 @@ def _fields_text(fields: dict[str, FieldValue | None]) -> str:
         elif kind is int:
             text = f"{value}i"
         elif kind is str:
-            text = _field_value(value)  # type: ignore[arg-type]
+            text = _string_field(value)  # type: ignore[arg-type]
         elif kind is bool:
             text = "true" if value else "false"
-        elif value is None or (isinstance(value, float) and not math.isfinite(value)):
+        elif value is None:
             continue
+        elif isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, int):
+            text = f"{int(value)}i"
+        elif isinstance(value, float):
+            if not math.isfinite(value):
+                continue
+            text = repr(float(value))
         else:
-            text = _field_value(value)
+            text = _string_field(str(value))
         parts.append(_key_prefix(key) + text)
     return ",".join(parts)
 
 
 def _tag_layout(record: Record, keys: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
-    """(key, ",key=") in line order for one record class and its tag keys (sorted, as to_line)."""
+    """(key, ",key=") in line order for one record class and its tag keys (sorted)."""
     layout_key = (type(record), keys)
     layout = _tag_layouts.get(layout_key)
     if layout is None:
@@ -395,8 +459,8 @@ def _tag_layout(record: Record, keys: tuple[str, ...]) -> tuple[tuple[str, str],
     return layout
 
 
-def record_line(record: Record, site: str) -> str:
-    """`to_line(record_point(record, site))`, byte for byte, without the intermediate Point."""
+def _record_series(record: Record, site: str) -> str:
+    """`measurement,tags` of a record: the series part of its line."""
     own = record.tags()
     grid = record.grid
     values = {
@@ -412,18 +476,105 @@ def record_line(record: Record, site: str) -> str:
         for key, prefix in _tag_layout(record, tuple(own))
         if (value := values[key]) != ""
     )
-    fields = _fields_text(record.fields())
+    return _measurement(record.measurement) + tags
+
+
+def _point_series(point: Point) -> str:
+    tags = "".join(
+        f",{_tag_text(k)}={_tag_text(v)}" for k, v in sorted(point.tags.items()) if v != ""
+    )
+    return _measurement(point.measurement) + tags
+
+
+class EncodedPoint(NamedTuple):
+    """One line of line protocol and the timestamp it carries (never parsed back out); a tuple
+    because one is built per record on the ingest path."""
+
+    line: bytes
+    time_ns: int
+
+
+def _encode(series: str, fields: str, time_ns: int, times: UniqueTimes | None) -> EncodedPoint:
     if not fields:
-        raise ValueError(f"point {record.measurement} has no fields")
-    return f"{_measurement(record.measurement)}{tags} {fields} {record.time_ns}"
+        raise ValueError(f"point {series.split(',', 1)[0]} has no fields")
+    if times is not None and time_ns % 1000 == 0:
+        # Only coarse (whole-microsecond or coarser) times can clash: a time with nanosecond
+        # digits comes from the hub's own clock or an offset already made it unique.
+        time_ns = times.assign(series, fields, time_ns)
+    return EncodedPoint(f"{series} {fields} {time_ns}".encode(), time_ns)
+
+
+def encode_record(record: Record, site: str, times: UniqueTimes | None = None) -> EncodedPoint:
+    """The record as one line (tags sorted, empty tags and None/NaN/inf fields left out).
+
+    With `times`, a second point of the same series and timestamp gets a distinct timestamp
+    (see UniqueTimes). Raises ValueError when no field is left to store."""
+    return _encode(
+        _record_series(record, site), _fields_text(record.fields()), record.time_ns, times
+    )
+
+
+def encode_point(point: Point, times: UniqueTimes | None = None) -> EncodedPoint:
+    return _encode(_point_series(point), _fields_text(point.fields), point.time_ns, times)
+
+
+def record_line(record: Record, site: str) -> str:
+    return encode_record(record, site).line.decode()
 
 
 def to_line(point: Point) -> str:
     """Encode a point as one line of InfluxDB line protocol (empty tag values are omitted)."""
-    tags = "".join(
-        f",{_tag_text(k)}={_tag_text(v)}" for k, v in sorted(point.tags.items()) if v != ""
-    )
-    fields = ",".join(_key_prefix(k) + _field_value(v) for k, v in point.fields.items())
-    if not fields:
-        raise ValueError(f"point {point.measurement} has no fields")
-    return f"{_measurement(point.measurement)}{tags} {fields} {point.time_ns}"
+    return encode_point(point).line.decode()
+
+
+class UniqueTimes:
+    """Keeps stored points unique on (series, timestamp), as InfluxDB overwrites on a clash.
+
+    Devices stamp events in whole seconds or milliseconds, so distinct events of one series
+    (five card swipes at one door) can share a timestamp. The first point of a (series, time)
+    keeps its time; a point with other content gets a sub-millisecond offset derived from its
+    fields (CRC-32, like the AIS tag-block path), so a replay assigns the same times again. The
+    same content seen again — a redelivery — keeps the time it got the first time, except that
+    the n-th identical copy inside one batch is a distinct event. Remembers a bounded number of
+    recent (series, time) pairs.
+    """
+
+    def __init__(self, limit: int = 16_384) -> None:
+        self.limit = limit
+        # hash((series, time)) -> (content, copy) of its first point, or, once a second point
+        # came, {(content, copy): assigned time}. Hashes keep the memory small (no strings).
+        self._seen: OrderedDict[int, tuple[int, int] | dict[tuple[int, int], int]] = OrderedDict()
+        self._batch: dict[tuple[int, int], int] = {}
+
+    @property
+    def remembered(self) -> int:
+        return len(self._seen)
+
+    def new_batch(self) -> None:
+        self._batch.clear()
+
+    def assign(self, series: str, fields: str, time_ns: int) -> int:
+        key = hash((series, time_ns))
+        identity = (key, hash(fields))
+        copy = self._batch.get(identity, 0)
+        self._batch[identity] = copy + 1
+        content = (identity[1], copy)
+        seen = self._seen
+        given = seen.get(key)
+        if given is None:
+            if len(seen) >= self.limit:
+                seen.popitem(last=False)
+            seen[key] = content
+            return time_ns
+        if isinstance(given, tuple):
+            if given == content:
+                return time_ns
+            given = seen[key] = {given: time_ns}
+        assigned = given.get(content)
+        if assigned is None:
+            taken = set(given.values())
+            assigned = time_ns + (zlib.crc32(fields.encode()) + content[1]) % 1_000_000
+            while assigned in taken:
+                assigned += 1
+            given[content] = assigned
+        return assigned

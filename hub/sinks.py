@@ -1,14 +1,17 @@
 """Where readings go: InfluxDB v1 `/write`, InfluxDB v2 API (influxdb-client), or a local file.
 
-A sink's `write` returns only when the server acknowledged the batch (HTTP 2xx). It raises
-SinkRejected when the server refused the data for good (4xx other than 408/429) and SinkError
-for anything worth retrying (5xx, 408/429, connection trouble, timeouts).
+A sink's `write` returns only when the server acknowledged the batch (HTTP 2xx). InfluxDB's
+answers are sorted by `classify_influx`: PointRejected when it names a bad point, BatchTooLarge
+for 413, SinkRefused when it refuses the request as a whole (wrong credentials, database or
+bucket missing), and SinkError for anything worth retrying (5xx, 408/429, connection trouble).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import gzip
+import re
 import sqlite3
 from pathlib import Path
 from typing import Any, Protocol
@@ -16,7 +19,7 @@ from urllib.parse import urlencode
 
 import aiohttp
 
-from hub.errors import SinkError, SinkRejected
+from hub.errors import BatchTooLarge, PointRejected, SinkError, SinkRefused, SinkRejected
 
 RETRYABLE_STATUS = {408, 429}
 
@@ -36,6 +39,37 @@ def classify(status: int, body: str, retry_after: str | None = None) -> SinkErro
     error = SinkError(message)
     error.retry_after_s = _retry_after(retry_after)  # type: ignore[attr-defined]
     return error
+
+
+# What InfluxDB (1.x models/points.go and coordinator, 2.x) says when one point is at fault.
+_POINT_FAULT = re.compile(
+    r"field type conflict|unable to parse|invalid (field|tag|number|boolean|timestamp|point)"
+    r"|missing (tag|field|fields|measurement)|bad timestamp|out of range|beyond retention"
+    r"|time outside range|conflicts with|duplicate tags|unbalanced quotes",
+    re.IGNORECASE,
+)
+
+
+def classify_influx(status: int, body: str, retry_after: str | None = None) -> SinkError:
+    """The error for a non-2xx InfluxDB write answer (see the module docstring)."""
+    message = f"HTTP {status}: {body.strip()[:300]}"
+    if status == 413:
+        return BatchTooLarge(message)
+    if status in (400, 422) and _POINT_FAULT.search(body):
+        return PointRejected(message)
+    if 400 <= status < 500 and status not in RETRYABLE_STATUS:
+        return SinkRefused(message)
+    error = SinkError(message)
+    error.retry_after_s = _retry_after(retry_after)  # type: ignore[attr-defined]
+    return error
+
+
+def basic_auth(username: str, password: str) -> dict[str, str]:
+    """The Authorization header of HTTP basic auth (none without a username)."""
+    if not username:
+        return {}
+    token = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+    return {"Authorization": f"Basic {token}"}
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -64,7 +98,7 @@ class InfluxV1Sink:
         if retention_policy:
             params["rp"] = retention_policy
         self.write_url = f"{url.rstrip('/')}/write?{urlencode(params)}"
-        self.auth = aiohttp.BasicAuth(username, password) if username else None
+        self.auth_headers = basic_auth(username, password)
         self.gzip = gzip_body
         self.timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._session: aiohttp.ClientSession | None = None
@@ -73,17 +107,17 @@ class InfluxV1Sink:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=self.timeout)
         body = b"\n".join(lines)
-        headers = {"Content-Type": "text/plain; charset=utf-8"}
+        headers = {"Content-Type": "text/plain; charset=utf-8", **self.auth_headers}
         if self.gzip:
             body = gzip.compress(body, compresslevel=1)
             headers["Content-Encoding"] = "gzip"
         try:
-            async with self._session.post(
-                self.write_url, data=body, headers=headers, auth=self.auth
-            ) as resp:
+            async with self._session.post(self.write_url, data=body, headers=headers) as resp:
                 if resp.status // 100 == 2:
                     return
-                raise classify(resp.status, await resp.text(), resp.headers.get("Retry-After"))
+                raise classify_influx(
+                    resp.status, await resp.text(), resp.headers.get("Retry-After")
+                )
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise SinkError(f"cannot reach InfluxDB: {exc.__class__.__name__}: {exc}") from exc
 
@@ -132,7 +166,11 @@ class InfluxV2Sink:
                 bucket=self.bucket, org=self.org, record=body, write_precision=WritePrecision.NS
             )
         except ApiException as exc:
-            raise classify(int(exc.status or 0), str(exc.body or exc.reason)) from exc
+            raise classify_influx(
+                int(exc.status or 0),
+                str(exc.body or exc.reason),
+                _header(exc.headers, "Retry-After"),
+            ) from exc
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise SinkError(f"cannot reach InfluxDB: {exc.__class__.__name__}: {exc}") from exc
         if ok is False:
@@ -142,6 +180,11 @@ class InfluxV2Sink:
         if self._client is not None:
             await self._client.close()
             self._client = None
+
+
+def _header(headers: Any, name: str) -> str | None:
+    value = headers.get(name) if headers is not None else None
+    return str(value) if value is not None else None
 
 
 class LocalSink:

@@ -1,7 +1,8 @@
-"""Rules about the hub itself: a source that went silent."""
+"""Rules about the hub itself: a source that went silent, a sink that refuses every write."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from hub.records import Record
@@ -60,6 +61,48 @@ class SourceSilent:
                     )
                 )
         return signals
+
+
+class SinkRefusedRule:
+    """`sink_refused`: the sink refuses every write (credentials, missing database or bucket).
+
+    `refusal()` says why ("" while the sink accepts writes); it is the forwarder's live verdict,
+    read on each clock tick. The points are kept in the outbox meanwhile, so the alert says so.
+    State: {"open": bool}."""
+
+    name = "sink_refused"
+
+    def __init__(self, sink: str, refusal: Callable[[], str], backlog: Callable[[], int]) -> None:
+        self.sink = sink
+        self.refusal = refusal
+        self.backlog = backlog
+
+    def on_record(self, state: dict[str, Any], record: Record, now_ns: int) -> list[Signal]:
+        return []
+
+    def on_tick(self, state: dict[str, Any], now_ns: int) -> list[Signal]:
+        reason = self.refusal()
+        was_open = bool(state.get("open"))
+        if bool(reason) == was_open:
+            return []
+        state["open"] = bool(reason)
+        subject = f"sink:{self.sink}"
+        if not reason:
+            return [
+                Signal(self.name, subject, False, "info", f"sink {self.sink} accepts writes again")
+            ]
+        rows = self.backlog()
+        return [
+            Signal(
+                self.name,
+                subject,
+                True,
+                "critical",
+                f"sink {self.sink} refuses every write ({reason}); "
+                f"{rows} point(s) kept in the outbox",
+                data={"sink": self.sink, "reason": reason, "outbox_rows": rows},
+            )
+        ]
 
 
 def _human(seconds: float) -> str:

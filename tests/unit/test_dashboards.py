@@ -334,9 +334,12 @@ def _dry_run(prefix: Path, *extra: str) -> str:
 
 def test_install_dry_run_prints_the_plan_and_changes_nothing(tmp_path: Path) -> None:
     prefix = tmp_path / "root"
-    out = _dry_run(prefix, "--offline", str(tmp_path / "wheels"))
-    assert f"{prefix}/opt/harbourgrid/venv" in out
-    assert "--no-index --find-links" in out and str(tmp_path / "wheels") in out
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    (wheels / "harbourgrid_hub-1.2.3-py3-none-any.whl").write_bytes(b"")  # never opened
+    out = _dry_run(prefix, "--offline", str(wheels))
+    assert f"{prefix}/opt/harbourgrid/venv-1.2.3" in out
+    assert "--no-index --find-links" in out and str(wheels) in out
     assert "useradd" in out and "systemctl enable" in out
     assert f"{prefix}/etc/harbourgrid/hub.toml" in out
     assert not prefix.exists(), "a dry run must not create anything"

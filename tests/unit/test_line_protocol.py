@@ -1,4 +1,4 @@
-"""Golden line-protocol encoding of records and points, and equality with the reference encoder."""
+"""Golden line-protocol encoding of records and points; unique timestamps per series."""
 
 from __future__ import annotations
 
@@ -13,17 +13,19 @@ from hypothesis import strategies as st
 from hub.alerts import Alert
 from hub.records import (
     DoorEvent,
-    FieldValue,
     GatewayFix,
     GridTags,
     HealthSample,
     Point,
     Record,
+    UniqueTimes,
     VesselPosition,
     VesselStatic,
     WaterMeterReading,
+    encode_record,
     record_line,
     record_point,
+    stored_tag,
     to_line,
 )
 
@@ -66,24 +68,35 @@ def test_no_fields_left_is_an_error() -> None:
         to_line(Point("m", {"t": "v"}, {}, T))
 
 
-def test_string_field_escapes_quotes_backslashes_newlines() -> None:
+def test_string_field_escapes_quotes_and_backslashes_keeps_newlines() -> None:
     static = VesselStatic(
         "412345678", T, name='SEA "KING"\\1\nX', callsign="B, =Q", imo=9_000_001, ship_type=30,
         length_m=42.0, beam_m=8.25, msg_type=5, source="ais tcp",
     )  # fmt: skip
     assert line(static) == (
         r"vessel_static,mmsi=412345678,site=site-1,source=ais\ tcp "
-        r'name="SEA \"KING\"\\1\nX",callsign="B, =Q",imo=9000001i,ship_type=30i,'
+        'name="SEA \\"KING\\"\\\\1\nX",callsign="B, =Q",imo=9000001i,ship_type=30i,'
         f"length_m=42.0,beam_m=8.25,msg_type=5i {T}"
     )
 
 
-def test_tag_values_escape_comma_space_equals_newline_but_not_backslash() -> None:
+def test_tag_values_escape_comma_space_equals_newline() -> None:
     door = DoorEvent("D 1,=x\ny\\z", T, "open", credential_hash="abc", building="B=2")
     assert line(door) == (
         r"door_event,building=B\=2,door_id=D\ 1\,\=x\ny\z,event=open,site=site-1 "
         f'count=1i,credential_hash="abc" {T}'
     )
+
+
+def test_backslash_that_would_escape_or_end_a_tag_is_written_wide() -> None:
+    """InfluxDB refuses a tag ending in a backslash and never unescapes `\\` (models/points.go)."""
+    door = DoorEvent("D1\\", T, "open", building="a\\,b\\ c\\=d\\\\e\\f")
+    assert line(door) == (
+        "door_event,building=a\uff3c\\,b\uff3c\\ c\uff3c\\=d\\\\e\\f,door_id=D1\uff3c,"
+        f"event=open,site=site-1 count=1i {T}"
+    )
+    assert stored_tag("a\\,b\\") == "a\uff3c,b\uff3c"
+    assert to_line(Point("m\\", {"k\\": "v"}, {"f\\": 1}, 1)) == ("m\uff3c,k\uff3c=v f\uff3c=1i 1")
 
 
 def test_vessel_position_bool_tag_and_ints() -> None:
@@ -123,43 +136,7 @@ def test_alert_point() -> None:
     )
 
 
-# --- the optimised encoder matches the original one byte for byte --------------------------------
-
-
-def _reference_field(value: FieldValue) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return f"{value}i"
-    if isinstance(value, float):
-        return repr(value)
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-    return f'"{escaped}"'
-
-
-_MEAS = str.maketrans({",": r"\,", " ": r"\ ", "\n": r"\n"})
-_TAG = str.maketrans({",": r"\,", " ": r"\ ", "=": r"\=", "\n": r"\n"})
-
-
-def reference_line(record: Record, site: str) -> str:
-    """The encoder as it was before it was optimised (hub/records.py at the bench baseline)."""
-    tags = {"site": site, "source": record.source}
-    for key in ("grid", "micro_grid", "police_grid"):
-        if getattr(record.grid, key):
-            tags[key] = getattr(record.grid, key)
-    tags.update(record.tags())
-    fields = {
-        k: v
-        for k, v in record.fields().items()
-        if v is not None and not (isinstance(v, float) and not math.isfinite(v))
-    }
-    tag_text = "".join(
-        f",{k.translate(_TAG)}={v.translate(_TAG)}" for k, v in sorted(tags.items()) if v != ""
-    )
-    field_text = ",".join(f"{k.translate(_TAG)}={_reference_field(v)}" for k, v in fields.items())
-    if not field_text:
-        raise ValueError("no fields")
-    return f"{record.measurement.translate(_MEAS)}{tag_text} {field_text} {record.time_ns}"
+# --- the record path and the Point path are one encoder ---------------------------------------
 
 
 text = st.text(alphabet=st.sampled_from('ab 9,="\\\n\té'), max_size=6)
@@ -184,22 +161,49 @@ records = st.one_of(
 
 @settings(max_examples=400)
 @given(records, text)
-def test_encoder_is_byte_identical_to_reference(record: Record, site: str) -> None:
+def test_record_and_point_paths_agree(record: Record, site: str) -> None:
     try:
-        expected = reference_line(record, site)
+        expected = to_line(record_point(record, site))
     except ValueError:
-        with pytest.raises(ValueError):
-            to_line(record_point(record, site))
         with pytest.raises(ValueError):
             record_line(record, site)
         return
-    assert to_line(record_point(record, site)) == expected
     assert record_line(record, site) == expected
+    assert encode_record(record, site).time_ns == record.time_ns
 
 
-def test_point_fields_are_encoded_as_given() -> None:
-    """to_line does not filter: record_point already dropped None and non-finite values."""
-    assert to_line(Point("m", {}, {"x": math.nan, "n": 3}, 1)) == "m x=nan,n=3i 1"
+def test_point_non_finite_fields_are_left_out() -> None:
+    """NaN and inf cannot be written in line protocol; every path leaves them out."""
+    assert to_line(Point("m", {}, {"x": math.nan, "y": -math.inf, "n": 3}, 1)) == "m n=3i 1"
+
+
+# --- every stored point is unique on (series, timestamp) ----------------------------------------
+
+
+def _times(records: list[Record], times: UniqueTimes) -> list[int]:
+    times.new_batch()
+    return [encode_record(r, "s", times).time_ns for r in records]
+
+
+def test_same_second_swipes_get_distinct_stable_times() -> None:
+    second = 1_795_262_000 * 10**9
+    swipes = [DoorEvent("D1", second, "denied", credential_hash=f"h{i % 3}") for i in range(5)]
+    times = UniqueTimes()
+    first = _times(swipes, times)
+    assert len(set(first)) == 5
+    assert first[0] == second and all(0 <= t - second < 1_000_000 for t in first)
+    assert _times(swipes, times) == first  # a redelivery overwrites, never doubles
+    assert _times(swipes, UniqueTimes()) == first  # and a restart assigns the same times
+    later = DoorEvent("D1", second, "denied", credential_hash="new")
+    assert _times([later], times)[0] not in first  # another event in a later batch
+    other_door = DoorEvent("D2", second, "denied", credential_hash="h0")
+    assert _times([other_door], times) == [second]  # another series keeps its time
+
+
+def test_unique_times_memory_is_bounded() -> None:
+    times = UniqueTimes(limit=100)
+    _times([DoorEvent("D", i, "open") for i in range(1000)], times)
+    assert times.remembered <= 100
 
 
 def test_alert_to_json_matches_asdict() -> None:
