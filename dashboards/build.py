@@ -44,17 +44,19 @@ DOOR_METER_RULES = (
     "meter_tamper"
 )
 
+COMMUNITY_RULES = f"elder_no_water|meter_offline|{DOOR_METER_RULES}"
+
 
 # --- InfluxQL target (the SDK ships no InfluxDB query type; this is its JSON model)
 
 
 class InfluxQL(cogvariants.Dataquery):
-    def __init__(self, query: str, result_format: str, alias: str | None) -> None:
-        self.query, self.result_format, self.alias = query, result_format, alias
+    def __init__(self, query: str, result_format: str, alias: str | None, ref: str) -> None:
+        self.query, self.result_format, self.alias, self.ref = query, result_format, alias, ref
 
     def to_json(self) -> dict[str, object]:
         out: dict[str, object] = {
-            "refId": "A",
+            "refId": self.ref,
             "datasource": DS,
             "rawQuery": True,
             "query": query_text(self.query),
@@ -66,8 +68,10 @@ class InfluxQL(cogvariants.Dataquery):
 
 
 class Query(cogbuilder.Builder[cogvariants.Dataquery]):
-    def __init__(self, query: str, *, table: bool = False, alias: str | None = None) -> None:
-        self._q = InfluxQL(query, "table" if table else "time_series", alias)
+    def __init__(
+        self, query: str, *, table: bool = False, alias: str | None = None, ref: str = "A"
+    ) -> None:
+        self._q = InfluxQL(query, "table" if table else "time_series", alias, ref)
 
     def build(self) -> cogvariants.Dataquery:
         return self._q
@@ -207,6 +211,95 @@ def open_alerts(title: str, rules: str, description: str) -> table.Panel:
             ],
         )
         .transformations(steps)
+    )
+
+
+# --- the closed loop: how fast each grid acknowledges and resolves (measurement alert_response)
+
+# What the hub writes when an alert is acknowledged and when it resolves (the contract these
+# panels read; dashboards/README.md): tags site, rule, severity, grid, micro_grid, police_grid;
+# fields alert_id, ack_s + acknowledged_by (on the acknowledgement), resolve_s + acknowledged
+# (bool: acknowledged before it resolved) + reopened (on the resolution).
+ALERT_RESPONSE_TAGS = ("site", "rule", "severity", "grid", "micro_grid", "police_grid")
+ALERT_RESPONSE_FIELDS = ("alert_id", "ack_s", "acknowledged_by", "resolve_s", "acknowledged", "reopened")  # fmt: skip
+UNACKED_VAR = "unacked_after"
+
+
+def response_times(title: str, rules: str, by: str) -> table.Panel:
+    query = f"""SELECT median("ack_s") AS "ack_median", percentile("ack_s", 90) AS "ack_p90",
+        median("resolve_s") AS "resolve_median", percentile("resolve_s", 90) AS "resolve_p90",
+        count("ack_s") AS "acknowledged", count("resolve_s") AS "resolved"
+        FROM "alert_response" WHERE $timeFilter AND {SITE} AND "rule" =~ /^({rules})$/
+        GROUP BY "{by}" """
+    panel = grid_table(title, query, "ack_p90", True).description(
+        f"Per {by} over the range: median and 90th percentile of the seconds from opening to "
+        "acknowledgement and to resolution, and how many were acknowledged / resolved."
+    )
+    return panel.override_by_regexp("^(ack|resolve)_", [prop("unit", "s"), prop("decimals", 0)])
+
+
+def resolved_unacknowledged(rules: str) -> table.Panel:
+    query = f"""SELECT count("resolve_s") AS "resolved_unacknowledged" FROM "alert_response"
+        WHERE $timeFilter AND {SITE} AND "rule" =~ /^({rules})$/ AND "acknowledged" = false
+        GROUP BY "rule", "grid" """
+    return grid_table(
+        "Resolved without acknowledgement", query, "resolved_unacknowledged", True
+    ).description("Alerts that resolved on their own before anyone acknowledged them.")
+
+
+def unacknowledged(rules: str) -> table.Panel:
+    """Opened more than $unacked_after ago and neither acknowledged nor resolved since.
+
+    InfluxQL ignores a time condition inside OR, so the two halves are two queries joined on
+    alert_id in Grafana: opened long ago (A) minus those closed since (B)."""
+    opened = f"""SELECT "alert_id", "subject", "severity", "rule", "grid", "message" FROM "alert"
+        WHERE $timeFilter AND time < now() - ${UNACKED_VAR} AND {SITE}
+        AND "rule" =~ /^({rules})$/ AND "state" = 'open'"""
+    closed = f"""SELECT "alert_id", "state" AS "closed" FROM "alert" WHERE $timeFilter AND {SITE}
+        AND "rule" =~ /^({rules})$/ AND "state" =~ /^(acknowledged|resolved)$/"""
+    steps = [
+        dm.DataTransformerConfig(
+            id_val="joinByField", options={"byField": "alert_id", "mode": "outer"}
+        ),
+        dm.DataTransformerConfig(
+            id_val="filterByValue",
+            options={
+                "type": "exclude",
+                "match": "any",
+                "filters": [{"fieldName": "closed", "config": {"id": "isNotNull", "options": {}}}],
+            },
+        ),
+        dm.DataTransformerConfig(id_val="organize", options={"excludeByName": {"closed": True}}),
+    ]
+    return (
+        table.Panel()
+        .title(f"Unacknowledged alerts older than ${UNACKED_VAR}")
+        .description(
+            "Opened within the range, more than the chosen age ago, and neither acknowledged nor resolved since."
+        )
+        .datasource(DS)
+        .targets([Query(opened, table=True), Query(closed, table=True, ref="B")])
+        .filterable(True)
+        .cell_height(cm.TableCellHeight.SM)
+        .transformations(steps)
+    )
+
+
+def closed_loop(rules: str, y: int) -> list[Any]:
+    return [
+        at(response_times("Response times per grid", rules, "grid"), 0, y, 12, 8),
+        at(response_times("Response times per rule", rules, "rule"), 12, y, 12, 8),
+        at(unacknowledged(rules), 0, y + 8, 12, 8),
+        at(resolved_unacknowledged(rules), 12, y + 8, 12, 8),
+    ]
+
+
+def unacked_variable() -> dashboard.CustomVariable:
+    return (
+        dashboard.CustomVariable(UNACKED_VAR)
+        .label("Unacknowledged after")
+        .values("15m,30m,1h,2h")
+        .current(dm.VariableOption(selected=True, text="30m", value="30m"))
     )
 
 
@@ -461,8 +554,8 @@ def maritime() -> Any:
         ["maritime", "ais"],
         "1h",
     ).refresh("30s")
-    out = out.variables(variables("vessel_position", "grid", "Sea grid"))
-    for panel in panels:
+    out = out.variables([*variables("vessel_position", "grid", "Sea grid"), unacked_variable()])
+    for panel in [*panels, *closed_loop(MARITIME_RULES, 40)]:
         out = out.with_panel(panel)
     return out
 
@@ -567,8 +660,8 @@ def community() -> Any:
         ["community", "water", "doors"],
         "24h",
     ).refresh("1m")
-    out = out.variables(variables("water_meter", "grid", "Grid"))
-    for panel in panels:
+    out = out.variables([*variables("water_meter", "grid", "Grid"), unacked_variable()])
+    for panel in [*panels, *closed_loop(COMMUNITY_RULES, 33)]:
         out = out.with_panel(panel)
     return out
 

@@ -67,13 +67,15 @@ VESSELS = {
 
 @dataclass(slots=True, frozen=True)
 class Scenario:
-    t0: int  # an hour boundary three hours ago; the dashboard range is [t0, t0 + 3h]
+    t0: int  # an hour boundary three hours ago; the dashboard range is [t0, end]
+    end: int  # the wall clock when the scenario was written
 
     def grafana(self, query: str, interval: str = "1h", **values: str) -> str:
         """The query as Grafana sends it, variables at All (allValue .*) unless given."""
-        start_ms, end_ms = self.t0 // 1_000_000, (self.t0 + 3 * HOUR) // 1_000_000
+        start_ms, end_ms = self.t0 // 1_000_000, self.end // 1_000_000
         query = query.replace("$timeFilter", f"time >= {start_ms}ms and time <= {end_ms}ms")
         query = query.replace("$__interval", interval)
+        query = query.replace("$unacked_after", values.get("unacked_after", "30m"))
         for var in ("site", "grid", "source"):
             value = values.get(var)
             query = query.replace(f"${var}", re.escape(value) if value else ".*")
@@ -141,17 +143,54 @@ def alert_points(t0: int) -> Iterator[Point]:
             ).point()  # fmt: skip
 
 
+# alert_response (contract in dashboards/README.md): (rule, grid, ack_s, resolve_s, acknowledged)
+RESPONSES = [
+    *[("door_forced", G1, a, r, True) for a, r in
+      ((60, 300), (120, 600), (180, 900), (240, 1200), (600, 3000))],
+    ("meter_offline", G2, None, 1800, False),
+    ("meter_offline", G2, None, 3600, False),
+    ("meter_offline", G2, 30, 90, True),
+    ("source_silent", G1, 9999, 9999, True),  # a rule of neither board: counted nowhere
+    ("unregistered_vessel", S1, 45, 100, True),
+    ("ais_gap", S2, None, 500, False),
+]  # fmt: skip
+
+
+def response_points(t0: int) -> Iterator[Point]:
+    """Each alert's acknowledgement point (ack_s) and resolution point (resolve_s)."""
+    for n, (rule, grid, ack_s, resolve_s, acked) in enumerate(RESPONSES):
+        tags = {"site": SITE, "rule": rule, "severity": "warning", "grid": grid.grid,
+                "micro_grid": grid.micro_grid, "police_grid": grid.police_grid}  # fmt: skip
+        at = t0 + 2 * HOUR + n * MIN
+        if ack_s is not None:
+            fields = {"alert_id": f"r{n}", "ack_s": float(ack_s), "acknowledged_by": "w-17"}
+            yield Point("alert_response", tags, fields, at)
+        fields = {"alert_id": f"r{n}", "resolve_s": float(resolve_s), "acknowledged": acked,
+                  "reopened": 0}  # fmt: skip
+        yield Point("alert_response", tags, fields, at + 30 * NS)
+
+
+def recent_alert(end: int) -> Point:
+    """Opened five minutes before the scenario's end: not yet 'unacknowledged for 30 min'."""
+    at = end - 5 * MIN
+    return Alert(
+        "a7", "elder_no_water", "household:H-1", "open", "warning", "no water", SITE, G1, at, at
+    ).point()
+
+
 @pytest.fixture(scope="module")
 def scenario(influxdb: InfluxDB) -> Iterator[tuple[Scenario, InfluxDB]]:
     db = influxdb.create_database("semantics")
-    t0 = (time.time_ns() // HOUR - 3) * HOUR
+    end = time.time_ns()
+    t0 = (end // HOUR - 3) * HOUR
     records = [*meter_readings(t0), *vessel_reports(t0), *door_events(t0), *health_samples(t0)]
-    points = [record_point(r, SITE) for r in records] + list(alert_points(t0))
+    points = [record_point(r, SITE) for r in records]
+    points += [*alert_points(t0), *response_points(t0), recent_alert(end)]
     body = "\n".join(to_line(p) for p in points).encode()
     url = f"{db.url}/write?db={db.db}&precision=ns"
     with urllib.request.urlopen(urllib.request.Request(url, data=body), timeout=30) as resp:
         assert resp.status == 204
-    yield Scenario(t0), db
+    yield Scenario(t0, end), db
 
 
 # --- the panels as committed
@@ -169,12 +208,18 @@ def run(
     """The rows the panel shows: query (macros substituted), then its transformations/sort."""
     sc, db = env
     p = panel(board, title)
-    (target,) = p["targets"]
-    rows = db.query(sc.grafana(target["query"], interval, **vars))
-    rows = [{("Time" if k == "time" else k): v for k, v in row.items()} for row in rows]
-    rows = transform(rows, p.get("transformations", []))
+    frames = [
+        [{("Time" if k == "time" else k): v for k, v in row.items()} for row in db.query(q)]
+        for q in (sc.grafana(t["query"], interval, **vars) for t in p["targets"])
+    ]
+    steps = p.get("transformations", [])
+    if steps and steps[0]["id"] == "joinByField":
+        rows, steps = _join(frames, steps[0]["options"]), steps[1:]
+    else:
+        rows = [row for frame in frames for row in frame]  # one frame per target: merged
+    rows = transform(rows, steps)
     for sort in reversed(p.get("options", {}).get("sortBy", [])):
-        rows.sort(key=lambda r, f=sort["displayName"]: r[f], reverse=sort["desc"])
+        rows.sort(key=lambda r, f=sort["displayName"]: _sort_key(r[f]), reverse=sort["desc"])
     return rows
 
 
@@ -188,17 +233,43 @@ def transform(rows: list[dict[str, Any]], steps: list[dict[str, Any]]) -> list[d
             rows = _group_by(rows, opts["fields"])
         elif kind == "filterByValue":
             assert (opts["type"], opts["match"]) == ("exclude", "any")
-            tests = [(f["fieldName"], f["config"]["options"]["value"]) for f in opts["filters"]]
-            assert all(f["config"]["id"] == "equal" for f in opts["filters"])
-            rows = [r for r in rows if not any(r.get(name) == value for name, value in tests)]
+            rows = [r for r in rows if not any(_matches(r, f) for f in opts["filters"])]
         elif kind == "organize":
-            rename = opts.get("renameByName", {})
-            rows = [{rename.get(k, k): v for k, v in r.items()} for r in rows]
+            rename, hide = opts.get("renameByName", {}), opts.get("excludeByName", {})
+            rows = [{rename.get(k, k): v for k, v in r.items() if not hide.get(k)} for r in rows]
         elif kind == "sortBy":
             for sort in reversed(opts["sort"]):
-                rows.sort(key=lambda r, f=sort["field"]: r[f], reverse=sort.get("desc", False))
+                rows.sort(key=lambda r, f=sort["field"]: _sort_key(r[f]), reverse=sort.get("desc"))
         else:
             raise AssertionError(f"transformation {kind} not emulated")
+    return rows
+
+
+def _sort_key(value: Any) -> tuple[bool, Any]:
+    return (value is not None, value if value is not None else 0)  # empty cells sort lowest
+
+
+def _matches(row: dict[str, Any], test: dict[str, Any]) -> bool:
+    kind, value = test["config"]["id"], row.get(test["fieldName"])
+    if kind == "equal":
+        return bool(value == test["config"]["options"]["value"])
+    assert kind == "isNotNull", f"filter {kind} not emulated"
+    return value is not None
+
+
+def _join(frames: list[list[dict[str, Any]]], opts: dict[str, Any]) -> list[dict[str, Any]]:
+    """joinByField, outer: one row per key value and per pair of rows sharing it."""
+    assert opts["mode"] == "outer"
+    key = opts["byField"]
+    left, *others = frames
+    rows = [dict(r) for r in left]
+    for frame in others:
+        joined, matched = [], set()
+        for row in rows:
+            partners = [r for r in frame if r[key] == row[key]]
+            matched.update(id(r) for r in partners)
+            joined += [{**p, **row} for p in partners] or [row]
+        rows = joined + [dict(r) for r in frame if id(r) not in matched]
     return rows
 
 
@@ -269,7 +340,8 @@ def test_door_events_by_type(scenario: Env) -> None:
     [
         ("maritime", "Open maritime alerts",
          {("a1", "unregistered_vessel", "open"), ("a3", "restricted_zone", "acknowledged")}),
-        ("community", "Elder wellbeing alerts (open)", {("a4", "elder_no_water", "updated")}),
+        ("community", "Elder wellbeing alerts (open)",
+         {("a4", "elder_no_water", "updated"), ("a7", "elder_no_water", "open")}),
         ("community", "Meters offline (open alerts)", {("a5", "meter_offline", "open")}),
         ("community", "Open door and meter alerts", set()),  # a6 resolved: hidden
     ],
@@ -278,8 +350,62 @@ def test_open_alerts_by_rule(scenario: Env, board: str, title: str, expected: se
     rows = run(scenario, board, title)
     assert {(r["alert_id"], r["rule"], r["state"]) for r in rows} == expected
     sc, _ = scenario
-    updated = {r["alert_id"]: (r["updated"] - sc.t0) // MIN for r in rows}
+    updated = {r["alert_id"]: (r["updated"] - sc.t0) // MIN for r in rows if r["alert_id"] != "a7"}
     assert updated == {a[0]: a[4][-1][1] for a in ALERTS if a[0] in updated}
+
+
+# --- the closed loop (alert_response): response times, unacknowledged, resolved unacknowledged
+
+
+def _response_rows(scenario: Env, board: str, title: str, key: str) -> dict[str, tuple[Any, ...]]:
+    cols = ("ack_median", "ack_p90", "resolve_median", "resolve_p90", "acknowledged", "resolved")
+    return {r[key]: tuple(r[c] for c in cols) for r in run(scenario, board, title)}
+
+
+def test_response_times_per_grid_and_rule(scenario: Env) -> None:
+    # door_forced in G1: ack 60,120,180,240,600 s; resolve 300..3000 s. meter_offline in G2:
+    # acknowledged once (30 s, resolved at 90 s), resolved twice with nobody acknowledging.
+    # InfluxDB's percentile is nearest-rank: the 90th of five values is the fifth.
+    door, meter = (180, 600, 900, 3000, 5, 5), (30, 30, 1800, 3600, 1, 3)
+    assert _response_rows(scenario, "community", "Response times per grid", "grid") == {
+        "G1": door, "G2": meter
+    }  # fmt: skip
+    assert _response_rows(scenario, "community", "Response times per rule", "rule") == {
+        "door_forced": door, "meter_offline": meter
+    }  # fmt: skip
+    maritime = _response_rows(scenario, "maritime", "Response times per rule", "rule")
+    assert maritime == {
+        "unregistered_vessel": (45, 45, 100, 100, 1, 1),
+        "ais_gap": (None, None, 500, 500, None, 1),  # InfluxQL count() of nothing is null
+    }
+
+
+def test_resolved_without_acknowledgement(scenario: Env) -> None:
+    rows = run(scenario, "community", "Resolved without acknowledgement")
+    assert {(r["rule"], r["grid"]): r["resolved_unacknowledged"] for r in rows} == {
+        ("meter_offline", "G2"): 2
+    }
+    rows = run(scenario, "maritime", "Resolved without acknowledgement")
+    assert {(r["rule"], r["grid"]): r["resolved_unacknowledged"] for r in rows} == {
+        ("ais_gap", "ZS-SEA-02"): 1
+    }
+
+
+@pytest.mark.parametrize(
+    ("board", "after", "expected"),
+    [
+        ("community", "30m", {"a4", "a5"}),  # a6 resolved; a7 opened only 5 min ago
+        ("community", "1m", {"a4", "a5", "a7"}),
+        ("maritime", "30m", {"a1"}),  # a2 resolved, a3 acknowledged
+    ],
+)
+def test_unacknowledged_alerts_older_than(
+    scenario: Env, board: str, after: str, expected: set[str]
+) -> None:
+    title = "Unacknowledged alerts older than $unacked_after"
+    rows = run(scenario, board, title, unacked_after=after)
+    assert {r["alert_id"] for r in rows} == expected
+    assert all("closed" not in r for r in rows)
 
 
 # --- maritime

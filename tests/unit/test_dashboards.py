@@ -95,7 +95,16 @@ def hub_schema() -> dict[str, tuple[set[str], set[str]]]:
     alert = Alert("a", "r", "s", "open", "warning", "m", "site", GridTags("g", "m", "p"), 1, 1)
     point = alert.point()
     schema[point.measurement] = (set(point.tags), set(point.fields))
+    schema.setdefault("alert_response", ALERT_RESPONSE)
     return schema
+
+
+# The closed-loop panels read `alert_response`, written on acknowledgement and resolution
+# (contract in dashboards/README.md); until the hub writes it, the contract stands in for it.
+ALERT_RESPONSE = (
+    {"site", "rule", "severity", "grid", "micro_grid", "police_grid"},
+    {"alert_id", "ack_s", "acknowledged_by", "resolve_s", "acknowledged", "reopened"},
+)
 
 
 KEYWORDS = {
@@ -143,6 +152,7 @@ def substitute(query: str) -> str:
         .replace("$site", ".*")
         .replace("$grid", ".*")
         .replace("$source", ".*")
+        .replace("$unacked_after", "30m")
     )
 
 
