@@ -291,6 +291,35 @@ def by(rows: list[dict[str, Any]], key: str, value: str) -> dict[Any, Any]:
 
 Env = tuple[Scenario, InfluxDB]
 
+# Every panel has a semantic check below; a new panel must get one (and be added here).
+CHECKED = {
+    "maritime": {
+        "Vessels in the sea grid (latest position)", "Vessels per sea grid", "Unregistered vessels",
+        "Vessels seen", "Open maritime alerts", "Vessels per grid over time",
+        "Maritime alerts raised", "Vessels: last report",
+    },
+    "community": {
+        "Water use per household", "Water use per grid", "Elder wellbeing alerts (open)",
+        "Door events by type", "Open door and meter alerts", "Meters offline (open alerts)",
+        "Last reading per meter (stalest first)",
+    },
+    "gateway_health": {
+        "Messages per minute", "Errors per minute", "Forwarder lag", "Outbox rows",
+        "Readings dropped (outbox full)", "Sources: last health sample",
+    },
+}  # fmt: skip
+CLOSED_LOOP = {
+    "Response times per grid", "Response times per rule",
+    "Unacknowledged alerts older than $unacked_after", "Resolved without acknowledgement",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("board", sorted(CHECKED))
+def test_every_panel_has_a_semantic_check(board: str) -> None:
+    model = json.loads((DEFAULT_DIR / f"{board}.json").read_text(encoding="utf-8"))
+    expected = CHECKED[board] | (CLOSED_LOOP if board != "gateway_health" else set())
+    assert {p["title"] for p in model["panels"]} == expected
+
 
 # --- community
 
@@ -373,11 +402,12 @@ def test_response_times_per_grid_and_rule(scenario: Env) -> None:
     assert _response_rows(scenario, "community", "Response times per rule", "rule") == {
         "door_forced": door, "meter_offline": meter
     }  # fmt: skip
+    # InfluxQL count() of nothing is null: an empty cell
+    unregistered, gap = (45, 45, 100, 100, 1, 1), (None, None, 500, 500, None, 1)
     maritime = _response_rows(scenario, "maritime", "Response times per rule", "rule")
-    assert maritime == {
-        "unregistered_vessel": (45, 45, 100, 100, 1, 1),
-        "ais_gap": (None, None, 500, 500, None, 1),  # InfluxQL count() of nothing is null
-    }
+    assert maritime == {"unregistered_vessel": unregistered, "ais_gap": gap}
+    maritime = _response_rows(scenario, "maritime", "Response times per grid", "grid")
+    assert maritime == {"ZS-SEA-01": unregistered, "ZS-SEA-02": gap}
 
 
 def test_resolved_without_acknowledgement(scenario: Env) -> None:
