@@ -355,8 +355,8 @@ def _banner(hub: Hub, speed: float, notes: list[str]) -> None:
     lines = [
         f"Harbourgrid demo: site {hub.cfg.hub.site}, clock x{speed:g} "
         f"(1 real second = {speed / 60:g} simulated minutes)",
-        f"clock starts {(time.time_ns() - hub.clock.now_ns()) / NS_PER_S / 3600:.1f} h ago and "
-        "slows to real time when it reaches now: no data is stamped in the future",
+        f"clock {(time.time_ns() - hub.clock.now_ns()) / NS_PER_S / 3600:.2f} h behind now: it "
+        "catches up as the run ends (then runs at real time), so no data is in the future",
         f"status page: {hub.http_url}   metrics: {hub.http_url}metrics",
         f"sources: {', '.join(s.name for s in hub.sources)}",
         *(f"  - {note}" for note in notes),
