@@ -216,19 +216,19 @@ def open_alerts(title: str, rules: str, description: str) -> table.Panel:
 
 # --- the closed loop: how fast each grid acknowledges and resolves (measurement alert_response)
 
-# What the hub writes when an alert is acknowledged and when it resolves (the contract these
-# panels read; dashboards/README.md): tags site, rule, severity, grid, micro_grid, police_grid;
-# fields alert_id, ack_s + acknowledged_by (on the acknowledgement), resolve_s + acknowledged
-# (bool: acknowledged before it resolved) + reopened (on the resolution).
-ALERT_RESPONSE_TAGS = ("site", "rule", "severity", "grid", "micro_grid", "police_grid")
-ALERT_RESPONSE_FIELDS = ("alert_id", "ack_s", "acknowledged_by", "resolve_s", "acknowledged", "reopened")  # fmt: skip
+# What the hub writes when an alert is acknowledged, resolves or gets the platform's feedback
+# (the contract these panels read; dashboards/README.md): tags site, rule, severity, grid,
+# micro_grid, police_grid, subject, event (acknowledged | resolved | feedback); seconds_to_ack
+# only on the acknowledgement, seconds_to_resolve and resolved_unacknowledged (bool) only on the
+# resolution, false_alarm (0 or 1) on feedback, so each alert counts once.
 UNACKED_VAR = "unacked_after"
 
 
 def response_times(title: str, rules: str, by: str) -> table.Panel:
-    query = f"""SELECT median("ack_s") AS "ack_median", percentile("ack_s", 90) AS "ack_p90",
-        median("resolve_s") AS "resolve_median", percentile("resolve_s", 90) AS "resolve_p90",
-        count("ack_s") AS "acknowledged", count("resolve_s") AS "resolved"
+    ack, resolve = '"seconds_to_ack"', '"seconds_to_resolve"'
+    query = f"""SELECT median({ack}) AS "ack_median", percentile({ack}, 90) AS "ack_p90",
+        median({resolve}) AS "resolve_median", percentile({resolve}, 90) AS "resolve_p90",
+        count({ack}) AS "acknowledged", count({resolve}) AS "resolved"
         FROM "alert_response" WHERE $timeFilter AND {SITE} AND "rule" =~ /^({rules})$/
         GROUP BY "{by}" """
     panel = grid_table(title, query, "ack_p90", True).description(
@@ -239,8 +239,9 @@ def response_times(title: str, rules: str, by: str) -> table.Panel:
 
 
 def resolved_unacknowledged(rules: str) -> table.Panel:
-    query = f"""SELECT count("resolve_s") AS "resolved_unacknowledged" FROM "alert_response"
-        WHERE $timeFilter AND {SITE} AND "rule" =~ /^({rules})$/ AND "acknowledged" = false
+    query = f"""SELECT count("seconds_to_resolve") AS "resolved_unacknowledged"
+        FROM "alert_response" WHERE $timeFilter AND {SITE} AND "rule" =~ /^({rules})$/
+        AND "resolved_unacknowledged" = true
         GROUP BY "rule", "grid" """
     return grid_table(
         "Resolved without acknowledgement", query, "resolved_unacknowledged", True
@@ -285,12 +286,23 @@ def unacknowledged(rules: str) -> table.Panel:
     )
 
 
+def false_alarms(rules: str) -> table.Panel:
+    query = f"""SELECT sum("false_alarm") AS "false_alarms", count("false_alarm") AS "feedback"
+        FROM "alert_response" WHERE $timeFilter AND {SITE} AND "rule" =~ /^({rules})$/
+        AND "event" = 'feedback' GROUP BY "rule" """
+    return grid_table("False alarms per rule", query, "false_alarms", True).description(
+        "Alerts the platform marked false_alarm, out of all feedback given, per rule: "
+        "the figure to tune each rule's thresholds by."
+    )
+
+
 def closed_loop(rules: str, y: int) -> list[Any]:
     return [
         at(response_times("Response times per grid", rules, "grid"), 0, y, 12, 8),
         at(response_times("Response times per rule", rules, "rule"), 12, y, 12, 8),
-        at(unacknowledged(rules), 0, y + 8, 12, 8),
-        at(resolved_unacknowledged(rules), 12, y + 8, 12, 8),
+        at(unacknowledged(rules), 0, y + 8, 10, 8),
+        at(resolved_unacknowledged(rules), 10, y + 8, 7, 8),
+        at(false_alarms(rules), 17, y + 8, 7, 8),
     ]
 
 

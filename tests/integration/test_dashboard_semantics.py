@@ -143,31 +143,37 @@ def alert_points(t0: int) -> Iterator[Point]:
             ).point()  # fmt: skip
 
 
-# alert_response (contract in dashboards/README.md): (rule, grid, ack_s, resolve_s, acknowledged)
+# alert_response (contract in dashboards/README.md):
+# (rule, grid, seconds to ack, seconds to resolve, the platform's verdict)
 RESPONSES = [
-    *[("door_forced", G1, a, r, True) for a, r in
-      ((60, 300), (120, 600), (180, 900), (240, 1200), (600, 3000))],
-    ("meter_offline", G2, None, 1800, False),
-    ("meter_offline", G2, None, 3600, False),
-    ("meter_offline", G2, 30, 90, True),
-    ("source_silent", G1, 9999, 9999, True),  # a rule of neither board: counted nowhere
-    ("unregistered_vessel", S1, 45, 100, True),
-    ("ais_gap", S2, None, 500, False),
+    *[("door_forced", G1, a, r, v) for a, r, v in
+      ((60, 300, "handled"), (120, 600, "false_alarm"), (180, 900, "false_alarm"),
+       (240, 1200, ""), (600, 3000, ""))],
+    ("meter_offline", G2, None, 1800, "handled"),
+    ("meter_offline", G2, None, 3600, ""),
+    ("meter_offline", G2, 30, 90, ""),
+    ("source_silent", G1, 9999, 9999, "false_alarm"),  # a rule of neither board: counted nowhere
+    ("unregistered_vessel", S1, 45, 100, "false_alarm"),
+    ("ais_gap", S2, None, 500, ""),
 ]  # fmt: skip
 
 
 def response_points(t0: int) -> Iterator[Point]:
-    """Each alert's acknowledgement point (ack_s) and resolution point (resolve_s)."""
-    for n, (rule, grid, ack_s, resolve_s, acked) in enumerate(RESPONSES):
-        tags = {"site": SITE, "rule": rule, "severity": "warning", "grid": grid.grid,
-                "micro_grid": grid.micro_grid, "police_grid": grid.police_grid}  # fmt: skip
-        at = t0 + 2 * HOUR + n * MIN
+    """Each alert's acknowledgement, resolution and feedback points, as the hub writes them."""
+    for n, (rule, grid, ack_s, resolve_s, verdict) in enumerate(RESPONSES):
+        events: list[tuple[str, dict[str, Any]]] = []
         if ack_s is not None:
-            fields = {"alert_id": f"r{n}", "ack_s": float(ack_s), "acknowledged_by": "w-17"}
-            yield Point("alert_response", tags, fields, at)
-        fields = {"alert_id": f"r{n}", "resolve_s": float(resolve_s), "acknowledged": acked,
-                  "reopened": 0}  # fmt: skip
-        yield Point("alert_response", tags, fields, at + 30 * NS)
+            events.append(("acknowledged", {"seconds_to_ack": float(ack_s), "acknowledged_by": "w-17"}))  # fmt: skip
+        events.append(("resolved", {"seconds_to_resolve": float(resolve_s),
+                                    "resolved_unacknowledged": ack_s is None}))  # fmt: skip
+        if verdict:
+            events.append(("feedback", {"feedback": verdict, "feedback_by": "w-17",
+                                        "false_alarm": int(verdict == "false_alarm")}))  # fmt: skip
+        tags = {"site": SITE, "rule": rule, "severity": "warning", "grid": grid.grid,
+                "micro_grid": grid.micro_grid, "police_grid": grid.police_grid, "subject": f"s{n}"}  # fmt: skip
+        for i, (event, fields) in enumerate(events):
+            at = t0 + 2 * HOUR + n * MIN + i * 10 * NS
+            yield Point("alert_response", {**tags, "event": event}, {"alert_id": f"r{n}", **fields}, at)  # fmt: skip
 
 
 def recent_alert(end: int) -> Point:
@@ -311,6 +317,7 @@ CHECKED = {
 CLOSED_LOOP = {
     "Response times per grid", "Response times per rule",
     "Unacknowledged alerts older than $unacked_after", "Resolved without acknowledgement",
+    "False alarms per rule",
 }  # fmt: skip
 
 
@@ -418,6 +425,18 @@ def test_resolved_without_acknowledgement(scenario: Env) -> None:
     rows = run(scenario, "maritime", "Resolved without acknowledgement")
     assert {(r["rule"], r["grid"]): r["resolved_unacknowledged"] for r in rows} == {
         ("ais_gap", "ZS-SEA-02"): 1
+    }
+
+
+def test_false_alarms_per_rule(scenario: Env) -> None:
+    rows = run(scenario, "community", "False alarms per rule")
+    assert {r["rule"]: (r["false_alarms"], r["feedback"]) for r in rows} == {
+        "door_forced": (2, 3), "meter_offline": (0, 1)
+    }  # fmt: skip
+    assert rows[0]["rule"] == "door_forced"  # most false alarms first
+    rows = run(scenario, "maritime", "False alarms per rule")
+    assert {r["rule"]: (r["false_alarms"], r["feedback"]) for r in rows} == {
+        "unregistered_vessel": (1, 1)
     }
 
 

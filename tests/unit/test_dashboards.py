@@ -102,9 +102,10 @@ def hub_schema() -> dict[str, tuple[set[str], set[str]]]:
 # The closed-loop panels read `alert_response`, written on acknowledgement and resolution
 # (contract in dashboards/README.md); until the hub writes it, the contract stands in for it.
 ALERT_RESPONSE = (
-    {"site", "rule", "severity", "grid", "micro_grid", "police_grid"},
-    {"alert_id", "ack_s", "acknowledged_by", "resolve_s", "acknowledged", "reopened"},
-)
+    {"site", "rule", "severity", "grid", "micro_grid", "police_grid", "subject", "event"},
+    {"alert_id", "reopened", "seconds_to_ack", "acknowledged_by", "seconds_to_resolve",
+     "resolved_unacknowledged", "feedback", "false_alarm", "feedback_by", "note_id"},
+)  # fmt: skip
 
 
 KEYWORDS = {
