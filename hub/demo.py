@@ -31,7 +31,7 @@ from typing import Any
 
 from hub.alerts import Alert
 from hub.app import Hub
-from hub.clock import AcceleratedClock, Clock
+from hub.clock import NS_PER_S, AcceleratedClock, Clock, backdated_start_ns
 from hub.config import parse_config
 
 DOOR_TOKEN_ENV = "HUB_DEMO_DOOR_TOKEN"
@@ -265,6 +265,18 @@ class Simulators:
                 await stop()
 
 
+# An open-ended demo starts this far back: the community dashboard's default range (24 h), which
+# a x120 clock covers in 12 real minutes before it slows to real time.
+DEMO_BACKFILL_S = 24 * 3600.0
+
+
+def demo_clock(duration_s: float | None, speed: float) -> AcceleratedClock:
+    """The demo's clock, started in the past so that its data ends at "now" and never lands
+    in the future (where Grafana's default time ranges would not show it)."""
+    start_ns = backdated_start_ns(duration_s, speed, DEMO_BACKFILL_S)
+    return AcceleratedClock(speed, start_ns, catch_up=True)
+
+
 def _port_or_free(port: int) -> int:
     """`port` if nothing listens there yet, else 0 (any free port): the demo must start."""
     if port == 0:
@@ -288,7 +300,7 @@ async def run_demo(
     with tempfile.TemporaryDirectory(prefix="hub-demo-") as tmp:
         workdir = Path(tmp)
         _write_registry(workdir)
-        clock = AcceleratedClock(speed)
+        clock = demo_clock(duration_s, speed)
         sims = Simulators(clock, workdir)
         try:
             await sims.start()
@@ -343,6 +355,8 @@ def _banner(hub: Hub, speed: float, notes: list[str]) -> None:
     lines = [
         f"Harbourgrid demo: site {hub.cfg.hub.site}, clock x{speed:g} "
         f"(1 real second = {speed / 60:g} simulated minutes)",
+        f"clock {(time.time_ns() - hub.clock.now_ns()) / NS_PER_S / 3600:.2f} h behind now: it "
+        "catches up as the run ends (then runs at real time), so no data is in the future",
         f"status page: {hub.http_url}   metrics: {hub.http_url}metrics",
         f"sources: {', '.join(s.name for s in hub.sources)}",
         *(f"  - {note}" for note in notes),

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from tests.services import InfluxDB
@@ -22,6 +23,7 @@ DEMO_ALERTS = (
 
 
 def test_demo_prints_every_scene_alert_within_60_seconds() -> None:
+    launched_ns = time.time_ns()
     proc = subprocess.Popen(
         [sys.executable, "-m", "hub.cli", "demo", "--duration", "60", "--port", "0"],
         stdout=subprocess.PIPE,
@@ -53,6 +55,17 @@ def test_demo_prints_every_scene_alert_within_60_seconds() -> None:
     assert "MMSI 412999001" in opened["unregistered_vessel"]
     assert "ZHOUSHAN FERRY 3" in opened["ais_gap"]
     assert "Traceback" not in text
+    # the x120 clock starts 60 * 119 s back so the run's data ends at now: never in the future
+    stamps = [_alert_time_ns(line) for line in opened.values()]
+    assert max(stamps) <= time.time_ns(), text
+    assert min(stamps) >= launched_ns - (60 * 119 + 60) * 10**9, text
+
+
+def _alert_time_ns(line: str) -> int:
+    """The `[YYYY-mm-dd HH:MM]` of a demo alert line (printed at the default UTC+8)."""
+    stamp = line[line.index("[") + 1 : line.index("]")]
+    at = datetime.strptime(stamp, "%Y-%m-%d %H:%M").replace(tzinfo=timezone(timedelta(hours=8)))
+    return int(at.timestamp()) * 10**9
 
 
 def test_replay_jsonl_into_influxdb(influxdb: InfluxDB, tmp_path: Path) -> None:
