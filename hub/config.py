@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, m
 
 from drivers.registry import SOURCE_TYPES, config_model
 from hub.errors import ConfigError
+from hub.registry import DEFAULT_MAX_PUSH_BYTES
 from hub.registry.community import CommunityRegistryConfig
 from hub.registry.maritime import MaritimeRegistryConfig
 from hub.rules.community import CommunityRulesConfig
@@ -57,8 +58,11 @@ class HttpSection(Section):
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
-    # Bearer token for the ingest and registry endpoints; empty: those endpoints are disabled.
+    # Bearer token for the ingest and registry endpoints and for the status page's details
+    # (alerts, vessels); empty: those endpoints are disabled and the page shows counts only.
     token_env: str = ""
+    # POSTs (ingest, registry pushes, door events) handled at once; more get 503 + Retry-After.
+    max_concurrent_ingest: int = Field(default=4, ge=1, le=256)
 
 
 class OutboxSection(Section):
@@ -143,6 +147,8 @@ class RegistrySection(Section):
     community: CommunityRegistryConfig = CommunityRegistryConfig()
     maritime: MaritimeRegistryConfig = MaritimeRegistryConfig()
     reload_check_s: float = Field(default=5.0, gt=0)
+    # A pushed registry body (MQTT or HTTP) larger than this is refused before it is parsed.
+    max_push_bytes: int = Field(default=DEFAULT_MAX_PUSH_BYTES, ge=1024, le=64 * 1024 * 1024)
 
 
 class HubConfig(Section):

@@ -74,5 +74,7 @@ def records_from_lines(
             yield record_from_json(json.loads(line), source, now_ns)
         except ValueError as exc:
             yield FrameError(f"not JSON: {exc}")
+        except RecursionError:
+            yield FrameError("not JSON: nested too deeply")
         except ProtocolError as exc:
             yield exc

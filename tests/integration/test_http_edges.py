@@ -1,0 +1,206 @@
+"""Who sees what on the local HTTP server, and what one client can make it hold in memory."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from hub.config import HubConfig
+from tests.hubtest import config, running
+from tests.util import free_port, wait_for
+
+TOKEN = "status-token-4711"
+HOUSEHOLDS = (
+    "household_id,building,unit,room,grid,micro_grid,police_grid,is_solitary_elder,away_until\n"
+    "7-3-1102,7,3,1102,G-07,G-07-3,PG-02,yes,\n"
+)
+METERS = "meter_id,household_id\nWM-1102,7-3-1102\n"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def http_config(tmp_path: Path, extra: str = "", token: bool = True) -> tuple[HubConfig, str]:
+    (tmp_path / "households.csv").write_text(HOUSEHOLDS)
+    (tmp_path / "meters.csv").write_text(METERS)
+    port = free_port()
+    cfg = config(
+        tmp_path,
+        f"""
+[influxdb]
+api = "none"
+[registry.community]
+households_csv = "{tmp_path}/households.csv"
+meters_csv = "{tmp_path}/meters.csv"
+{extra}
+""",
+    )
+    http = {"enabled": True, "port": port, "token_env": "EDGES_HTTP_TOKEN" if token else ""}
+    cfg = cfg.model_copy(update={"http": cfg.http.model_copy(update=http)})
+    return cfg, f"http://127.0.0.1:{port}"
+
+
+async def _raise_household_alert(http: aiohttp.ClientSession, base: str) -> None:
+    body = [
+        {"measurement": "water_meter", "meter_id": "WM-1102", "total_m3": 3.0, "battery_v": 2.5},
+        {"measurement": "vessel_position", "mmsi": "412345678", "lat": 30.0, "lon": 122.3},
+    ]
+    data = "\n".join(json.dumps(b) for b in body)
+    async with http.post(f"{base}/api/v1/ingest", data=data, headers=AUTH) as resp:
+        assert resp.status == 200, await resp.text()
+
+
+async def test_status_without_token_shows_only_counts_and_health(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EDGES_HTTP_TOKEN", TOKEN)
+    cfg, base = http_config(tmp_path)
+    async with running(cfg) as hub, aiohttp.ClientSession() as http:
+        await _raise_household_alert(http, base)
+        await wait_for(lambda: hub.engine.alerts.open_alerts(), message="low-battery alert")
+        await wait_for(lambda: len(hub.vessels) == 1, message="vessel in the table")
+
+        async with http.get(f"{base}/api/status") as resp:
+            assert resp.status == 200
+            anonymous = await resp.text()
+        summary = json.loads(anonymous)
+        assert summary["detail"] is False
+        assert summary["alert_counts"] == {"critical": 1} and summary["vessel_count"] == 1
+        assert summary["outbox"]["rows"] >= 0 and summary["sources"] == []
+        for secret in ("7-3-1102", "WM-1102", "battery low", "412345678", "G-07"):
+            assert secret not in anonymous, secret
+
+        async with http.get(f"{base}/api/status", headers=AUTH) as resp:
+            assert resp.status == 200
+            full = await resp.json()
+        assert full["detail"] is True
+        (alert,) = full["alerts"]
+        assert alert["data"]["household"] == "7-3-1102" and "battery low" in alert["message"]
+        assert [v["mmsi"] for v in full["vessels"]] == ["412345678"]
+
+        wrong = {"Authorization": "Bearer guess"}
+        async with http.get(f"{base}/api/status", headers=wrong) as resp:
+            assert resp.status == 401 and "412345678" not in await resp.text()
+        async with http.get(f"{base}/api/vessels") as resp:
+            assert resp.status == 401 and "412345678" not in await resp.text()
+        async with http.get(f"{base}/api/vessels", headers=AUTH) as resp:
+            assert resp.status == 200 and (await resp.json())["count"] == 1
+        async with http.get(f"{base}/metrics") as resp:
+            metrics = await resp.text()
+        assert "7-3-1102" not in metrics and "412345678" not in metrics
+        async with http.get(f"{base}/") as resp:
+            page = await resp.text()
+        assert "sessionStorage" in page and "Authorization" in page
+
+
+async def test_without_a_configured_token_nobody_sees_details(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg, base = http_config(tmp_path, token=False)
+    async with running(cfg) as hub, aiohttp.ClientSession() as http:
+        await hub.pipeline.publish([])
+        async with http.get(f"{base}/api/status", headers={"Authorization": "Bearer "}) as resp:
+            assert resp.status == 403
+        async with http.get(f"{base}/api/status") as resp:
+            assert resp.status == 200 and (await resp.json())["detail"] is False
+        async with http.get(f"{base}/api/vessels") as resp:
+            assert resp.status == 403
+
+
+async def test_process_metrics_on_metrics(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EDGES_HTTP_TOKEN", TOKEN)
+    cfg, base = http_config(tmp_path)
+    async with running(cfg), aiohttp.ClientSession() as http, http.get(f"{base}/metrics") as resp:
+        text = await resp.text()
+    values = {
+        line.split(" ")[0]: float(line.split(" ")[1])
+        for line in text.splitlines()
+        if line.startswith("process_")
+    }
+    assert values["process_resident_memory_bytes"] > 10 * 2**20
+    assert values["process_cpu_seconds_total"] > 0
+    assert values["process_open_fds"] >= 3 and values["process_max_fds"] > 0
+
+
+async def test_too_big_registry_push_over_http_is_refused_and_counted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EDGES_HTTP_TOKEN", TOKEN)
+    cfg, base = http_config(tmp_path, "[registry]\nmax_push_bytes = 65536\n")
+    url = f"{base}/api/v1/registry/community/households"
+    row = {"household_id": "9-9-9", "is_solitary_elder": "no", "building": "9" * 60}
+    big = json.dumps([row] * 2000).encode()  # ~200 KB: over the 64 KiB limit
+    assert len(big) > 65536
+
+    async def chunks() -> object:  # no Content-Length: the cap must hold while reading
+        for i in range(0, len(big), 8192):
+            yield big[i : i + 8192]
+
+    async with running(cfg) as hub, aiohttp.ClientSession() as http:
+        async with http.post(url, data=big, headers=AUTH) as resp:
+            assert resp.status == 413, await resp.text()
+        async with http.post(url, data=chunks(), headers=AUTH) as resp:
+            assert resp.status == 413, await resp.text()
+        async with http.get(f"{base}/metrics") as resp:
+            text = await resp.text()
+        assert 'hub_registry_pushes_refused_total{reason="too_large",via="http"} 2.0' in text
+        part = hub.registry.parts["community"]
+        assert part.household("7-3-1102") is not None  # the file's table is untouched
+        small = json.dumps([row]).encode()
+        async with http.post(url, data=small, headers=AUTH) as resp:
+            assert resp.status == 200
+        assert part.household("9-9-9") is not None
+
+
+async def test_concurrent_posts_are_bounded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two slots: two POSTs whose bodies are still arriving hold them; a third gets 503."""
+    monkeypatch.setenv("EDGES_HTTP_TOKEN", TOKEN)
+    cfg, base = http_config(tmp_path)
+    cfg = cfg.model_copy(update={"http": cfg.http.model_copy(update={"max_concurrent_ingest": 2})})
+    release = asyncio.Event()
+    line = json.dumps({"measurement": "water_meter", "meter_id": "WM-1102", "total_m3": 4.0})
+
+    async def slow_body() -> object:
+        yield (line + "\n").encode()
+        await release.wait()
+        yield (line + "\n").encode()
+
+    async with running(cfg), aiohttp.ClientSession() as http:
+
+        async def slow_post() -> int:
+            async with http.post(f"{base}/api/v1/ingest", data=slow_body(), headers=AUTH) as r:
+                return r.status
+
+        held = [asyncio.create_task(slow_post()) for _ in range(2)]
+
+        async def in_progress() -> float:
+            async with http.get(f"{base}/metrics") as resp:  # GETs are never held back
+                text = await resp.text()
+            line = next(x for x in text.splitlines() if x.startswith("hub_http_posts_in_progress"))
+            return float(line.split()[-1])
+
+        async def two_held() -> bool:
+            return await in_progress() == 2.0
+
+        await wait_for(two_held, message="two POSTs in progress")
+
+        async def third() -> tuple[int, str]:
+            async with http.post(f"{base}/api/v1/ingest", data=line, headers=AUTH) as resp:
+                return resp.status, resp.headers.get("Retry-After", "")
+
+        assert await third() == (503, "1")
+        async with http.get(f"{base}/healthz") as resp:
+            assert resp.status == 200  # GETs are never held back
+        release.set()
+        assert await asyncio.gather(*held) == [200, 200]
+        assert (await third())[0] == 200  # slots are free again
+        async with http.get(f"{base}/metrics") as resp:
+            text = await resp.text()
+        refused_line = next(
+            x for x in text.splitlines() if x.startswith("hub_http_busy_refused_total{")
+        )
+        assert 'route="/api/v1/ingest"' in refused_line and float(refused_line.split()[-1]) >= 1
