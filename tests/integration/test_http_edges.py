@@ -148,6 +148,12 @@ async def test_too_big_registry_push_over_http_is_refused_and_counted(
         assert 'hub_registry_pushes_refused_total{reason="too_large",via="http"} 2.0' in text
         part = hub.registry.parts["community"]
         assert part.household("7-3-1102") is not None  # the file's table is untouched
+        for deep in (b"[" * 30_000, b'{"a":' * 10_000):  # refused as not JSON, not a 500
+            async with http.post(url, data=deep, headers=AUTH) as resp:
+                assert resp.status == 400, await resp.text()
+            ingest = f"{base}/api/v1/ingest"
+            async with http.post(ingest, data=deep, headers=AUTH) as resp:
+                assert resp.status == 400 and "not JSON" in await resp.text()
         small = json.dumps([row]).encode()
         async with http.post(url, data=small, headers=AUTH) as resp:
             assert resp.status == 200
