@@ -45,9 +45,11 @@ def test_empty_secrets_are_refused_by_name(tmp_path: Path, value: str) -> None:
         '[influxdb]\napi = "v2"\ntoken_env = "EDGES_INFLUX_TOKEN"  # @influx\n'
         '[webhook]\nenabled = true\nurl = "https://platform.example/a"\n'
         'secret_env = "EDGES_HMAC_KEY"  # @hmac\n'
-        '[http]\ntoken_env = "EDGES_HTTP_TOKEN"  # @http\n',
+        '[http]\ntoken_env = "EDGES_HTTP_TOKEN"  # @http\n'
+        '[[sources]]  # @door\ntype = "door_mqtt"\nname = "gate"\npassword_env = "EDGES_DOOR"\n',
     )
     env = {"EDGES_INFLUX_TOKEN": value, "EDGES_HMAC_KEY": value, "EDGES_HTTP_TOKEN": "fine"}
+    env["EDGES_DOOR"] = value
     result = hub("check-config", str(config), env=env)
     assert result.returncode == 2, result.stdout
     err = result.stderr
@@ -56,8 +58,9 @@ def test_empty_secrets_are_refused_by_name(tmp_path: Path, value: str) -> None:
         in err
     )
     assert f":{at['hmac']}: webhook.secret_env: environment variable EDGES_HMAC_KEY is empty" in err
+    assert f":{at['door']}: sources[0] (gate): " in err and "EDGES_DOOR is empty" in err
     assert "EDGES_HTTP_TOKEN" not in err and "Traceback" not in err
-    good = {**env, "EDGES_INFLUX_TOKEN": "t0k3n", "EDGES_HMAC_KEY": "k3y"}
+    good = {**env, "EDGES_INFLUX_TOKEN": "t0k3n", "EDGES_HMAC_KEY": "k3y", "EDGES_DOOR": "pw"}
     assert hub("check-config", str(config), env=good).returncode == 0
 
 
