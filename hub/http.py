@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from importlib import resources
@@ -22,6 +23,7 @@ from prometheus_client.registry import Collector
 from hub.alerts import iso
 from hub.errors import HubError, ProtocolError
 from hub.ingest import records_from_lines
+from hub.logs import ThrottledLog
 from hub.metrics import render
 from hub.registry import PushTooLarge
 
@@ -30,7 +32,10 @@ if TYPE_CHECKING:
 
 HUB_KEY = web.AppKey("hub", object)
 MAX_BODY = 4 * 1024 * 1024
+MAX_RECORDS = 20_000  # per ingest request; a client sends more in several requests
+MAX_ARRAY_BYTES = 1024 * 1024
 RETRY_AFTER_S = 1
+_rejected_log = ThrottledLog(logging.getLogger("hub.http"))
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -41,6 +46,7 @@ class IngestGate(Collector):
         self.limit = limit
         self.refused: Counter[str] = Counter()  # by route
         self.in_progress = 0
+        self.aborted = 0
         self._slots = asyncio.Semaphore(limit)
 
     @web.middleware
@@ -59,6 +65,10 @@ class IngestGate(Collector):
             self.in_progress += 1
             try:
                 return await handler(request)
+            except ConnectionResetError:  # the client left mid-body: its data, its loss
+                self.aborted += 1
+                _rejected_log.info("a client left %s before sending its whole body", request.path)
+                return web.Response(status=400)  # nobody reads it; keeps aiohttp from logging
             finally:
                 self.in_progress -= 1
 
@@ -71,6 +81,9 @@ class IngestGate(Collector):
         for route, n in self.refused.items():
             refused.add_metric([route], n)
         yield refused
+        yield CounterMetricFamily(
+            "hub_http_posts_aborted", "POSTs whose client left mid-body", value=self.aborted
+        )
         yield GaugeMetricFamily(
             "hub_http_posts_in_progress", "POSTs being handled now", value=self.in_progress
         )
@@ -232,7 +245,10 @@ async def ingest(request: web.Request) -> web.Response:
     hub = _hub(request)
     body = await request.read()
     now_ns = hub.clock.now_ns()
-    lines = _json_lines(body)
+    try:
+        lines = _json_lines(body)
+    except BodyTooLarge as exc:
+        return web.json_response({"accepted": 0, "errors": [str(exc)]}, status=413)
     parsed = list(records_from_lines(lines, "http", now_ns))
     errors = [str(p) for p in parsed if isinstance(p, ProtocolError)]
     records = [p for p in parsed if not isinstance(p, ProtocolError)]
@@ -243,14 +259,24 @@ async def ingest(request: web.Request) -> web.Response:
 
 
 def _json_lines(body: bytes) -> list[bytes]:
+    """The body's records as JSON lines. Parsed JSON takes up to ~30 times its size in memory,
+    so one array is parsed whole only up to MAX_ARRAY_BYTES; JSON lines are parsed one by one."""
     stripped = body.strip()
     if stripped.startswith(b"["):
+        if len(stripped) > MAX_ARRAY_BYTES:
+            raise BodyTooLarge(f"a JSON array over {MAX_ARRAY_BYTES} bytes: send JSON lines")
         try:
             items = json.loads(stripped)
         except (ValueError, RecursionError):  # reported per line by records_from_lines
             return [stripped]
-        return [json.dumps(i).encode() for i in items] if isinstance(items, list) else [stripped]
-    return body.splitlines()
+        if not isinstance(items, list):
+            return [stripped]
+        lines = [json.dumps(i).encode() for i in items[: MAX_RECORDS + 1]]
+    else:
+        lines = [line for line in body.splitlines() if line.strip()]
+    if len(lines) > MAX_RECORDS:
+        raise BodyTooLarge(f"more than {MAX_RECORDS} records in one request")
+    return lines
 
 
 async def ack(request: web.Request) -> web.Response:

@@ -24,7 +24,7 @@ from hub.errors import ConfigError
 from hub.records import Record
 
 log = logging.getLogger("hub.registry")
-DEFAULT_MAX_PUSH_BYTES = 8 * 1024 * 1024
+DEFAULT_MAX_PUSH_BYTES = 4 * 1024 * 1024
 
 
 class PushTooLarge(ConfigError):

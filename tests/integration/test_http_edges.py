@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from pathlib import Path
 
 import aiohttp
@@ -210,3 +211,64 @@ async def test_concurrent_posts_are_bounded(
             x for x in text.splitlines() if x.startswith("hub_http_busy_refused_total{")
         )
         assert 'route="/api/v1/ingest"' in refused_line and float(refused_line.split()[-1]) >= 1
+
+
+async def test_ingest_refuses_oversized_parts_without_parsing_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EDGES_HTTP_TOKEN", TOKEN)
+    cfg, base = http_config(tmp_path)
+    url = f"{base}/api/v1/ingest"
+    ok = {"measurement": "water_meter", "meter_id": "WM-1102", "total_m3": 1.0}
+    async with running(cfg), aiohttp.ClientSession() as http:
+        long_id = json.dumps({**ok, "meter_id": "M" * 129})
+        async with http.post(url, data=long_id, headers=AUTH) as resp:
+            assert resp.status == 400
+            assert "meter_id: longer than 128 characters" in await resp.text()
+        long_line = json.dumps({**ok, "pad": [0] * 40_000})  # 120 KB on one line
+        async with http.post(url, data=long_line, headers=AUTH) as resp:
+            assert resp.status == 400 and "line longer than 65536 bytes" in await resp.text()
+        many = "\n".join([json.dumps(ok)] * 20_001)
+        async with http.post(url, data=many, headers=AUTH) as resp:
+            assert resp.status == 413 and "more than 20000 records" in await resp.text()
+        big_array = json.dumps([{}] * 400_000)  # 1.6 MB of empty objects: ~40 MB parsed
+        async with http.post(url, data=big_array, headers=AUTH) as resp:
+            assert resp.status == 413 and "send JSON lines" in await resp.text()
+        async with http.post(url, data=json.dumps([ok] * 100), headers=AUTH) as resp:
+            assert resp.status == 200 and (await resp.json()) == {"accepted": 100}
+
+
+async def test_clients_leaving_mid_body_are_counted_not_logged_each(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    monkeypatch.setenv("EDGES_HTTP_TOKEN", TOKEN)
+    cfg, base = http_config(tmp_path)
+    port = int(base.rsplit(":", 1)[1])
+    head = (
+        f"POST /api/v1/ingest HTTP/1.1\r\nHost: hub\r\nAuthorization: Bearer {TOKEN}\r\n"
+        "Content-Length: 100000\r\n\r\n"
+    ).encode()
+    async with running(cfg), aiohttp.ClientSession() as http:
+
+        async def aborted() -> float:
+            async with http.get(f"{base}/metrics") as resp:
+                text = await resp.text()
+            line = next(x for x in text.splitlines() if x.startswith("hub_http_posts_aborted"))
+            return float(line.split()[-1])
+
+        for _ in range(20):
+            _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(head + b'{"measurement": "water_meter"')
+            await writer.drain()
+            writer.close()
+            await writer.wait_closed()
+
+        async def all_counted() -> bool:
+            return await aborted() == 20.0
+
+        await wait_for(all_counted, message="20 abandoned POSTs counted")
+    server_errors = [r for r in caplog.records if r.name == "aiohttp.server"]
+    assert server_errors == []
+    lines = [r for r in caplog.records if "before sending its whole body" in r.getMessage()]
+    assert len(lines) == 1
