@@ -206,9 +206,9 @@ def parse_vessel(raw: Any, hash_salt: str) -> Vessel:
     fields = dict(raw)
     owner_hash = fields.pop("owner_hash", None)
     if owner_hash is not None and not (
-        isinstance(owner_hash, str) and _OWNER_HASH.fullmatch(owner_hash)
+        isinstance(owner_hash, str) and (owner_hash == "" or _OWNER_HASH.fullmatch(owner_hash))
     ):
-        raise ConfigError("bad vessel entry: owner_hash must be 16 lowercase hex digits")
+        raise ConfigError("bad vessel entry: owner_hash must be 16 lowercase hex digits or empty")
     try:
         vessel = _vessel(VesselEntry.model_validate(fields), hash_salt)
     except ValidationError as exc:
@@ -221,12 +221,11 @@ def parse_vessel(raw: Any, hash_salt: str) -> Vessel:
 def scrub_vessel(raw: Any, hash_salt: str) -> Any:
     """A pushed vessel as it may be kept: the owner replaced by its salted hash, as the CSV
     reader does (the vessel's own name is not personal and stays)."""
-    if not isinstance(raw, Mapping) or "owner" not in raw:
-        return raw
+    if not isinstance(raw, Mapping) or not isinstance(raw.get("owner"), str):
+        return raw  # no owner, or one of the wrong type that `parse_vessel` refuses
     fields = {k: v for k, v in raw.items() if k != "owner"}
-    owner = raw["owner"]
-    if isinstance(owner, str) and owner.strip():
-        fields["owner_hash"] = salted_hash(hash_salt, owner.strip())
+    owner = raw["owner"].strip()
+    fields["owner_hash"] = salted_hash(hash_salt, owner) if owner else ""  # "": owner cleared
     return fields
 
 
