@@ -272,3 +272,67 @@ async def test_clients_leaving_mid_body_are_counted_not_logged_each(
     assert server_errors == []
     lines = [r for r in caplog.records if "before sending its whole body" in r.getMessage()]
     assert len(lines) == 1
+
+
+def test_status_page_asks_for_the_token_and_then_shows_alerts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Headless Chromium: without a token the page shows counts and the token form; with the
+    token in sessionStorage (as the form stores it) it shows the household's alert."""
+    import shutil
+    import subprocess
+    import threading
+
+    from aiohttp import web
+
+    from hub.app import Hub
+
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.fail("chromium is not installed: make test installs it")
+    monkeypatch.setenv("EDGES_HTTP_TOKEN", TOKEN)
+    cfg, base = http_config(tmp_path)
+    ready, done = threading.Event(), threading.Event()
+
+    async def login(request: web.Request) -> web.Response:  # what the form's submit stores
+        script = f'sessionStorage.setItem("hub-token", "{TOKEN}"); location.replace("/");'
+        return web.Response(text=f"<script>{script}</script>", content_type="text/html")
+
+    async def serve() -> None:
+        hub = Hub(cfg)
+        hub.ctx.http_routes.append(("GET", "/test-login", login))
+        await hub.start()
+        try:
+            async with aiohttp.ClientSession() as http:
+                await _raise_household_alert(http, base)
+            await wait_for(lambda: hub.engine.alerts.open_alerts(), message="alert")
+            ready.set()
+            await asyncio.to_thread(done.wait)
+        finally:
+            await hub.stop(flush_timeout_s=0)
+
+    def dump(url: str, profile: str) -> str:
+        return subprocess.run(
+            [
+                chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync",
+                f"--user-data-dir={tmp_path / profile}", "--virtual-time-budget=5000",
+                "--dump-dom", url,
+            ],
+            capture_output=True, text=True, timeout=60,
+        ).stdout  # fmt: skip
+
+    thread = threading.Thread(target=lambda: asyncio.run(serve()))
+    thread.start()
+    try:
+        assert ready.wait(30)
+        anonymous = dump(f"{base}/", "anon")
+        with_token = dump(f"{base}/test-login", "token")
+    finally:
+        done.set()
+        thread.join(30)
+    assert "critical: 1" in anonymous and '<form id="login">' in anonymous
+    assert "battery low" not in anonymous and "G-07" not in anonymous
+    assert "battery low" in with_token and "G-07" in with_token
+    assert '<form id="login" hidden=""' in with_token
