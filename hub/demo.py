@@ -35,7 +35,6 @@ from hub.clock import AcceleratedClock, Clock
 from hub.config import parse_config
 
 DOOR_TOKEN_ENV = "HUB_DEMO_DOOR_TOKEN"
-HTTP_TOKEN_ENV = "HUB_DEMO_HTTP_TOKEN"
 
 BASE_CONFIG = """
 [hub]
@@ -45,7 +44,7 @@ health_interval_s = 600
 
 [http]
 port = {port}
-token_env = "{http_token_env}"
+token_env = "{door_token_env}"
 
 [influxdb]
 api = "local"
@@ -281,7 +280,6 @@ def _port_or_free(port: int) -> int:
 
 async def run_demo(duration_s: float | None, speed: float, port: int) -> int:
     os.environ.setdefault(DOOR_TOKEN_ENV, "demo-door-token")
-    os.environ.setdefault(HTTP_TOKEN_ENV, "demo-status-token")  # alert details on the page
     port = _port_or_free(port)
     with tempfile.TemporaryDirectory(prefix="hub-demo-") as tmp:
         workdir = Path(tmp)
@@ -294,7 +292,6 @@ async def run_demo(duration_s: float | None, speed: float, port: int) -> int:
             port=port,
             modbus_port=sims.modbus_port,
             door_token_env=DOOR_TOKEN_ENV,
-            http_token_env=HTTP_TOKEN_ENV,
             ais_port=sims.ais_port,
         )
         cfg = parse_config(text + sims.extra_config, workdir / "demo.toml")
@@ -339,8 +336,8 @@ def _banner(hub: Hub, speed: float, notes: list[str]) -> None:
         f"Harbourgrid demo: site {hub.cfg.hub.site}, clock x{speed:g} "
         f"(1 real second = {speed / 60:g} simulated minutes)",
         f"status page: {hub.http_url}   metrics: {hub.http_url}metrics",
-        f"  (alert details on the page: the token in ${HTTP_TOKEN_ENV}, 'demo-status-token'"
-        " unless you set it)",
+        f"  (alert details on the page need the token in ${DOOR_TOKEN_ENV}, "
+        "by default 'demo-door-token')",
         f"sources: {', '.join(s.name for s in hub.sources)}",
         *(f"  - {note}" for note in notes),
         "alerts print below as they are raised (Ctrl-C to stop):",
