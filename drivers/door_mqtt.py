@@ -96,6 +96,8 @@ def _password(env_name: str) -> str:
     value = os.environ.get(env_name)
     if value is None:
         raise ConfigError(f"door_mqtt: environment variable {env_name} is not set")
+    if not value.strip():
+        raise ConfigError(f"door_mqtt: environment variable {env_name} is empty")
     return value
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import secrets
@@ -188,6 +187,7 @@ class Hub:
         self.started_at = time.time()
         self.http_url = ""
         self.mqtt_errors = 0
+        self._rejected_log = ThrottledLog(log)  # a flood of bad pushes is not a flood of lines
         self._tasks: list[asyncio.Task[Any]] = []
         self._source_tasks: list[asyncio.Task[Any]] = []
         self._http_runner: Any = None
@@ -197,7 +197,11 @@ class Hub:
             CommunityRegistry(self.cfg.registry.community, salt),
             MaritimeRegistry(self.cfg.registry.maritime, salt),
         ]
-        return Registry(parts, overlay_path=self.cfg.hub.data_dir / "registry_pushes.jsonl")
+        return Registry(
+            parts,
+            overlay_path=self.cfg.hub.data_dir / "registry_pushes.jsonl",
+            max_push_bytes=self.cfg.registry.max_push_bytes,
+        )
 
     def _build_vessel_table(self) -> VesselTable:
         maritime = self.registry.parts["maritime"]
@@ -369,11 +373,11 @@ class Hub:
                 await self._on_ack(topic, tail, payload)
             elif tail.startswith("registry/") and tail.count("/") == 2:
                 _, part, kind = tail.split("/")
-                self.registry.apply_update(part, kind, json.loads(payload))
+                self.registry.apply_push(part, kind, payload, via="mqtt")
                 log.info("registry update applied: %s/%s", part, kind)
-        except (ValueError, HubError) as exc:
+        except (ValueError, RecursionError, HubError) as exc:
             self.mqtt_errors += 1
-            log.warning("rejected MQTT message on %s: %s", topic, exc)
+            self._rejected_log.warning("rejected MQTT message on %s: %s", topic, exc)
 
     async def _on_ack(self, topic: str, tail: str, payload: bytes) -> None:
         try:

@@ -169,14 +169,13 @@ def _setup_logs(cfg: HubConfig, level: str | None = None) -> None:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
-    from hub.app import read_secrets
-    from hub.clock import SystemClock
-    from hub.source import SourceContext
+    from hub.preflight import preflight
 
-    read_secrets(cfg)  # every named environment variable must be set
-    ctx = SourceContext(site=cfg.hub.site, clock=SystemClock(), data_dir=cfg.hub.data_dir)
-    for source in cfg.sources:  # building opens nothing; it checks what validation cannot
-        source.build(ctx)
+    found = preflight(cfg, args.config)  # secrets, sources, registry files: all, not the first
+    for warning in found.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if found.problems:
+        raise ConfigError("\n".join(found.problems))
     print(
         f"{args.config}: ok — site {cfg.hub.site}, {len(cfg.sources)} source(s), "
         f"influxdb api={cfg.influxdb.api}, mqtt={'on' if cfg.mqtt.enabled else 'off'}, "

@@ -44,6 +44,7 @@ health_interval_s = 600
 
 [http]
 port = {port}
+token_env = "{door_token_env}"
 
 [influxdb]
 api = "local"
@@ -358,6 +359,8 @@ def _banner(hub: Hub, speed: float, notes: list[str]) -> None:
         f"clock {(time.time_ns() - hub.clock.now_ns()) / NS_PER_S / 3600:.2f} h behind now: it "
         "catches up as the run ends (then runs at real time), so no data is in the future",
         f"status page: {hub.http_url}   metrics: {hub.http_url}metrics",
+        f"  (alert details on the page need the token in ${DOOR_TOKEN_ENV}, "
+        "by default 'demo-door-token')",
         f"sources: {', '.join(s.name for s in hub.sources)}",
         *(f"  - {note}" for note in notes),
         "alerts print below as they are raised (Ctrl-C to stop):",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -146,10 +146,19 @@ class HubCollector(Collector):
             problems = getattr(part, "problems", None)
             if isinstance(problems, list):
                 bad.add_metric([name, "all"], len(problems))
-        yield from (unknown, bad)
+        refused = CounterMetricFamily(
+            "hub_registry_pushes_refused", "Registry pushes refused", labels=["via", "reason"]
+        )
+        for (via, reason), n in self.hub.registry.rejected.items():
+            refused.add_metric([via, reason], n)
+        yield from (unknown, bad, refused)
 
 
-def render(hub: Hub) -> bytes:
+def render(hub: Hub, *collectors: Collector) -> bytes:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(HubCollector(hub))
+    # process_resident_memory_bytes, process_cpu_seconds_total, process_open_fds, ... (Linux)
+    ProcessCollector(registry=registry)
+    for collector in collectors:
+        registry.register(collector)
     return generate_latest(registry)
