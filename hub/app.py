@@ -9,6 +9,7 @@ import logging
 import os
 import secrets
 import time
+from collections import Counter
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from hub.clock import Clock, SystemClock
 from hub.config import HubConfig, env_secret
 from hub.engine import Engine
 from hub.errors import ConfigError, HubError
+from hub.feedback import Feedback, parse_feedback
 from hub.forwarder import Forwarder
 from hub.logs import ThrottledLog, register_secret
 from hub.outbox import Outbox
@@ -39,6 +41,7 @@ from hub.vessels import VesselTable
 
 log = logging.getLogger("hub.app")
 _ack_log = ThrottledLog(log)  # acks come from the network: a flood must not flood the log
+_feedback_log = ThrottledLog(log)
 
 
 @dataclass(slots=True, frozen=True)
@@ -188,6 +191,7 @@ class Hub:
         self.started_at = time.time()
         self.http_url = ""
         self.mqtt_errors = 0
+        self.feedback_rejected: Counter[str] = Counter()  # invalid | unknown | conflict
         self._tasks: list[asyncio.Task[Any]] = []
         self._source_tasks: list[asyncio.Task[Any]] = []
         self._http_runner: Any = None
@@ -359,6 +363,8 @@ class Hub:
         try:
             if tail in ("acks", "alerts/ack"):
                 await self._on_ack(topic, tail, payload)
+            elif tail == "feedback":
+                await self._on_feedback(topic, payload)
             elif tail.startswith("registry/") and tail.count("/") == 2:
                 _, part, kind = tail.split("/")
                 self.registry.apply_update(part, kind, json.loads(payload))
@@ -377,6 +383,31 @@ class Hub:
         if tail == "alerts/ack":
             _ack_log.info("ack on deprecated topic %s; publish acks to .../acks", topic)
         await self.acknowledge(alert_id, by)
+
+    async def _on_feedback(self, topic: str, payload: bytes) -> None:
+        try:
+            feedback = parse_feedback(payload)
+        except ValueError as exc:
+            self.mqtt_errors += 1
+            self.reject_feedback(topic, exc)
+            return
+        outcome = await self.feedback(feedback)
+        if outcome in ("unknown", "conflict"):
+            _feedback_log.warning("feedback on %s refused: %s alert", topic, outcome)
+
+    def reject_feedback(self, where: str, exc: ValueError) -> None:
+        """Count and (throttled) log feedback that did not parse, from MQTT or HTTP."""
+        self.feedback_rejected["invalid"] += 1
+        _feedback_log.warning("rejected feedback on %s: %s", where, exc)
+
+    async def feedback(self, feedback: Feedback) -> str:
+        """Record the platform's verdict on an alert; returns the outcome (recorded, duplicate,
+        unknown, conflict). Unknown and conflicting feedback is counted as rejected."""
+        result, batch = self.engine.feedback(feedback, self.clock.now_ns())
+        await self.pipeline.commit_alerts(batch)
+        if result.outcome in ("unknown", "conflict"):
+            self.feedback_rejected[result.outcome] += 1
+        return result.outcome
 
     def dead_tasks(self) -> list[str]:
         """Names of hub tasks that ended; each should run for the hub's whole life."""

@@ -2,7 +2,8 @@
 
 A delivery row is deleted only after the broker's PUBACK or the webhook's 2xx, so alerts raised
 while the broker or the platform is down are delivered, in order, when it returns — also across
-restarts. The MQTT link also receives alert acknowledgements (hub/{site}/acks) and registry
+restarts. The MQTT link also receives alert acknowledgements (hub/{site}/acks), feedback
+(hub/{site}/feedback) and registry
 pushes.
 """
 
@@ -123,6 +124,7 @@ class MqttLink(DeliveryLoop):
                     for topic in self.ack_topics():
                         await client.subscribe(topic, qos=1)
                     await client.subscribe(f"{self.prefix}/registry/#", qos=1)
+                    await client.subscribe(f"{self.prefix}/feedback", qos=1)
                     await self._session(client)
             except (aiomqtt.MqttError, SinkError, OSError) as exc:
                 self.errors += 1
