@@ -10,7 +10,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from hub.alerts import AlertManager
+from hub.alerts import RECENT_RESOLVED, AlertManager, StormLimits
 from hub.clock import ManualClock
 from hub.engine import AlertBatch, Engine
 from hub.feedback import MAX_FEEDBACK_BYTES, Feedback, parse_feedback
@@ -213,6 +213,33 @@ def test_feedback_on_open_alert_survives_a_restart() -> None:
     restored = AlertManager("s1", 900)
     restored.restore({k: json.loads(v) for k, v in batch.state.items()})
     assert restored.feedback(Feedback(alert_id, "false_alarm", "w3")).outcome == "duplicate"
+
+
+def test_feedback_on_resolved_alert_survives_a_restart_within_the_cooldown() -> None:
+    loop = Loop()
+    alert_id = loop.set(0, meter_1=True).alerts[0].alert_id
+    resolved = loop.set(30, meter_1=False)
+    restored = AlertManager("s1", 900)
+    restored.restore({k: json.loads(v) for k, v in resolved.state.items()})
+    result = restored.feedback(Feedback(alert_id, "false_alarm", "w3"))
+    assert result.outcome == "recorded" and result.state is not None
+    assert restored.false_alarms == {"switch": 1}
+
+
+def test_resolved_alerts_kept_for_feedback_are_bounded() -> None:
+    mgr = AlertManager(
+        "s1", cooldown_s=0, storm=StormLimits(max_new_per_minute=RECENT_RESOLVED * 2)
+    )
+    ids = []
+    for i in range(RECENT_RESOLVED + 1):
+        signal = Signal("r", f"meter:{i}", True, "warning", "m", {}, GRID)
+        opened, _ = mgr.apply(signal, i)  # type: ignore[misc]
+        mgr.apply(Signal("r", f"meter:{i}", False), i)
+        ids.append(opened.alert_id)
+    mgr.tick(RECENT_RESOLVED + 1)  # past the cooldown: every entry is forgotten
+    assert mgr.tracked() == 0
+    assert mgr.feedback(Feedback(ids[0], "handled", "w")).outcome == "unknown"
+    assert mgr.feedback(Feedback(ids[1], "handled", "w")).outcome == "recorded"
 
 
 # --- the feedback document ----------------------------------------------------------------------
