@@ -6,12 +6,12 @@ at-least-once deliveries. `hub_id` is random per install (kept in data_dir), so 
 whose episode counters start again at 1, never reuses an id the platform has already seen. A subject whose acknowledged alert resolved is not raised again within the cooldown,
 so a vessel drifting across a zone edge does not page the same worker over and over.
 
-The closed loop is measured here too: acknowledging and resolving an alert, and feedback from the
-platform, each make one `alert_response` point (see `Alert.response_point`). An episode is
-*reopened* when its subject is raised again within the cooldown after its previous episode
-resolved (only possible when nobody acknowledged that one: an acknowledged subject is suppressed
-instead); `reopened` counts such episodes in a row. An acknowledged alert never goes back to open:
-an update keeps its acknowledgement.
+The closed loop is measured here too: acknowledging, resolving and reopening an alert, and
+feedback from the platform, each make one `alert_response` point (see `Alert.response_point`).
+A resolved alert is *reopened* when its subject is raised again within the cooldown after it
+resolved: once per episode, whether the new raise is suppressed (it had been acknowledged) or
+opens a new episode (it had not). `reopened` counts reopenings in a row. An acknowledged alert
+never goes back to open: an update keeps its acknowledgement.
 """
 
 from __future__ import annotations
@@ -126,10 +126,11 @@ class Alert:
         return Point("alert", tags, fields, self.updated_ns + offset_ns)
 
     def response_point(self, event: str, now_ns: int, offset_ns: int = 0) -> Point:
-        """The `alert_response` point of an acknowledgement or a resolution (`event`:
-        acknowledged | resolved). Seconds are written once per alert: `seconds_to_ack` only on
-        its acknowledgement, `seconds_to_resolve` only on its resolution, so medians count each
-        alert once. `acknowledged_by` is written only when it is a worker id."""
+        """The `alert_response` point of an acknowledgement, a resolution or a reopening of this
+        resolved alert (`event`: acknowledged | resolved | reopened). Seconds are written once per
+        alert: `seconds_to_ack` only on its acknowledgement, `seconds_to_resolve` only on its
+        resolution, so medians count each alert once. `acknowledged_by` is written only when it
+        is a worker id."""
         fields: dict[str, FieldValue] = {"alert_id": self.alert_id, "reopened": self.reopened}
         by = self.acknowledged_by if is_worker_id(self.acknowledged_by) else ""
         if event == "acknowledged" and self.acknowledged_ns is not None:
@@ -140,6 +141,9 @@ class Alert:
             fields["resolved_unacknowledged"] = self.acknowledged_ns is None
             if by:
                 fields["acknowledged_by"] = by
+        elif event == "reopened" and self.resolved_ns is not None:
+            fields["seconds_after_resolve"] = (now_ns - self.resolved_ns) / NS
+            fields["resolved_unacknowledged"] = self.acknowledged_ns is None
         return Point("alert_response", self._response_tags(event), fields, now_ns + offset_ns)
 
     def feedback_point(self, feedback: Feedback, now_ns: int, offset_ns: int = 0) -> Point:
@@ -227,6 +231,7 @@ class _Entry:
     last_resolved_ns: int | None = None
     last_was_acked: bool = False
     last: Alert | None = None  # the last resolved alert (feedback may still come for it)
+    came_back: bool = False  # `last` was raised again within the cooldown
 
     def to_json(self) -> str:
         return json.dumps(
@@ -236,6 +241,7 @@ class _Entry:
                 "last_resolved_ns": self.last_resolved_ns,
                 "last_was_acked": self.last_was_acked,
                 "last": self.last.to_json() if self.last else None,
+                "came_back": self.came_back,
             }
         )
 
@@ -249,6 +255,7 @@ class _Entry:
             raw.get("last_resolved_ns"),
             raw.get("last_was_acked", False),
             last,
+            raw.get("came_back", False),
         )
 
 
@@ -308,6 +315,7 @@ class AlertManager:
         self._load: dict[str, _RuleLoad] = {}
         self._recent: OrderedDict[str, tuple[str, Alert]] = OrderedDict()  # id → (key, resolved)
         self.false_alarms: Counter[str] = Counter()  # per rule, since start
+        self._comebacks: list[Change] = []  # reopened resolved alerts, for take_comebacks()
         self.suppressed = 0
         self.folded = 0
         self.pruned = 0
@@ -345,6 +353,7 @@ class AlertManager:
         return self._resolve(entry, alert, signal.message, signal.data, now_ns)
 
     def _open(self, key: str, entry: _Entry | None, signal: Signal, now_ns: int) -> Change | None:
+        reopened = self._came_back(entry, now_ns)
         if entry is not None and self._cooling_down(entry, now_ns):
             self.suppressed += 1
             return None
@@ -355,7 +364,6 @@ class AlertManager:
         storming = storm is not None and storm.alert is not None
         if storming or attempts > self.storm.max_new_per_minute or load.open >= self.storm.max_open:
             return self._fold(storm_key, signal, now_ns)
-        reopened = self._reopened(entry, now_ns)
         entry = self._entries.setdefault(key, _Entry())
         entry.episode += 1
         alert = Alert(
@@ -410,6 +418,7 @@ class AlertManager:
         entry.last_resolved_ns = now_ns
         entry.last_was_acked = alert.acknowledged_ns is not None
         entry.last = resolved
+        entry.came_back = False
         self._by_id.pop(alert.alert_id, None)
         self._remember(f"{alert.rule}|{alert.subject}", resolved)
         if alert.rule != STORM_RULE:
@@ -565,13 +574,27 @@ class AlertManager:
         while len(self._recent) > RECENT_RESOLVED:
             self._recent.popitem(last=False)
 
-    def _reopened(self, entry: _Entry | None, now_ns: int) -> int:
-        """How many times in a row this subject came back within the cooldown after resolving."""
-        if entry is None or entry.last_resolved_ns is None:
+    def _came_back(self, entry: _Entry | None, now_ns: int) -> int:
+        """A subject raised again within the cooldown after resolving reopens its last episode:
+        recorded once per episode (for `take_comebacks`), whether the new raise is suppressed
+        (it was acknowledged) or opens a new episode. Returns the count of reopenings in a row
+        (0 if this raise is no reopening)."""
+        if entry is None or entry.last is None or entry.last_resolved_ns is None:
             return 0
         if now_ns - entry.last_resolved_ns >= self.cooldown_ns:
             return 0
-        return (entry.last.reopened if entry.last else 0) + 1
+        if not entry.came_back:
+            entry.came_back = True
+            entry.last = replace(entry.last, reopened=entry.last.reopened + 1)
+            key = f"{entry.last.rule}|{entry.last.subject}"
+            self._remember(key, entry.last)
+            self._comebacks.append((entry.last, entry.to_json()))
+        return entry.last.reopened
+
+    def take_comebacks(self) -> list[Change]:
+        """Resolved alerts reopened since the last call, with their entry json to persist."""
+        taken, self._comebacks = self._comebacks, []
+        return taken
 
     def _cooling_down(self, entry: _Entry, now_ns: int) -> bool:
         return (

@@ -26,9 +26,10 @@ class AlertBatch:
     state: dict[str, str] = field(default_factory=dict)
     pruned: list[str] = field(default_factory=list)  # alert_state keys to forget
     feedback: list[tuple[Alert, Feedback, int]] = field(default_factory=list)  # (…, now_ns)
+    reopened: list[tuple[Alert, int]] = field(default_factory=list)  # (resolved alert, now_ns)
 
     def empty(self) -> bool:
-        return not self.alerts and not self.pruned and not self.feedback
+        return not self.alerts and not self.pruned and not self.feedback and not self.reopened
 
     def fill(self, commit: Commit, destinations: Sequence[str]) -> None:
         commit.alert_points = self._points()
@@ -58,6 +59,11 @@ class AlertBatch:
             series = (alert.rule, alert.subject)
             points.append(alert.feedback_point(feedback, now_ns, fed[series]))
             fed[series] += 1
+        back: Counter[tuple[str, str]] = Counter()
+        for alert, now_ns in self.reopened:
+            series = (alert.rule, alert.subject)
+            points.append(alert.response_point("reopened", now_ns, back[series]))
+            back[series] += 1
         return [to_line(point).encode() for point in points]
 
 
@@ -147,6 +153,9 @@ class Engine:
     def _apply(self, signals: list[Signal], now_ns: int, batch: AlertBatch) -> None:
         for signal in signals:
             changed = self.alerts.apply(signal, now_ns)
+            for alert, entry_json in self.alerts.take_comebacks():  # before `changed`: older state
+                batch.reopened.append((alert, now_ns))
+                batch.state[f"{alert.rule}|{alert.subject}"] = entry_json
             if changed:
                 self._record(changed, batch)
 

@@ -150,14 +150,45 @@ def test_a_name_as_acknowledged_by_never_reaches_the_point() -> None:
 
 def test_reopened_counts_raises_within_the_cooldown_after_resolving() -> None:
     loop = Loop(cooldown_s=600)
-    loop.set(0, meter_1=True)
+    first = loop.set(0, meter_1=True).alerts[0]
     loop.set(10, meter_1=False)
-    assert loop.set(100, meter_1=True).alerts[0].reopened == 1  # back within the cooldown
+    batch = loop.set(100, meter_1=True)  # back within the cooldown: a new episode
+    assert batch.alerts[0].reopened == 1
+    ((tags, fields, ts),) = responses(batch)
+    assert tags["event"] == "reopened" and ts == loop.clock.now_ns()
+    assert fields == {
+        "alert_id": first.alert_id,  # the episode that came back
+        "reopened": 1,
+        "seconds_after_resolve": 90.0,
+        "resolved_unacknowledged": True,
+    }
     ((_, fields, _),) = responses(loop.set(110, meter_1=False))
     assert fields["reopened"] == 1
     assert loop.set(200, meter_1=True).alerts[0].reopened == 2  # again: two in a row
     loop.set(210, meter_1=False)
-    assert loop.set(900, meter_1=True).alerts[0].reopened == 0  # after a quiet cooldown
+    assert loop.set(900, meter_1=True).alerts[0].reopened == 0  # after the cooldown
+
+
+def test_acknowledged_alert_coming_back_is_suppressed_but_counted_once() -> None:
+    loop = Loop(cooldown_s=600)
+    alert_id = loop.set(0, meter_1=True).alerts[0].alert_id
+    loop.engine.acknowledge(alert_id, "worker-5", loop.at(30))
+    loop.set(60, meter_1=False)
+    batch = loop.set(90, meter_1=True)
+    assert batch.alerts == []  # suppressed within the cooldown, as before
+    ((tags, fields, _),) = responses(batch)
+    assert tags["event"] == "reopened"
+    assert (fields["alert_id"], fields["reopened"], fields["seconds_after_resolve"]) == (
+        alert_id,
+        1,
+        30.0,
+    )
+    assert fields["resolved_unacknowledged"] is False
+    assert loop.set(95, meter_1=True).empty()  # still there: no second reopening
+    restored = AlertManager("s1", 600)  # the reopening is persisted with its entry
+    restored.restore({k: json.loads(v) for k, v in batch.state.items()})
+    signal = Signal("switch", "meter:1", True, "critical", "m", {}, GRID)
+    assert restored.apply(signal, loop.at(100)) is None and restored.take_comebacks() == []
 
 
 def test_open_and_resolve_in_one_step_are_distinct_points() -> None:
