@@ -49,7 +49,11 @@ def feedback(alert_id: str | None, verdict: str, by: str, note_id: str = "") -> 
 
 @pytest.mark.timeout(120)
 async def test_ack_resolve_and_feedback_become_alert_response_points(
-    mosquitto: Mosquitto, influxdb: InfluxDB, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    mosquitto: Mosquitto,
+    influxdb: InfluxDB,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     monkeypatch.setenv("TEST_HTTP_TOKEN", TOKEN)
     db = influxdb.create_database("closed_loop")
@@ -112,8 +116,10 @@ quiet_minutes = 10
         assert resolved == {a, b, c}
 
         clock.at(700)
-        await platform.publish("hub/loop/feedback", feedback(a, "false_alarm", "worker-17", "n-9"))
-        await platform.publish("hub/loop/feedback", b"{not json")
+        mine = feedback(a, "false_alarm", "worker-17", "n-9")
+        await platform.publish("hub/loop/feedback", mine, qos=1)
+        for _ in range(20):  # a flood of bad feedback: counted, one log line
+            await platform.publish("hub/loop/feedback", b"{not json", qos=1)
         await wait_for(lambda: hub.engine.feedback_counts["recorded"] == 1, timeout=20)
         async with http.post(f"{base}/{b}/feedback", data=feedback(None, "handled", "w-2")) as r:
             assert r.status == 401  # no token
@@ -128,12 +134,14 @@ quiet_minutes = 10
         big = b"{" + b" " * MAX_FEEDBACK_BYTES + b"}"
         async with http.post(f"{base}/{c}/feedback", data=big, headers=auth) as r:
             assert r.status == 400
-        await wait_for(lambda: hub.feedback_rejected["invalid"] == 2, timeout=20)
+        await wait_for(lambda: hub.feedback_rejected["invalid"] == 21, timeout=20)
+        logged = [r for r in caplog.records if r.getMessage().startswith("rejected feedback")]
+        assert len(logged) <= 2  # the first, then at most one count per minute
         assert hub.feedback_rejected["conflict"] == 1
         async with http.get(f"http://127.0.0.1:{port}/metrics") as r:
             metrics = await r.text()
         assert 'hub_alert_false_alarms_total{rule="invalid_mmsi"} 2.0' in metrics
-        assert 'hub_alert_feedback_rejected_total{reason="invalid"} 2.0' in metrics
+        assert 'hub_alert_feedback_rejected_total{reason="invalid"} 21.0' in metrics
         await wait_for(lambda: hub.outbox.stats.rows == 0, timeout=30)
 
     rows = db.query('SELECT * FROM "alert_response" GROUP BY "event"')
