@@ -161,6 +161,7 @@ class Hub:
             else None
         )
         self.publishers: list[DeliveryLoop] = []
+        self.feedback_rejected: Counter[str] = Counter()  # invalid | unknown | conflict
         self.mqtt: MqttLink | None = None
         if cfg.mqtt.enabled:
             self.mqtt = MqttLink(
@@ -191,7 +192,6 @@ class Hub:
         self.started_at = time.time()
         self.http_url = ""
         self.mqtt_errors = 0
-        self.feedback_rejected: Counter[str] = Counter()  # invalid | unknown | conflict
         self._tasks: list[asyncio.Task[Any]] = []
         self._source_tasks: list[asyncio.Task[Any]] = []
         self._http_runner: Any = None
