@@ -19,6 +19,7 @@ ALERT_ID = re.compile(r"[0-9a-f]{20}")
 # A worker id or note id: letters, digits and . _ : @ - only, at most 64 characters. A name with
 # a space, a phone number with `+` or spaces, or any non-ASCII name does not pass.
 OPAQUE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}")
+_KEY = re.compile(r"[a-z_]{1,40}")
 
 
 @dataclass(slots=True, frozen=True)
@@ -49,7 +50,8 @@ def parse_feedback(payload: bytes, alert_id: str | None = None) -> Feedback:
         raise ValueError(f"feedback schema must be {FEEDBACK_SCHEMA_ID!r}")
     unknown = sorted(set(doc) - {"schema", "alert_id", "verdict", "note_id", "by"})
     if unknown:
-        raise ValueError(f"feedback has unknown keys: {', '.join(k[:40] for k in unknown[:5])}")
+        shown = [k if _KEY.fullmatch(k) else "?" for k in unknown[:5]]  # a key may be a name
+        raise ValueError(f"feedback has unknown keys: {', '.join(shown)}")
     body_id = doc.get("alert_id", alert_id)
     if alert_id is not None and body_id != alert_id:
         raise ValueError("feedback alert_id differs from the one in the path")

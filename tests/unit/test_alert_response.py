@@ -321,6 +321,12 @@ def test_bad_feedback_is_refused_with_a_reason(payload: bytes, why: str) -> None
         parse_feedback(payload)
 
 
+def test_refusal_does_not_repeat_a_name_used_as_a_key() -> None:
+    with pytest.raises(ValueError) as refused:
+        parse_feedback(doc(**{"Zhang Wei": "x"}))
+    assert "Zhang" not in str(refused.value) and "unknown keys: ?" in str(refused.value)
+
+
 def test_path_and_body_alert_ids_must_agree() -> None:
     with pytest.raises(ValueError, match="differs"):
         parse_feedback(doc(), "0" * 20)
