@@ -143,7 +143,7 @@ class Alert:
                 fields["acknowledged_by"] = by
         elif event == "reopened" and self.resolved_ns is not None:
             fields["seconds_after_resolve"] = (now_ns - self.resolved_ns) / NS
-            fields["resolved_unacknowledged"] = self.acknowledged_ns is None
+            fields["was_acknowledged"] = self.acknowledged_ns is not None  # own name: see README
         return Point("alert_response", self._response_tags(event), fields, now_ns + offset_ns)
 
     def feedback_point(self, feedback: Feedback, now_ns: int, offset_ns: int = 0) -> Point:

@@ -160,7 +160,7 @@ def test_reopened_counts_raises_within_the_cooldown_after_resolving() -> None:
         "alert_id": first.alert_id,  # the episode that came back
         "reopened": 1,
         "seconds_after_resolve": 90.0,
-        "resolved_unacknowledged": True,
+        "was_acknowledged": False,
     }
     ((_, fields, _),) = responses(loop.set(110, meter_1=False))
     assert fields["reopened"] == 1
@@ -183,7 +183,7 @@ def test_acknowledged_alert_coming_back_is_suppressed_but_counted_once() -> None
         1,
         30.0,
     )
-    assert fields["resolved_unacknowledged"] is False
+    assert fields["was_acknowledged"] is True
     assert loop.set(95, meter_1=True).empty()  # still there: no second reopening
     restored = AlertManager("s1", 600)  # the reopening is persisted with its entry
     restored.restore({k: json.loads(v) for k, v in batch.state.items()})
