@@ -361,10 +361,10 @@ class Hub:
         prefix = f"{self.cfg.mqtt.topic_prefix}/{self.cfg.hub.site}/"
         tail = topic[len(prefix) :] if topic.startswith(prefix) else topic
         try:
-            if tail in ("acks", "alerts/ack"):
-                await self._on_ack(topic, tail, payload)
-            elif tail == "feedback":
+            if tail == "feedback":
                 await self._on_feedback(topic, payload)
+            elif tail in ("acks", "alerts/ack"):
+                await self._on_ack(topic, tail, payload)
             elif tail.startswith("registry/") and tail.count("/") == 2:
                 _, part, kind = tail.split("/")
                 self.registry.apply_update(part, kind, json.loads(payload))

@@ -121,10 +121,10 @@ class MqttLink(DeliveryLoop):
                     if backoff.failures:
                         log.info("MQTT broker %s:%d is back", self.cfg.host, self.cfg.port)
                     backoff.reset()
+                    await client.subscribe(f"{self.prefix}/feedback", qos=1)
                     for topic in self.ack_topics():
                         await client.subscribe(topic, qos=1)
                     await client.subscribe(f"{self.prefix}/registry/#", qos=1)
-                    await client.subscribe(f"{self.prefix}/feedback", qos=1)
                     await self._session(client)
             except (aiomqtt.MqttError, SinkError, OSError) as exc:
                 self.errors += 1
