@@ -8,6 +8,7 @@ import logging
 import os
 import secrets
 import time
+from collections import Counter
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from hub.clock import Clock, SystemClock
 from hub.config import HubConfig, env_secret
 from hub.engine import Engine
 from hub.errors import ConfigError, HubError
+from hub.feedback import Feedback, parse_feedback
 from hub.forwarder import Forwarder
 from hub.logs import ThrottledLog, register_secret
 from hub.outbox import Outbox
@@ -38,6 +40,7 @@ from hub.vessels import VesselTable
 
 log = logging.getLogger("hub.app")
 _ack_log = ThrottledLog(log)  # acks come from the network: a flood must not flood the log
+_feedback_log = ThrottledLog(log)
 
 
 @dataclass(slots=True, frozen=True)
@@ -157,6 +160,7 @@ class Hub:
             else None
         )
         self.publishers: list[DeliveryLoop] = []
+        self.feedback_rejected: Counter[str] = Counter()  # invalid | unknown | conflict
         self.mqtt: MqttLink | None = None
         if cfg.mqtt.enabled:
             self.mqtt = MqttLink(
@@ -369,7 +373,9 @@ class Hub:
         prefix = f"{self.cfg.mqtt.topic_prefix}/{self.cfg.hub.site}/"
         tail = topic[len(prefix) :] if topic.startswith(prefix) else topic
         try:
-            if tail in ("acks", "alerts/ack"):
+            if tail == "feedback":
+                await self._on_feedback(topic, payload)
+            elif tail in ("acks", "alerts/ack"):
                 await self._on_ack(topic, tail, payload)
             elif tail.startswith("registry/") and tail.count("/") == 2:
                 _, part, kind = tail.split("/")
@@ -389,6 +395,31 @@ class Hub:
         if tail == "alerts/ack":
             _ack_log.info("ack on deprecated topic %s; publish acks to .../acks", topic)
         await self.acknowledge(alert_id, by)
+
+    async def _on_feedback(self, topic: str, payload: bytes) -> None:
+        try:
+            feedback = parse_feedback(payload)
+        except ValueError as exc:
+            self.mqtt_errors += 1
+            self.reject_feedback(topic, exc)
+            return
+        outcome = await self.feedback(feedback)
+        if outcome in ("unknown", "conflict"):
+            _feedback_log.warning("feedback on %s refused: %s alert", topic, outcome)
+
+    def reject_feedback(self, where: str, exc: ValueError) -> None:
+        """Count and (throttled) log feedback that did not parse, from MQTT or HTTP."""
+        self.feedback_rejected["invalid"] += 1
+        _feedback_log.warning("rejected feedback on %s: %s", where, exc)
+
+    async def feedback(self, feedback: Feedback) -> str:
+        """Record the platform's verdict on an alert; returns the outcome (recorded, duplicate,
+        unknown, conflict). Unknown and conflicting feedback is counted as rejected."""
+        result, batch = self.engine.feedback(feedback, self.clock.now_ns())
+        await self.pipeline.commit_alerts(batch)
+        if result.outcome in ("unknown", "conflict"):
+            self.feedback_rejected[result.outcome] += 1
+        return result.outcome
 
     def dead_tasks(self) -> list[str]:
         """Names of hub tasks that ended; each should run for the hub's whole life."""

@@ -22,6 +22,7 @@ from prometheus_client.registry import Collector
 
 from hub.alerts import iso
 from hub.errors import HubError, ProtocolError
+from hub.feedback import MAX_FEEDBACK_BYTES, parse_feedback
 from hub.ingest import records_from_lines
 from hub.logs import ThrottledLog
 from hub.metrics import render
@@ -107,6 +108,7 @@ async def start_http(hub: Hub) -> tuple[web.AppRunner, str]:
     app.router.add_get("/api/vessels", api_vessels)
     app.router.add_post("/api/v1/ingest", ingest)
     app.router.add_post("/api/v1/alerts/{alert_id}/ack", ack)
+    app.router.add_post("/api/v1/alerts/{alert_id}/feedback", alert_feedback)
     app.router.add_post("/api/v1/registry/{part}/{kind}", registry_update)
     for method, path, handler in hub.ctx.http_routes:
         app.router.add_route(method, path, handler)
@@ -290,6 +292,24 @@ async def ack(request: web.Request) -> web.Response:
     by = request.query.get("by", "http")
     changed = await hub.acknowledge(request.match_info["alert_id"], by)
     return web.json_response({"acknowledged": changed}, status=200 if changed else 404)
+
+
+_FEEDBACK_STATUS = {"recorded": 200, "duplicate": 200, "unknown": 404, "conflict": 409}
+
+
+async def alert_feedback(request: web.Request) -> web.Response:
+    """harbourgrid.feedback/1 for the alert in the path; the body is read only up to its limit."""
+    if not _authorised(request):
+        return _deny(request)
+    hub = _hub(request)
+    body = await request.content.read(MAX_FEEDBACK_BYTES + 1)
+    try:
+        feedback = parse_feedback(body, request.match_info["alert_id"])
+    except ValueError as exc:
+        hub.reject_feedback(request.path[:80], exc)
+        return web.json_response({"error": str(exc)}, status=400)
+    outcome = await hub.feedback(feedback)
+    return web.json_response({"outcome": outcome}, status=_FEEDBACK_STATUS[outcome])
 
 
 async def registry_update(request: web.Request) -> web.Response:

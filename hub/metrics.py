@@ -128,6 +128,25 @@ class HubCollector(Collector):
         for rule, n in self.hub.engine.rule_errors.items():
             rule_errors.add_metric([rule], n)
         yield rule_errors
+        yield from self._feedback()
+
+    def _feedback(self) -> Iterator[Metric]:
+        false_alarms = CounterMetricFamily(
+            "hub_alert_false_alarms", "Alerts the platform called false alarms", labels=["rule"]
+        )
+        for rule, n in self.hub.engine.alerts.false_alarms.items():
+            false_alarms.add_metric([rule], n)
+        feedback = CounterMetricFamily(
+            "hub_alert_feedback", "Feedback on alerts by outcome", labels=["outcome"]
+        )
+        for outcome, n in self.hub.engine.feedback_counts.items():
+            feedback.add_metric([outcome], n)
+        rejected = CounterMetricFamily(
+            "hub_alert_feedback_rejected", "Feedback refused, by reason", labels=["reason"]
+        )
+        for reason, n in self.hub.feedback_rejected.items():
+            rejected.add_metric([reason], n)
+        yield from (false_alarms, feedback, rejected)
 
     def _registry(self) -> Iterator[Metric]:
         unknown = CounterMetricFamily(

@@ -2,7 +2,8 @@
 
 A delivery row is deleted only after the broker's PUBACK or the webhook's 2xx, so alerts raised
 while the broker or the platform is down are delivered, in order, when it returns — also across
-restarts. The MQTT link also receives alert acknowledgements (hub/{site}/acks) and registry
+restarts. The MQTT link also receives alert acknowledgements (hub/{site}/acks), feedback
+(hub/{site}/feedback) and registry
 pushes.
 """
 
@@ -120,6 +121,7 @@ class MqttLink(DeliveryLoop):
                     if backoff.failures:
                         log.info("MQTT broker %s:%d is back", self.cfg.host, self.cfg.port)
                     backoff.reset()
+                    await client.subscribe(f"{self.prefix}/feedback", qos=1)
                     for topic in self.ack_topics():
                         await client.subscribe(topic, qos=1)
                     await client.subscribe(f"{self.prefix}/registry/#", qos=1)
