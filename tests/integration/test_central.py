@@ -1,0 +1,430 @@
+"""The central stack in deploy/central/, tested with what can run here.
+
+- mosquitto 2.0 (Debian) runs the SHIPPED mosquitto.conf and acl, changed only for temp paths and
+  a loopback port, with certificates made by the test and users made by the shipped
+  add-gateway.sh: the per-gateway ACL, TLS-only and no anonymous access are proven on it.
+- influxd 1.6 (Debian) runs the shipped influxdb.conf (temp paths and ports only) and the shipped
+  init statements, with the users compose.yaml gives the image.
+- docker compose cannot run on this machine, and no Grafana server can be installed from any
+  registry it reaches: the compose file's structure is checked with PyYAML and Grafana's
+  provisioning files against the keys Grafana documents
+  (https://grafana.com/docs/grafana/latest/administration/provisioning/ and the InfluxDB data
+  source's provisioning page). `hub dashboards push` is tested against a stand-in Grafana in
+  test_grafana_push.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import getpass
+import ipaddress
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from tests.services import Service, require
+from tests.util import free_port, wait_for
+
+REPO = Path(__file__).resolve().parents[2]
+CENTRAL = REPO / "deploy" / "central"
+SITES = ("site-a", "site-b")
+
+
+# --- certificates ------------------------------------------------------------------------------
+
+
+def make_certs(out: Path) -> None:
+    """A throw-away CA and a server certificate for 127.0.0.1, named as the stack expects."""
+    out.mkdir(parents=True, exist_ok=True)
+    now = datetime.now(UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "central test CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(_key_usage(cert_sign=True), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    san = [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName(san), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(_key_usage(cert_sign=False), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    (out / "ca.crt").write_bytes(ca.public_bytes(pem))
+    (out / "server.crt").write_bytes(cert.public_bytes(pem))
+    (out / "server.key").write_bytes(
+        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+
+
+def _key_usage(*, cert_sign: bool) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=not cert_sign,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=cert_sign,
+        crl_sign=cert_sign,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+def adapt(text: str, replacements: dict[str, str]) -> str:
+    """The shipped file with only these substitutions; each must be there, so a changed shipped
+    file fails here rather than silently testing something else."""
+    for old, new in replacements.items():
+        assert old in text, f"shipped config no longer contains {old!r}"
+        text = text.replace(old, new)
+    return text
+
+
+# --- the broker --------------------------------------------------------------------------------
+
+
+class CentralBroker(Service):
+    """mosquitto with deploy/central's config and ACL; users made by add-gateway.sh."""
+
+    def __init__(self, workdir: Path) -> None:
+        super().__init__(workdir)
+        self.port = free_port()
+        for sub in ("config", "certs", "data"):
+            (workdir / sub).mkdir()
+        make_certs(workdir / "certs")
+        shutil.copy(CENTRAL / "mosquitto" / "config" / "acl", workdir / "config" / "acl")
+        shipped = (CENTRAL / "mosquitto" / "config" / "mosquitto.conf").read_text()
+        conf = adapt(
+            shipped,
+            {
+                "/mosquitto/config/": f"{workdir}/config/",
+                "/mosquitto/certs/": f"{workdir}/certs/",
+                "/mosquitto/data/": f"{workdir}/data/",
+                "\nlistener 8883\n": f"\nlistener {self.port} 127.0.0.1\n",
+            },
+        )
+        # Run as ourselves: as root mosquitto would switch to a user that cannot read the temp dir.
+        (workdir / "config" / "mosquitto.conf").write_text(conf + f"user {getpass.getuser()}\n")
+        self.credentials = {site: self.add_gateway(site) for site in SITES}
+        self.credentials["platform"] = self.add_gateway("--platform")
+
+    def add_gateway(self, arg: str) -> dict[str, str]:
+        env = {
+            **os.environ,
+            "MOSQUITTO_PASSWD_FILE": str(self.workdir / "config" / "passwd"),
+            "CENTRAL_MQTT_HOST": "127.0.0.1",
+        }
+        out = subprocess.run(
+            [str(CENTRAL / "add-gateway.sh"), arg], env=env, capture_output=True, text=True
+        )
+        assert out.returncode == 0, out.stderr
+        values = dict(
+            line.split("=", 1) for line in out.stdout.splitlines() if line and line[0] != "#"
+        )
+        return {"text": out.stdout, **values}
+
+    def password(self, user: str) -> str:
+        cred = self.credentials[user]
+        return cred.get("HUB_MQTT_PASSWORD") or cred["CENTRAL_MQTT_PASSWORD"]
+
+    def command(self) -> list[str]:
+        return [require("mosquitto"), "-c", str(self.workdir / "config" / "mosquitto.conf")]
+
+    def ready(self) -> bool:
+        try:
+            with socket.create_connection((self.host, self.port), timeout=0.5):
+                return True
+        except OSError:
+            return False
+
+    def tls(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.workdir / "certs" / "ca.crt"))
+
+    def client(self, user: str, **kwargs: Any) -> aiomqtt.Client:
+        return aiomqtt.Client(
+            self.host,
+            self.port,
+            username=user,
+            password=self.password(user),
+            tls_context=self.tls(),
+            **kwargs,
+        )
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CentralBroker]:
+    service = CentralBroker(tmp_path_factory.mktemp("central-mqtt"))
+    service.start()
+    yield service
+    service.stop()
+
+
+class Inbox:
+    """Everything one client receives, in order."""
+
+    def __init__(self) -> None:
+        self.got: list[tuple[str, bytes]] = []
+
+    def topics(self) -> list[str]:
+        return [topic for topic, _ in self.got]
+
+    def has(self, topic: str, payload: bytes) -> bool:
+        return (topic, payload) in self.got
+
+
+@contextlib.asynccontextmanager
+async def listening(client: aiomqtt.Client) -> AsyncIterator[Inbox]:
+    inbox = Inbox()
+
+    async def pump() -> None:
+        async for message in client.messages:
+            payload = message.payload if isinstance(message.payload, bytes) else b""
+            inbox.got.append((str(message.topic), payload))
+
+    task = asyncio.create_task(pump())
+    try:
+        yield inbox
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def subscribe(client: aiomqtt.Client, topic: str) -> int:
+    """The SUBACK code: the granted QoS (128 = refused)."""
+    granted = await client.subscribe(topic, qos=1)
+    code = granted[0]
+    return int(code.value if hasattr(code, "value") else code)
+
+
+# --- the ACL -----------------------------------------------------------------------------------
+
+
+async def test_gateway_publishes_its_alerts_and_reads_its_acks(broker: CentralBroker) -> None:
+    async with (
+        broker.client("platform") as platform,
+        broker.client("site-a") as gateway,
+        listening(platform) as seen,
+        listening(gateway) as acks,
+    ):
+        assert await subscribe(platform, "hub/+/alerts/+") == 1
+        assert await subscribe(gateway, "hub/site-a/acks") == 1
+        alert = b'{"rule": "water_leak", "alert_id": "a1"}'
+        await gateway.publish("hub/site-a/alerts/water_leak", alert, qos=1)
+        await wait_for(lambda: seen.has("hub/site-a/alerts/water_leak", alert), timeout=10)
+        ack = b'{"schema": "harbourgrid.ack/1", "alert_id": "a1", "by": "worker-7"}'
+        await platform.publish("hub/site-a/acks", ack, qos=1)
+        await wait_for(lambda: acks.has("hub/site-a/acks", ack), timeout=10)
+
+
+async def test_cross_site_publish_is_not_delivered(broker: CentralBroker) -> None:
+    forged = [
+        "hub/site-b/alerts/door_forced",
+        "hub/site-b/status",
+        "hub/site-b/config/state",
+        "hub/site-b/upgrade/state",
+        "hub/site-b/acks",  # forging acks or commands to another gateway
+        "hub/site-b/config/set",
+        "hub/site-b/registry/community/households",
+    ]
+    async with (
+        broker.client("platform") as platform,
+        broker.client("site-a") as gateway_a,
+        broker.client("site-b") as gateway_b,
+        listening(platform) as at_platform,
+        listening(gateway_b) as at_b,
+    ):
+        for topic in (
+            "hub/+/alerts/+",
+            "hub/+/status",
+            "hub/+/config/state",
+            "hub/+/upgrade/state",
+        ):
+            assert await subscribe(platform, topic) == 1
+        for tail in ("acks", "config/set", "registry/#"):
+            assert await subscribe(gateway_b, f"hub/site-b/{tail}") == 1
+        for topic in forged:
+            await gateway_a.publish(topic, b"forged by site-a", qos=1)
+        # Markers sent after the forged messages: once they arrive, anything the broker had
+        # routed from site-a would have arrived before them (one broker, FIFO per client).
+        await gateway_a.publish("hub/site-a/alerts/marker", b"a-marker", qos=1)
+        await platform.publish("hub/site-b/acks", b"platform-marker", qos=1)
+        await wait_for(lambda: at_platform.has("hub/site-a/alerts/marker", b"a-marker"), 10)
+        await wait_for(lambda: at_b.has("hub/site-b/acks", b"platform-marker"), 10)
+    assert [t for t, p in at_platform.got if p == b"forged by site-a"] == []
+    assert [t for t, p in at_b.got if p == b"forged by site-a"] == []
+
+
+async def test_gateway_cannot_subscribe_to_other_sites(broker: CentralBroker) -> None:
+    others = [
+        "hub/site-b/acks",
+        "hub/site-b/alerts/ack",
+        "hub/site-b/config/set",
+        "hub/site-b/upgrade",
+        "hub/site-b/feedback",
+        "hub/site-b/registry/#",
+        "hub/site-b/alerts/+",
+        "hub/+/acks",
+        "hub/#",
+        "#",
+    ]
+    async with (
+        broker.client("platform") as platform,
+        broker.client("site-a") as gateway_a,
+        listening(gateway_a) as at_a,
+    ):
+        assert await subscribe(gateway_a, "hub/site-a/acks") == 1
+        for topic in others:
+            # mosquitto's acl_file grants the SUBACK and checks `read` on every delivery.
+            await subscribe(gateway_a, topic)
+        for tail in ("acks", "alerts/ack", "config/set", "upgrade", "feedback"):
+            await platform.publish(f"hub/site-b/{tail}", b"for site-b only", qos=1)
+        await platform.publish("hub/site-a/acks", b"a-marker", qos=1)
+        await wait_for(lambda: at_a.has("hub/site-a/acks", b"a-marker"), 10)
+    assert at_a.topics() == ["hub/site-a/acks"]
+
+
+async def test_platform_reads_every_site_and_commands_each(broker: CentralBroker) -> None:
+    async with (
+        broker.client("platform") as platform,
+        broker.client("site-a") as gateway_a,
+        broker.client("site-b") as gateway_b,
+        listening(platform) as at_platform,
+        listening(gateway_a) as at_a,
+        listening(gateway_b) as at_b,
+    ):
+        for topic in ("hub/+/alerts/+", "hub/+/status"):
+            assert await subscribe(platform, topic) == 1
+        for gateway, site in ((gateway_a, "site-a"), (gateway_b, "site-b")):
+            for tail in ("acks", "feedback", "config/set", "upgrade", "registry/#"):
+                assert await subscribe(gateway, f"hub/{site}/{tail}") == 1
+            await gateway.publish(f"hub/{site}/status", b"online", qos=1, retain=True)
+            await gateway.publish(f"hub/{site}/alerts/source_silent", site.encode(), qos=1)
+        await wait_for(lambda: len(at_platform.got) == 4, 10)
+        assert sorted(at_platform.topics()) == [
+            "hub/site-a/alerts/source_silent",
+            "hub/site-a/status",
+            "hub/site-b/alerts/source_silent",
+            "hub/site-b/status",
+        ]
+        sends = ["acks", "feedback", "config/set", "upgrade", "registry/maritime/vessels"]
+        for site in SITES:
+            for tail in sends:
+                await platform.publish(f"hub/{site}/{tail}", f"{site} {tail}".encode(), qos=1)
+        expected = {site: [f"hub/{site}/{tail}" for tail in sends] for site in SITES}
+        await wait_for(lambda: at_a.topics() == expected["site-a"], 10)
+        await wait_for(lambda: at_b.topics() == expected["site-b"], 10)
+
+
+async def test_platform_consumers_share_the_load(broker: CentralBroker) -> None:
+    """Scale-out: two platform consumers in one `$share` group get each alert exactly once."""
+    shared = "$share/consumers/hub/+/alerts/+"
+    async with (
+        broker.client("platform", identifier="consumer-1") as one,
+        broker.client("platform", identifier="consumer-2") as two,
+        broker.client("site-a") as gateway_a,
+        broker.client("site-b") as gateway_b,
+        listening(one) as at_one,
+        listening(two) as at_two,
+    ):
+        assert await subscribe(one, shared) == 1
+        assert await subscribe(two, shared) == 1
+        sent = []
+        for i in range(20):
+            for gateway, site in ((gateway_a, "site-a"), (gateway_b, "site-b")):
+                payload = f"{site}-{i}".encode()
+                await gateway.publish(f"hub/{site}/alerts/meter_offline", payload, qos=1)
+                sent.append(payload)
+        await wait_for(lambda: len(at_one.got) + len(at_two.got) >= len(sent), 10)
+    got = [p for _, p in at_one.got] + [p for _, p in at_two.got]
+    assert sorted(got) == sorted(sent)  # every alert once, none twice
+    assert at_one.got and at_two.got  # both consumers took a share
+
+
+async def test_anonymous_and_wrong_password_are_refused(broker: CentralBroker) -> None:
+    attempts: list[dict[str, Any]] = [
+        {},
+        {"username": "site-a", "password": "not-the-password"},
+        {"username": "site-a", "password": broker.password("site-b")},
+    ]
+    for kwargs in attempts:
+        client = aiomqtt.Client(broker.host, broker.port, tls_context=broker.tls(), **kwargs)
+        with pytest.raises(aiomqtt.MqttCodeError) as refused:
+            async with client:
+                pass
+        assert str(refused.value.rc) == "Not authorized"  # CONNACK return code 5
+
+
+def test_plain_mqtt_is_refused(broker: CentralBroker) -> None:
+    """The broker's only listener speaks TLS: an MQTT CONNECT in the clear gets no CONNACK."""
+    connect = bytes.fromhex("101000044d5154540402003c0004") + b"test"
+    with socket.create_connection((broker.host, broker.port), timeout=10) as sock:
+        sock.sendall(connect)
+        reply = b""
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := sock.recv(4096):
+                reply += chunk
+    assert not reply.startswith(b"\x20")  # 0x20 = CONNACK
+    # and the same port does speak MQTT over TLS (positive control)
+    with (
+        socket.create_connection((broker.host, broker.port), timeout=10) as raw,
+        broker.tls().wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+    ):
+        tls.sendall(connect)
+        assert tls.recv(4) == bytes.fromhex("20020005")  # CONNACK, refused: no credentials
+
+
+def test_add_gateway_refuses_ids_that_escape_the_acl(tmp_path: Path) -> None:
+    env = {**os.environ, "MOSQUITTO_PASSWD_FILE": str(tmp_path / "passwd")}
+    for bad in ("site/b", "+", "#", "", "platform", "a b", "-x"):
+        out = subprocess.run(
+            [str(CENTRAL / "add-gateway.sh"), bad], env=env, capture_output=True, text=True
+        )
+        assert out.returncode == 2, bad
+        assert out.stdout == ""
+    assert not (tmp_path / "passwd").exists() or (tmp_path / "passwd").read_text() == ""
+
+
+def test_credentials_file_matches_the_hub_config(broker: CentralBroker) -> None:
+    text = broker.credentials["site-a"]["text"]
+    assert 'site = "site-a"' in text and 'username = "site-a"' in text
+    assert 'password_env = "HUB_MQTT_PASSWORD"' in text and "tls = true" in text
+    assert "port = 8883" in text
+    assert len(broker.password("site-a")) >= 40
+    assert broker.password("site-a") != broker.password("site-b")
