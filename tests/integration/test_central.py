@@ -19,11 +19,15 @@ import asyncio
 import contextlib
 import getpass
 import ipaddress
+import json
 import os
 import shutil
 import socket
 import ssl
 import subprocess
+import urllib.error
+import urllib.parse
+import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -31,11 +35,13 @@ from typing import Any
 
 import aiomqtt
 import pytest
+import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from tests.hubtest import config, running
 from tests.services import Service, require
 from tests.util import free_port, wait_for
 
@@ -428,3 +434,183 @@ def test_credentials_file_matches_the_hub_config(broker: CentralBroker) -> None:
     assert "port = 8883" in text
     assert len(broker.password("site-a")) >= 40
     assert broker.password("site-a") != broker.password("site-b")
+
+
+async def test_real_hub_as_a_gateway_through_the_acl(
+    broker: CentralBroker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hub itself, configured from add-gateway.sh's credentials file: alert out, ack back."""
+    monkeypatch.setenv("HUB_MQTT_PASSWORD", broker.password("site-a"))
+    ca = broker.workdir / "certs" / "ca.crt"
+    snippet = broker.credentials["site-a"]["text"]
+    mqtt = "\n".join(
+        line[2:]
+        for line in snippet.splitlines()
+        if line.startswith("#   ") and "[hub]" not in line and "site =" not in line
+    )
+    mqtt = adapt(
+        mqtt,
+        {
+            "port = 8883": f"port = {broker.port}",
+            "/etc/harbourgrid/central-ca.crt": str(ca),
+        },
+    )
+    cfg = config(
+        tmp_path,
+        mqtt
+        + """
+[influxdb]
+api = "none"
+[alerts]
+tick_s = 0.1
+[[sources]]
+type = "simulated_meters"
+name = "quiet"
+interval_s = 0.1
+stop_after_s = 0.2
+silent_timeout_s = 1.0
+""",
+        site="site-a",
+    )
+    async with broker.client("platform") as platform, listening(platform) as seen:
+        assert await subscribe(platform, "hub/+/alerts/+") == 1
+
+        def alerts(state: str) -> list[dict[str, Any]]:
+            docs = [json.loads(p) for t, p in seen.got if t == "hub/site-a/alerts/source_silent"]
+            return [d for d in docs if d["state"] == state]
+
+        async with running(cfg) as hub:
+            opened = (await wait_for(lambda: alerts("open"), timeout=20))[0]
+            ack = {"schema": "harbourgrid.ack/1", "alert_id": opened["alert_id"], "by": "w-9"}
+            await platform.publish("hub/site-a/acks", json.dumps(ack), qos=1)
+            acked = (await wait_for(lambda: alerts("acknowledged"), timeout=20))[0]
+            assert acked["alert_id"] == opened["alert_id"] and acked["acknowledged_by"] == "w-9"
+            assert hub.mqtt is not None and hub.mqtt.connected and hub.mqtt_errors == 0
+
+
+# --- InfluxDB ----------------------------------------------------------------------------------
+
+
+def compose() -> dict[str, Any]:
+    doc: dict[str, Any] = yaml.safe_load((CENTRAL / "compose.yaml").read_text())
+    return doc
+
+
+class CentralInflux(Service):
+    """influxd with deploy/central's influxdb.conf (temp paths and ports only)."""
+
+    def __init__(self, workdir: Path) -> None:
+        super().__init__(workdir)
+        self.port = free_port()
+        make_certs(workdir / "certs")
+        conf = adapt(
+            (CENTRAL / "influxdb" / "influxdb.conf").read_text(),
+            {
+                "/var/lib/influxdb/": f"{workdir}/",
+                "/etc/ssl/harbourgrid/": f"{workdir}/certs/",
+                'bind-address = ":8086"': f'bind-address = "127.0.0.1:{self.port}"',
+                'bind-address = "127.0.0.1:8088"': f'bind-address = "127.0.0.1:{free_port()}"',
+            },
+        )
+        (workdir / "influxdb.conf").write_text(conf)
+        self.url = f"https://127.0.0.1:{self.port}"
+        self.tls = ssl.create_default_context(cafile=str(workdir / "certs" / "ca.crt"))
+
+    def command(self) -> list[str]:
+        return [require("influxd"), "-config", str(self.workdir / "influxdb.conf")]
+
+    def ready(self) -> bool:
+        return self.request("GET", "/ping")[0] == 204
+
+    def request(
+        self, method: str, path: str, params: dict[str, str] | None = None, body: bytes = b""
+    ) -> tuple[int, dict[str, Any]]:
+        url = f"{self.url}{path}?{urllib.parse.urlencode(params or {})}"
+        req = urllib.request.Request(url, data=body or None, method=method)
+        try:
+            with urllib.request.urlopen(req, timeout=5, context=self.tls) as resp:
+                raw = resp.read()
+                return int(resp.status), json.loads(raw) if raw else {}
+        except urllib.error.HTTPError as exc:
+            raw = exc.read()
+            return int(exc.code), json.loads(raw) if raw.startswith(b"{") else {}
+        except OSError:
+            return 0, {}
+
+    def query(self, q: str, user: str = "", password: str = "") -> tuple[int, dict[str, Any]]:
+        params = {"q": q, "db": "hub"}
+        if user:
+            params |= {"u": user, "p": password}
+        return self.request("POST", "/query", params)
+
+
+@pytest.fixture(scope="module")
+def influx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CentralInflux]:
+    service = CentralInflux(tmp_path_factory.mktemp("central-influx"))
+    service.start()
+    yield service
+    service.stop()
+
+
+def init_like_the_image(influx: CentralInflux, env: dict[str, str]) -> None:
+    """What the influxdb:1.8 image's init-influxdb.sh does with compose.yaml's environment
+    (users, each with its privileges revoked), then every shipped init/*.iql as the admin."""
+    admin, admin_pw = env["INFLUXDB_ADMIN_USER"], env["INFLUXDB_ADMIN_PASSWORD"]
+    status, _ = influx.query(
+        f"CREATE USER \"{admin}\" WITH PASSWORD '{admin_pw}' WITH ALL PRIVILEGES"
+    )
+    assert status == 200
+    for role in ("WRITE", "READ"):
+        user, password = env[f"INFLUXDB_{role}_USER"], env[f"INFLUXDB_{role}_USER_PASSWORD"]
+        for q in (
+            f"CREATE USER \"{user}\" WITH PASSWORD '{password}'",
+            f'REVOKE ALL PRIVILEGES FROM "{user}"',
+        ):
+            status, body = influx.query(q, admin, admin_pw)
+            assert status == 200 and "error" not in body["results"][0], body
+    scripts = sorted((CENTRAL / "influxdb" / "init").iterdir())
+    assert [p.suffix for p in scripts] == [".iql"] * len(scripts) and scripts
+    for script in scripts:
+        status, body = influx.query(script.read_text(), admin, admin_pw)
+        assert status == 200 and all("error" not in r for r in body["results"]), body
+
+
+def test_influx_init_creates_the_database_and_least_privilege_users(
+    influx: CentralInflux,
+) -> None:
+    env = {k: str(v) for k, v in compose()["services"]["influxdb"]["environment"].items()}
+    assert env["INFLUXDB_HTTP_AUTH_ENABLED"] == "true"
+    secrets = {k: f"test-{k.lower()}" for k in env if k.endswith("PASSWORD")}
+    env |= secrets
+    init_like_the_image(influx, env)
+    admin = (env["INFLUXDB_ADMIN_USER"], env["INFLUXDB_ADMIN_PASSWORD"])
+    gateway = (env["INFLUXDB_WRITE_USER"], env["INFLUXDB_WRITE_USER_PASSWORD"])
+    grafana = (env["INFLUXDB_READ_USER"], env["INFLUXDB_READ_USER_PASSWORD"])
+
+    _, body = influx.query("SHOW RETENTION POLICIES ON hub", *admin)
+    policies = {row[0]: row for row in body["results"][0]["series"][0]["values"]}
+    assert [name for name, row in policies.items() if row[-1]] == ["two_years"]  # the default
+    assert policies["two_years"][1] == "17520h0m0s"
+
+    line = b"water_meter,site=site-a,meter=m1 litres=12.5 1764633600000000000"
+    write = {"db": "hub", "precision": "ns"}
+    assert (
+        influx.request("POST", "/write", write | dict(zip("up", gateway, strict=True)), line)[0]
+        == 204
+    )
+    assert (
+        influx.request("POST", "/write", write | dict(zip("up", grafana, strict=True)), line)[0]
+        == 403
+    )
+    assert influx.request("POST", "/write", write, line)[0] == 401  # anonymous
+    select = "SELECT litres FROM water_meter"
+    status, body = influx.query(select, *grafana)
+    assert status == 200 and body["results"][0]["series"][0]["values"][0][1] == 12.5
+    assert influx.query(select, *gateway)[0] == 403
+    assert influx.query(select)[0] == 401
+    assert influx.query("DROP DATABASE hub", *grafana)[0] == 403
+
+
+def test_influx_speaks_only_https(influx: CentralInflux) -> None:
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"http://127.0.0.1:{influx.port}/ping", timeout=5)
