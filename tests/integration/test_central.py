@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import aiomqtt
+import jsonschema
 import pytest
 import yaml
 from cryptography import x509
@@ -614,3 +615,206 @@ def test_influx_init_creates_the_database_and_least_privilege_users(
 def test_influx_speaks_only_https(influx: CentralInflux) -> None:
     with pytest.raises(OSError):
         urllib.request.urlopen(f"http://127.0.0.1:{influx.port}/ping", timeout=5)
+
+
+# --- Grafana provisioning and the compose file (no Grafana, no docker here) ---------------------
+
+
+def _strict(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": required,
+        "additionalProperties": False,
+    }
+
+
+_STR, _INT, _BOOL = {"type": "string"}, {"type": "integer"}, {"type": "boolean"}
+# Keys from Grafana's "Provision Grafana" page (data sources, dashboards) and the InfluxDB data
+# source's provisioning examples (jsonData / secureJsonData for InfluxQL).
+DATASOURCES_SCHEMA = _strict(
+    {
+        "apiVersion": {"const": 1},
+        "prune": _BOOL,
+        "deleteDatasources": {
+            "type": "array",
+            "items": _strict({"name": _STR, "orgId": _INT}, ["name"]),
+        },
+        "datasources": {
+            "type": "array",
+            "minItems": 1,
+            "items": _strict(
+                {
+                    "name": _STR,
+                    "type": _STR,
+                    "access": {"enum": ["proxy", "direct"]},
+                    "orgId": _INT,
+                    "uid": _STR,
+                    "url": _STR,
+                    "user": _STR,
+                    "database": _STR,
+                    "basicAuth": _BOOL,
+                    "basicAuthUser": _STR,
+                    "withCredentials": _BOOL,
+                    "isDefault": _BOOL,
+                    "version": _INT,
+                    "editable": _BOOL,
+                    "jsonData": _strict(
+                        {
+                            "version": {"enum": ["InfluxQL", "Flux", "SQL"]},
+                            "dbName": _STR,
+                            "httpMode": {"enum": ["GET", "POST"]},
+                            "timeInterval": _STR,
+                            "organization": _STR,
+                            "defaultBucket": _STR,
+                            "tlsSkipVerify": _BOOL,
+                            "tlsAuth": _BOOL,
+                            "tlsAuthWithCACert": _BOOL,
+                            "maxSeries": _INT,
+                        },
+                        [],
+                    ),
+                    "secureJsonData": _strict(
+                        {
+                            "password": _STR,
+                            "token": _STR,
+                            "basicAuthPassword": _STR,
+                            "tlsCACert": _STR,
+                            "tlsClientCert": _STR,
+                            "tlsClientKey": _STR,
+                        },
+                        [],
+                    ),
+                },
+                ["name", "type", "access"],
+            ),
+        },
+    },
+    ["apiVersion", "datasources"],
+)
+PROVIDERS_SCHEMA = _strict(
+    {
+        "apiVersion": {"const": 1},
+        "providers": {
+            "type": "array",
+            "minItems": 1,
+            "items": _strict(
+                {
+                    "name": _STR,
+                    "orgId": _INT,
+                    "folder": _STR,
+                    "folderUid": _STR,
+                    "type": {"const": "file"},
+                    "disableDeletion": _BOOL,
+                    "updateIntervalSeconds": _INT,
+                    "allowUiUpdates": _BOOL,
+                    "options": _strict(
+                        {"path": _STR, "foldersFromFilesStructure": _BOOL}, ["path"]
+                    ),
+                },
+                ["name", "type", "options"],
+            ),
+        },
+    },
+    ["apiVersion", "providers"],
+)
+PROVISIONING = CENTRAL / "grafana" / "provisioning"
+
+
+def provisioning(kind: str) -> list[dict[str, Any]]:
+    files = sorted((PROVISIONING / kind).glob("*.y*ml"))
+    assert files, f"no {kind} provisioning files"
+    return [yaml.safe_load(path.read_text()) for path in files]
+
+
+def mounts(service: str) -> dict[str, str]:
+    """Container path -> host path (resolved from deploy/central) of a service's bind mounts."""
+    out = {}
+    for volume in compose()["services"][service].get("volumes", []):
+        source, target = volume.split(":")[:2]
+        if source.startswith((".", "/")):
+            out[target] = str((CENTRAL / source).resolve())
+    return out
+
+
+def test_datasource_is_influxdb_in_influxql_mode() -> None:
+    services = compose()["services"]
+    grafana_env = services["grafana"]["environment"]
+    influx_env = services["influxdb"]["environment"]
+    (doc,) = provisioning("datasources")
+    jsonschema.validate(doc, DATASOURCES_SCHEMA)
+    (ds,) = doc["datasources"]
+    assert ds["type"] == "influxdb" and ds["access"] == "proxy" and ds["isDefault"] is True
+    assert ds["jsonData"]["version"] == "InfluxQL"
+    url = urllib.parse.urlsplit(ds["url"])
+    assert url.hostname == "influxdb" and url.hostname in services
+    assert url.scheme == "https"  # influxdb.conf: https-enabled = true
+    assert "https-enabled = true" in (CENTRAL / "influxdb" / "influxdb.conf").read_text()
+    assert f"{url.port}:{url.port}" in services["influxdb"]["ports"][0]
+    init = " ".join(p.read_text() for p in (CENTRAL / "influxdb" / "init").glob("*.iql"))
+    assert f'CREATE DATABASE "{ds["jsonData"]["dbName"]}"' in init
+    assert ds["user"] == influx_env["INFLUXDB_READ_USER"]
+    # The password is an env lookup that compose fills from the same secret as the read user's.
+    var = ds["secureJsonData"]["password"].strip("${}")
+    assert ds["secureJsonData"]["password"] in (f"${var}", f"${{{var}}}")
+    assert grafana_env[var] == influx_env["INFLUXDB_READ_USER_PASSWORD"]
+    # Grafana verifies InfluxDB's certificate with the stack's CA (no tlsSkipVerify).
+    assert not ds["jsonData"].get("tlsSkipVerify")
+    ca_dir = grafana_env["SSL_CERT_DIR"].split(":")[-1]
+    assert mounts("grafana")[f"{ca_dir}/ca.crt"] == str(CENTRAL / "certs" / "ca.crt")
+
+
+def test_dashboard_provider_reads_the_mounted_dashboards() -> None:
+    (doc,) = provisioning("dashboards")
+    jsonschema.validate(doc, PROVIDERS_SCHEMA)
+    (provider,) = doc["providers"]
+    path = provider["options"]["path"]
+    grafana = mounts("grafana")
+    assert grafana[path] == str(REPO / "dashboards")
+    assert grafana["/etc/grafana/provisioning"] == str(PROVISIONING)
+    dashboards = sorted((REPO / "dashboards").glob("*.json"))
+    assert dashboards
+    for path_ in dashboards:
+        assert json.loads(path_.read_text())["uid"]
+
+
+def test_compose_ties_the_shipped_files_together() -> None:
+    doc = compose()
+    services = doc["services"]
+    assert set(services) == {"mosquitto", "influxdb", "grafana"}
+    for name, service in services.items():
+        image = service["image"]
+        assert ":" in image and not image.endswith(":latest"), f"{name}: pin the image"
+        assert service.get("restart") == "unless-stopped"
+    assert services["mosquitto"]["ports"] == ["8883:8883"]  # TLS only, no 1883
+    generated = {str(CENTRAL / "certs"), str(CENTRAL / "certs" / "ca.crt")}  # make-certs.sh
+    for name in services:
+        for target, source in mounts(name).items():
+            assert Path(source).exists() or source in generated, f"{name}: {source} for {target}"
+    named = {v.split(":")[0] for s in services.values() for v in s["volumes"]}
+    assert {n for n in named if not n.startswith((".", "/"))} == set(doc["volumes"])
+    # Every path the shipped configs name lies under one of the service's mounts.
+    for name, conf in (
+        ("mosquitto", CENTRAL / "mosquitto" / "config" / "mosquitto.conf"),
+        ("influxdb", CENTRAL / "influxdb" / "influxdb.conf"),
+    ):
+        targets = [v.split(":")[1] for v in services[name]["volumes"]]
+        paths = [w.strip('"') for w in conf.read_text().split() if w.strip('"').startswith("/")]
+        assert paths
+        for path in paths:
+            assert any(path.startswith(t.rstrip("/") + "/") for t in targets), f"{name}: {path}"
+
+
+def test_compose_secrets_come_from_env_and_are_never_empty() -> None:
+    example = (CENTRAL / "env.example").read_text()
+    listed = {line.split("=")[0] for line in example.splitlines() if "=" in line and line[0] != "#"}
+    used = set()
+    for name, service in compose()["services"].items():
+        for key, value in service.get("environment", {}).items():
+            if "PASSWORD" in key:
+                var, _, rest = str(value).removeprefix("${").partition(":?")
+                assert str(value).startswith("${") and rest, f"{name}.{key} must be ${{VAR:?...}}"
+                used.add(var)
+    assert used == listed
+    ignored = (CENTRAL / ".gitignore").read_text().split()
+    assert {"/.env", "/certs/", "/mosquitto/config/passwd"} <= set(ignored)
