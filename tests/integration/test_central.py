@@ -44,7 +44,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from tests.hubtest import config, running
 from tests.services import Service, require
-from tests.util import free_port, wait_for
+from tests.util import free_port, wait_for, wait_for_sync
 
 REPO = Path(__file__).resolve().parents[2]
 CENTRAL = REPO / "deploy" / "central"
@@ -818,3 +818,42 @@ def test_compose_secrets_come_from_env_and_are_never_empty() -> None:
     assert used == listed
     ignored = (CENTRAL / ".gitignore").read_text().split()
     assert {"/.env", "/certs/", "/mosquitto/config/passwd"} <= set(ignored)
+
+
+def _connect_with_will(broker: CentralBroker, user: str, ident: str, will_topic: str) -> Any:
+    """A paho client (own loop, no automatic reconnect) connected with a retained last will."""
+    import paho.mqtt.client as paho
+
+    client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=ident)
+    client.username_pw_set(user, broker.password(user))
+    client.tls_set_context(broker.tls())
+    client.will_set(will_topic, f"offline {ident}".encode(), qos=1, retain=True)
+    connected: list[Any] = []
+    client.on_connect = lambda _c, _u, _f, rc, _p: connected.append(rc)
+    client.connect(broker.host, broker.port, keepalive=60)
+    wait_for_sync(lambda: client.loop(timeout=0.1) or connected, timeout=10)
+    assert not connected[0].is_failure, connected
+    return client
+
+
+def _die(client: Any) -> None:
+    """Drop the TCP connection without an MQTT DISCONNECT: the broker fires the will."""
+    client.socket().shutdown(socket.SHUT_RDWR)
+    client.socket().close()
+
+
+async def test_last_will_only_under_the_gateways_own_site(broker: CentralBroker) -> None:
+    async with broker.client("platform") as platform, listening(platform) as seen:
+        assert await subscribe(platform, "hub/+/status") == 1
+        forger = await asyncio.to_thread(
+            _connect_with_will, broker, "site-a", "will-1", "hub/site-b/status"
+        )
+        await asyncio.to_thread(_die, forger)
+        # Same client id again: its CONNACK comes after the broker has ended the first
+        # session (and dealt with its will), so anything that will published is queued first.
+        honest = await asyncio.to_thread(
+            _connect_with_will, broker, "site-a", "will-1", "hub/site-a/status"
+        )
+        await asyncio.to_thread(_die, honest)
+        await wait_for(lambda: seen.has("hub/site-a/status", b"offline will-1"), timeout=15)
+    assert [t for t, p in seen.got if p.startswith(b"offline")] == ["hub/site-a/status"]
