@@ -13,6 +13,7 @@ from pathlib import Path
 from hub import __version__
 from hub.config import HubConfig, load_config
 from hub.errors import ConfigError, HubError
+from hub.fleet import cli as fleet_cli
 from hub.logs import setup_logging
 
 log = logging.getLogger("hub.cli")
@@ -79,6 +80,7 @@ def _parser() -> argparse.ArgumentParser:
     push.add_argument("--datasource-uid", default="", help="InfluxDB datasource uid to pin")
     push.add_argument("dir", nargs="?", type=Path, default=None, help="dashboards directory")
     push.set_defaults(func=cmd_dashboards_push)
+    fleet_cli.add_parser(sub)
     return parser
 
 
