@@ -20,6 +20,9 @@ from hub.clock import Clock, SystemClock
 from hub.config import HubConfig, env_secret
 from hub.engine import Engine
 from hub.errors import ConfigError, HubError
+from hub.fleet.control import FleetControl
+from hub.fleet.reports import Reporter
+from hub.fleet.supervisor import build_control
 from hub.forwarder import Forwarder
 from hub.logs import register_secret
 from hub.outbox import Outbox
@@ -107,9 +110,14 @@ def build_sink(cfg: HubConfig, sec: Secrets) -> Sink | None:
 
 class Hub:
     def __init__(
-        self, cfg: HubConfig, clock: Clock | None = None, extra_sources: Sequence[Source] = ()
+        self,
+        cfg: HubConfig,
+        clock: Clock | None = None,
+        extra_sources: Sequence[Source] = (),
+        fleet: FleetControl | None = None,
     ) -> None:
         self.cfg = cfg
+        self.fleet = fleet or build_control(cfg, None, Reporter(cfg.hub.site), asyncio.Event())
         self.clock = clock or SystemClock()
         self.secrets = read_secrets(cfg)
         data_dir = cfg.hub.data_dir
@@ -148,6 +156,8 @@ class Hub:
                 self.outbox,
                 self.clock,
                 self.on_mqtt,
+                self.fleet,
+                self.fleet_status,
             )
             self.publishers.append(self.mqtt)
         if cfg.webhook.enabled:
@@ -250,6 +260,8 @@ class Hub:
                 await source.aclose()
         if self.forwarder and flush_timeout_s > 0:
             await self.forwarder.flush(flush_timeout_s)
+        if self.mqtt is not None:
+            await self.mqtt.goodbye()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -341,6 +353,8 @@ class Hub:
             if tail == "alerts/ack":
                 alert_id, by = parse_ack(payload)
                 await self.acknowledge(alert_id, by)
+            elif tail in self.fleet.remote_topics:
+                await self.fleet.on_message(tail, payload)
             elif tail.startswith("registry/") and tail.count("/") == 2:
                 _, part, kind = tail.split("/")
                 self.registry.apply_update(part, kind, json.loads(payload))
@@ -348,6 +362,9 @@ class Hub:
         except (ValueError, HubError) as exc:
             self.mqtt_errors += 1
             log.warning("rejected MQTT message on %s: %s", topic, exc)
+
+    def fleet_status(self) -> bytes:
+        return self.fleet.status(self)
 
     def dead_tasks(self) -> list[str]:
         """Names of hub tasks that ended; each should run for the hub's whole life."""

@@ -155,8 +155,9 @@ class ConfigApplier:
     def _check_staged(self, doc: ConfigDocument) -> None:
         staging = self.state_dir / "staging"
         shutil.rmtree(staging, ignore_errors=True)
-        # Relative paths in the config resolve against its directory: stage a copy of it.
-        shutil.copytree(self.base, staging, ignore=shutil.ignore_patterns(".*", "*.sqlite*"))
+        # Relative paths in the config resolve against its directory: stage a mirror of it made
+        # of symlinks (nothing copied, so no secrets file is duplicated) plus the new files.
+        _mirror(self.base, staging, {CONFIG_FILE, *doc.files})
         try:
             for name, text in doc.files.items():
                 (staging / name).parent.mkdir(parents=True, exist_ok=True)
@@ -206,6 +207,18 @@ class ConfigApplier:
                 target.unlink(missing_ok=True)
         (self.state_dir / "pending.json").unlink()
         self.reporter.report("config", "rolled_back", _int(pending["version"]), reason)
+
+
+def _mirror(source: Path, target: Path, replaced: set[str], prefix: str = "") -> None:
+    target.mkdir(parents=True, exist_ok=True)
+    for entry in source.iterdir():
+        name = f"{prefix}{entry.name}"
+        if name in replaced:
+            continue
+        if entry.is_dir() and any(r.startswith(f"{name}/") for r in replaced):
+            _mirror(entry, target / entry.name, replaced, f"{name}/")
+        else:
+            (target / entry.name).symlink_to(entry.resolve())
 
 
 def _int(value: object) -> int:
