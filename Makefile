@@ -44,9 +44,11 @@ typecheck: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py
 
-# Wheels of the hub and all its dependencies, for `deploy/install.sh --offline dist/bundle`.
+# Offline bundle for a gateway: `make bundle PLATFORM=aarch64` (x86_64, aarch64, armv7l) writes
+# dist/harbourgrid-hub-<version>-<platform>.tar.gz for `install.sh --offline`.
+PLATFORM ?= $(shell uname -m)
 bundle: $(STAMP)
-	$(BIN)/pip wheel --progress-bar on -w dist/bundle .
+	$(BIN)/python deploy/bundle.py --platform $(PLATFORM) --out dist
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,42 +1,51 @@
 #!/usr/bin/env bash
 # Install or upgrade the Harbourgrid hub on a gateway (idempotent: safe to run again).
 #
-#   sudo deploy/install.sh                       # hub from the package registry (pip)
-#   sudo deploy/install.sh --offline ./wheels    # from a wheel bundle, no network
-#   deploy/install.sh --dry-run                  # print what it would do, change nothing
+#   sudo ./install.sh --offline harbourgrid-hub-<version>-<arch>.tar.gz   # a bundle, no network
+#   sudo ./install.sh                       # from a source checkout, dependencies from the registry
+#   ./install.sh --dry-run ...              # print what it would do, change nothing
 #
-# Puts the hub into /opt/harbourgrid/venv, creates the `harbourgrid` system user (in `dialout`
-# for serial ports), copies the example config and secrets file to /etc/harbourgrid only when
-# they are absent, installs and enables the systemd unit. An existing config is never touched.
+# Each version gets its own virtualenv, /opt/harbourgrid/venv-<version>; /opt/harbourgrid/venv is a
+# symlink to the live one and the previous one is kept for rollback. An upgrade installs the new
+# venv beside the running one, checks the config with the secrets of /etc/harbourgrid/hub.env,
+# switches the symlink, restarts the service and waits for /healthz; when the new version is not
+# healthy in time it switches back and restarts the old one. Config, secrets, registry files and
+# buffered data (/var/lib/harbourgrid) are never touched by an upgrade.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-SRC="$(dirname "$HERE")"
-PREFIX=""           # --prefix DIR: install under DIR instead of / (packaging, tests)
-OFFLINE=""          # --offline DIR: pip install --no-index --find-links DIR
-PACKAGE="harbourgrid-hub"
+PREFIX=""           # --prefix DIR: install under DIR instead of / (image builds, tests)
+OFFLINE=""          # --offline BUNDLE.tar.gz | extracted bundle dir | dir of wheels
 PYTHON="${PYTHON:-python3}"
+SYSTEMCTL="${SYSTEMCTL:-systemctl}"
+HEALTH_URL=""       # default: from [http] in hub.toml
+HEALTH_TIMEOUT=90
 DRY_RUN=0
 START=1
 
 usage() {
-    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
     cat <<USAGE
 options:
-  --offline DIR   install from the wheels in DIR (no network)
-  --package SPEC  what pip installs (default: $PACKAGE; a path to a wheel or source tree works)
-  --prefix DIR    install under DIR instead of / (no user, no systemctl)
-  --no-start      enable the service but do not (re)start it
-  --dry-run       print every step, change nothing
+  --offline B          install from bundle B (.tar.gz, checked against its SHA256SUMS), an extracted
+                       bundle directory, or a directory of wheels
+  --prefix DIR         install under DIR instead of / (no user, no chown)
+  --no-start           install and enable, do not (re)start the service
+  --health-url URL     what to poll after the restart (default: /healthz of [http] in hub.toml)
+  --health-timeout S   how long the new version has to become healthy (default: $HEALTH_TIMEOUT)
+  --dry-run            print every step, change nothing
+exit codes: 0 installed and healthy, 1 failed (nothing switched), 2 config invalid (not switched),
+            4 new version unhealthy: rolled back to the previous one
 USAGE
 }
 
 while [ $# -gt 0 ]; do
     case "$1" in
-        --offline) OFFLINE="${2:?--offline needs a directory}"; shift 2 ;;
-        --package) PACKAGE="${2:?--package needs a spec}"; shift 2 ;;
+        --offline) OFFLINE="${2:?--offline needs a bundle or directory}"; shift 2 ;;
         --prefix) PREFIX="${2:?--prefix needs a directory}"; shift 2 ;;
         --no-start) START=0; shift ;;
+        --health-url) HEALTH_URL="${2:?}"; shift 2 ;;
+        --health-timeout) HEALTH_TIMEOUT="${2:?}"; shift 2 ;;
         --dry-run) DRY_RUN=1; shift ;;
         -h|--help) usage; exit 0 ;;
         *) echo "install.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
@@ -45,57 +54,76 @@ done
 
 PREFIX="${PREFIX%/}"
 OPT="$PREFIX/opt/harbourgrid"
-VENV="$OPT/venv"
+LINK="$OPT/venv"
 ETC="$PREFIX/etc/harbourgrid"
 STATE="$PREFIX/var/lib/harbourgrid"
 UNIT_DIR="$PREFIX/etc/systemd/system"
 UNIT="harbourgrid-hub.service"
+PAYLOAD=""          # where install.sh, the unit, examples and dashboards come from
+WHEELS=""
+WORK=""
 
 say() { printf '==> %s\n' "$*"; }
-
-# Run a command, or print it on --dry-run.
-run() {
-    if [ "$DRY_RUN" = 1 ]; then
-        printf '+ %s\n' "$*"
-    else
-        "$@"
-    fi
-}
+die() { echo "install.sh: $2" >&2; exit "$1"; }
+run() { if [ "$DRY_RUN" = 1 ]; then printf '+ %s\n' "$*"; else "$@"; fi; }
+cleanup() { [ -n "$WORK" ] && rm -rf "$WORK"; return 0; }
+trap cleanup EXIT
 
 need_root() {
     if [ "$DRY_RUN" = 0 ] && [ -z "$PREFIX" ] && [ "$(id -u)" != 0 ]; then
-        echo "install.sh: run as root (sudo), or use --dry-run / --prefix" >&2
-        exit 1
+        die 1 "run as root (sudo), or use --dry-run / --prefix"
     fi
 }
 
-check_offline() {
-    if [ -n "$OFFLINE" ] && [ "$DRY_RUN" = 0 ] && ! ls "$OFFLINE"/*.whl >/dev/null 2>&1; then
-        echo "install.sh: no *.whl in $OFFLINE (make one with: pip wheel -w DIR .)" >&2
-        exit 1
+# Sets PAYLOAD and WHEELS from --offline (or the checkout this script is in).
+locate_payload() {
+    if [ -z "$OFFLINE" ]; then
+        PAYLOAD="$(dirname "$HERE")/deploy"
+        [ -f "$PAYLOAD/hub.example.toml" ] || die 1 "no --offline bundle and not in a checkout"
+        return
+    fi
+    local dir="$OFFLINE"
+    if [ -f "$OFFLINE" ]; then
+        WORK="$(mktemp -d)"
+        say "unpacking $OFFLINE"
+        tar -xzf "$OFFLINE" -C "$WORK"
+        dir="$(find "$WORK" -mindepth 1 -maxdepth 1 -type d | head -n1)"
+    fi
+    if [ -f "$dir/SHA256SUMS" ]; then
+        say "checking $(wc -l <"$dir/SHA256SUMS") files against SHA256SUMS"
+        (cd "$dir" && sha256sum --quiet --strict -c SHA256SUMS) || die 1 "bundle is corrupt"
+        PAYLOAD="$dir"
+        WHEELS="$dir/wheels"
+    else
+        PAYLOAD="$HERE"
+        WHEELS="$dir"
+    fi
+    ls "$WHEELS"/harbourgrid_hub-*.whl >/dev/null 2>&1 || die 1 "no hub wheel in $WHEELS"
+}
+
+new_version() {
+    if [ -n "$WHEELS" ]; then
+        local wheel
+        wheel="$(ls "$WHEELS"/harbourgrid_hub-*.whl | sort -V | tail -n1)"
+        basename "$wheel" | cut -d- -f2
+    else
+        date -u +source-%Y%m%dT%H%M%S
     fi
 }
 
+# Builds $OPT/venv-$1 from scratch (never in place: the live venv keeps running meanwhile).
 install_venv() {
-    if [ -x "$VENV/bin/python" ]; then
-        say "virtualenv $VENV exists: upgrading in place"
+    local venv="$OPT/venv-$1"
+    say "installing hub $1 into $venv"
+    run rm -rf "$venv"
+    run mkdir -p "$OPT"
+    run "$PYTHON" -m venv "$venv"
+    if [ -n "$WHEELS" ]; then
+        local wheel
+        wheel="$(ls "$WHEELS"/harbourgrid_hub-*.whl | sort -V | tail -n1)"
+        run "$venv/bin/pip" install --quiet --no-index --find-links "$WHEELS" "$wheel"
     else
-        say "creating virtualenv $VENV"
-        run mkdir -p "$OPT"
-        run "$PYTHON" -m venv "$VENV"
-    fi
-    if [ -n "$OFFLINE" ]; then
-        say "installing $PACKAGE from wheels in $OFFLINE (offline)"
-        run "$VENV/bin/pip" install --no-index --find-links "$OFFLINE" --upgrade "$PACKAGE"
-    else
-        say "installing $PACKAGE from the package registry"
-        run "$VENV/bin/pip" install --upgrade pip
-        run "$VENV/bin/pip" install --upgrade "$PACKAGE"
-    fi
-    if [ -d "$SRC/dashboards" ]; then
-        say "copying Grafana dashboards to $OPT/dashboards"
-        run mkdir -p "$OPT/dashboards"
-        run cp "$SRC"/dashboards/*.json "$OPT/dashboards/"
+        run "$venv/bin/pip" install --quiet "$(dirname "$HERE")"
     fi
 }
 
@@ -104,9 +132,7 @@ create_user() {
         say "--prefix: skipping user creation (would run: useradd --system harbourgrid)"
         return
     fi
-    if id harbourgrid >/dev/null 2>&1; then
-        say "user harbourgrid exists"
-    else
+    if ! id harbourgrid >/dev/null 2>&1; then
         say "creating system user harbourgrid"
         run useradd --system --home-dir /var/lib/harbourgrid --no-create-home \
             --shell /usr/sbin/nologin --groups dialout harbourgrid
@@ -123,16 +149,23 @@ copy_if_absent() {  # copy_if_absent SRC DEST MODE
     fi
 }
 
-install_config() {
-    run mkdir -p "$ETC" "$STATE"
-    copy_if_absent "$SRC/deploy/hub.example.toml" "$ETC/hub.toml" 0644
-    copy_if_absent "$HERE/harbourgrid-hub.env.example" "$ETC/hub.env" 0640
+install_files() {
+    run mkdir -p "$ETC" "$STATE" "$UNIT_DIR"
+    copy_if_absent "$PAYLOAD/hub.example.toml" "$ETC/hub.toml" 0644
+    copy_if_absent "$PAYLOAD/harbourgrid-hub.env.example" "$ETC/hub.env" 0640
     if [ -d "$ETC/registry" ]; then
         say "keeping existing $ETC/registry"
-    elif [ -d "$SRC/deploy/registry" ]; then
-        say "installing example registry files to $ETC/registry"
-        run cp -r "$SRC/deploy/registry" "$ETC/registry"
+    else
+        run cp -r "$PAYLOAD/registry" "$ETC/registry"
     fi
+    local dashboards="$PAYLOAD/dashboards"
+    [ -d "$dashboards" ] || dashboards="$(dirname "$PAYLOAD")/dashboards"
+    if [ -d "$dashboards" ]; then
+        say "installing Grafana dashboards to $OPT/dashboards"
+        run rm -rf "$OPT/dashboards"
+        run cp -r "$dashboards" "$OPT/dashboards"
+    fi
+    run install -m 0644 "$PAYLOAD/$UNIT" "$UNIT_DIR/$UNIT"
     if [ -z "$PREFIX" ]; then
         run chown root:harbourgrid "$ETC/hub.env"
         run chown harbourgrid:harbourgrid "$STATE"
@@ -140,36 +173,113 @@ install_config() {
     fi
 }
 
-install_unit() {
-    say "installing systemd unit $UNIT_DIR/$UNIT"
-    run mkdir -p "$UNIT_DIR"
-    run install -m 0644 "$HERE/$UNIT" "$UNIT_DIR/$UNIT"
-    if [ -n "$PREFIX" ]; then
-        say "--prefix: not calling systemctl (would run: systemctl enable $UNIT)"
-        return
-    fi
-    run systemctl daemon-reload
-    run systemctl enable "$UNIT"
-    if [ "$START" = 1 ]; then
-        # Refuse to (re)start on a config that does not validate: the running hub keeps going.
-        if run "$VENV/bin/hub" check-config "$ETC/hub.toml"; then
-            run systemctl restart "$UNIT"
-        else
-            echo "install.sh: fix $ETC/hub.toml (and secrets in $ETC/hub.env), then:" \
-                "systemctl restart $UNIT" >&2
+# check-config with the secrets the service will have (EnvironmentFile=/etc/harbourgrid/hub.env).
+check_config() {
+    local venv="$1"
+    [ "$DRY_RUN" = 1 ] && { printf '+ %s/bin/hub check-config %s\n' "$venv" "$ETC/hub.toml"; return 0; }
+    (
+        set -a
+        # shellcheck disable=SC1091
+        [ -r "$ETC/hub.env" ] && . "$ETC/hub.env"
+        set +a
+        "$venv/bin/hub" check-config "$ETC/hub.toml"
+    )
+}
+
+current_target() { [ -L "$LINK" ] && readlink "$LINK" || true; }
+
+switch_to() {  # switch_to venv-<version>: atomic symlink swap
+    say "switching $LINK -> $1"
+    run ln -sfn "$1" "$LINK.new"
+    run mv -T "$LINK.new" "$LINK"
+}
+
+health_url() {
+    if [ -n "$HEALTH_URL" ]; then echo "$HEALTH_URL"; return; fi
+    "$LINK/bin/python" - "$ETC/hub.toml" <<'PY'
+import sys, tomllib
+http = tomllib.load(open(sys.argv[1], "rb")).get("http", {})
+host = http.get("host", "127.0.0.1")
+host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+print(f"http://{host}:{http.get('port', 8080)}/healthz")
+PY
+}
+
+wait_healthy() {
+    local url deadline
+    url="$(health_url)"
+    deadline=$(( $(date +%s) + HEALTH_TIMEOUT ))
+    say "waiting up to ${HEALTH_TIMEOUT}s for $url"
+    while [ "$(date +%s)" -lt "$deadline" ]; do
+        if "$LINK/bin/python" -c 'import sys, urllib.request
+sys.exit(0 if urllib.request.urlopen(sys.argv[1], timeout=3).status == 200 else 1)' "$url" \
+            2>/dev/null; then
+            return 0
         fi
+        sleep 1  # polling a service we just restarted
+    done
+    return 1
+}
+
+prune() {  # keep the live venv and the one before it
+    local keep_a="$1" keep_b="$2" dir
+    for dir in "$OPT"/venv-*; do
+        [ -d "$dir" ] || continue
+        case "$(basename "$dir")" in "$keep_a"|"$keep_b") ;; *) say "removing old $dir"; run rm -rf "$dir" ;; esac
+    done
+}
+
+# A pre-A/B install has a real directory at $LINK: make it the previous version.
+adopt_legacy_venv() {
+    if [ -d "$LINK" ] && [ ! -L "$LINK" ]; then
+        say "moving the existing $LINK to $OPT/venv-legacy (rollback target)"
+        run mv "$LINK" "$OPT/venv-legacy"
+        switch_to "venv-legacy"
     fi
 }
 
 main() {
     need_root
-    check_offline
+    locate_payload
     [ "$DRY_RUN" = 1 ] && say "dry run: nothing is changed"
-    install_venv
+    local version previous target
+    version="$(new_version)"
+    target="venv-$version"
+    adopt_legacy_venv
+    previous="$(current_target)"
+    if [ "$previous" = "$target" ]; then
+        say "hub $version is already the live version: reinstalling it in place"
+        previous=""
+    fi
+    install_venv "$version"
     create_user
-    install_config
-    install_unit
-    say "done: edit $ETC/hub.toml and $ETC/hub.env; status: systemctl status $UNIT"
+    install_files
+    if ! check_config "$OPT/$target"; then
+        echo "install.sh: $ETC/hub.toml does not validate with $ETC/hub.env (see above);" \
+            "nothing switched: the running hub is untouched" >&2
+        exit 2
+    fi
+    switch_to "$target"
+    run "$SYSTEMCTL" daemon-reload
+    run "$SYSTEMCTL" enable "$UNIT"
+    if [ "$START" = 0 ] || [ "$DRY_RUN" = 1 ]; then
+        say "installed hub $version (not started)"
+        return
+    fi
+    run "$SYSTEMCTL" restart "$UNIT"
+    if wait_healthy; then
+        prune "$target" "$previous"
+        say "hub $version is running and healthy"
+        return
+    fi
+    if [ -z "$previous" ]; then
+        die 1 "hub $version did not become healthy and there is no previous version to go back to"
+    fi
+    echo "install.sh: hub $version not healthy within ${HEALTH_TIMEOUT}s: rolling back to $previous" >&2
+    switch_to "$previous"
+    run "$SYSTEMCTL" restart "$UNIT"
+    wait_healthy || echo "install.sh: the previous version is not healthy either" >&2
+    exit 4
 }
 
 main

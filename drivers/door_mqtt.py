@@ -16,6 +16,7 @@ from pydantic import Field
 
 from drivers.door_common import DoorMapping, ErrorNotes, decode_json, error_kind, map_object
 from hub.errors import ConfigError, ProtocolError
+from hub.records import DoorEvent
 from hub.source import Publish, Source, SourceConfig, SourceContext
 
 log = logging.getLogger("drivers.door_mqtt")
@@ -161,13 +162,18 @@ class DoorMqttSource(Source):
         if not isinstance(payload, (bytes, bytearray)):
             payload = str(payload).encode() if payload is not None else b""
         try:
-            document = decode_json(bytes(payload))
-            if self.cfg.mapping.ignores(document):
-                self.ignored += 1
-                return
-            event = map_object(document, self.cfg.mapping, self.salt, self.name, now_ns)
+            events = self.map_message(message.topic.value, bytes(payload), now_ns)
         except ProtocolError as exc:
             self.notes.note(error_kind(exc), f"topic {message.topic.value}: {exc}")
             return
-        await publish([event])
-        self.stats.records += 1
+        if events:
+            await publish(events)
+            self.stats.records += len(events)
+
+    def map_message(self, topic: str, payload: bytes, now_ns: int) -> list[DoorEvent]:
+        """One message to door events ([] if ignored); vendor sources override this."""
+        document = decode_json(payload)
+        if self.cfg.mapping.ignores(document):
+            self.ignored += 1
+            return []
+        return [map_object(document, self.cfg.mapping, self.salt, self.name, now_ns)]

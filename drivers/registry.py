@@ -15,6 +15,8 @@ SOURCE_TYPES: dict[str, str] = {
     "cjt188": "drivers.cjt188:Cjt188Config",
     "door_mqtt": "drivers.door_mqtt:DoorMqttConfig",
     "door_http": "drivers.door_http:DoorHttpConfig",
+    "door_dahua_mqtt": "drivers.door_dahua:DahuaMqttConfig",
+    "door_zkteco": "drivers.door_zkteco:ZktecoPushConfig",
     "nmea_serial": "drivers.nmea:NmeaSerialConfig",
     "nmea_tcp": "drivers.nmea:NmeaTcpConfig",
     "nmea_tcp_server": "drivers.nmea:NmeaTcpServerConfig",

@@ -6,11 +6,15 @@ import argparse
 import asyncio
 import contextlib
 import functools
+import json
 import math
+import signal
+import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 from drivers import cjt188
@@ -244,6 +248,156 @@ class ModbusMeterServer:
             self._server = None
 
 
+# --- paced Modbus RTU line ------------------------------------------------------------------------
+
+
+def modbus_crc(frame: bytes) -> int:
+    """CRC-16/MODBUS (Modbus over serial line v1.02, 6.2.2); sent low byte first."""
+    crc = 0xFFFF
+    for byte in frame:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
+    return crc
+
+
+def with_crc(frame: bytes) -> bytes:
+    return frame + modbus_crc(frame).to_bytes(2, "little")
+
+
+_READ_REQUEST_BYTES = 8  # id, function, address (2), count (2), CRC (2)
+_MAX_RECORDED = 100_000
+_STAMP_UNCERTAINTY_S = 0.0002
+
+
+class PacedRtuSlave:
+    """Simulated meters on one end of a serial link, timed like a real RS-485 line at `baudrate`.
+
+    A pty delivers bytes instantly; this slave lets each request occupy the line for its length in
+    character times before answering, and releases each reply byte one character time after the
+    previous one (a UART hands a byte over when its stop bit ends). Absent and dead meters stay
+    silent, as on a real bus. It records, as the slave sees them, the silence between the end of
+    each reply and the first byte of the next request (`gaps_s`) and when each device was asked.
+    """
+
+    def __init__(
+        self,
+        meters: Sequence[MeterSim],
+        profile: str = "generic",
+        baudrate: int = 9600,
+        bits_per_char: int = 10,
+        turnaround_s: float = 0.002,
+        silent_for_s: Mapping[int, float] | None = None,
+    ) -> None:
+        self.meters = {m.device_id: m for m in meters}
+        self.silent_for_s = dict(silent_for_s or {})  # device id -> silent for its first seconds
+        self.profile = load_profile(profile)
+        self.char_s = bits_per_char / baudrate
+        self.turnaround_s = turnaround_s
+        self.start_s = time.monotonic()
+        self.requests: Counter[int] = Counter()
+        self.request_times: dict[int, list[float]] = {}
+        self.gaps_s: list[float] = []
+        self.bad_frames = 0
+        self.unmeasured_gaps = 0
+        self._reply_end_s: float | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    async def start(self, port: str) -> None:
+        import serial_asyncio_fast
+
+        reader, self._writer = await serial_asyncio_fast.open_serial_connection(
+            url=port, baudrate=9600, bytesize=8, parity="N", stopbits=1
+        )
+        self._task = asyncio.create_task(self._serve(reader, self._writer))
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        buffer = b""
+        first_byte_s = 0.0
+        while chunk := await reader.read(256):
+            if not buffer:
+                first_byte_s = time.monotonic()
+                if self._reply_end_s is not None and len(self.gaps_s) < _MAX_RECORDED:
+                    self.gaps_s.append(first_byte_s - self._reply_end_s)
+                self._reply_end_s = None
+            buffer += chunk
+            while len(buffer) >= _READ_REQUEST_BYTES:
+                frame, buffer = buffer[:_READ_REQUEST_BYTES], buffer[_READ_REQUEST_BYTES:]
+                if modbus_crc(frame[:-2]) != int.from_bytes(frame[-2:], "little"):
+                    self.bad_frames += 1
+                    buffer = b""
+                    break
+                # The request ends on the wire len * char after its first byte, then the meter thinks.
+                end_s = first_byte_s + len(frame) * self.char_s + self.turnaround_s
+                await _sleep_until(end_s)
+                reply = self.answer(frame, time.monotonic())
+                if reply is not None:
+                    await self._send_paced(writer, reply)
+
+    def answer(self, frame: bytes, now_s: float) -> bytes | None:
+        device_id, function = frame[0], frame[1]
+        address = int.from_bytes(frame[2:4], "big")
+        count = int.from_bytes(frame[4:6], "big")
+        self.requests[device_id] += 1
+        times = self.request_times.setdefault(device_id, [])
+        if len(times) < _MAX_RECORDED:
+            times.append(now_s)
+        meter = self.meters.get(device_id)
+        silent = now_s - self.start_s < self.silent_for_s.get(device_id, 0.0)
+        if meter is None or meter.dead or silent:
+            return None
+        if function not in (3, 4) or not 1 <= count <= 125:
+            return with_crc(bytes([device_id, function | 0x80, 0x01 if function > 4 else 0x03]))
+        image = register_image(self.profile, meter.state(now_s - self.start_s))
+        words = [image.get((function, address + i), 0) for i in range(count)]
+        data = b"".join(w.to_bytes(2, "big") for w in words)
+        return with_crc(bytes([device_id, function, len(data)]) + data)
+
+    async def _send_paced(self, writer: asyncio.StreamWriter, reply: bytes) -> None:
+        start_s = time.monotonic()
+        for index, byte in enumerate(reply[:-1]):
+            await _sleep_until(start_s + (index + 1) * self.char_s)
+            writer.write(bytes([byte]))
+        await _sleep_until(start_s + len(reply) * self.char_s)
+        before_s = time.monotonic()
+        writer.write(reply[-1:])
+        after_s = time.monotonic()
+        # The reply ends when the master can read its last byte. If this process was descheduled
+        # around that write, the master may have read it long before `after_s`: no gap measured.
+        if after_s - before_s <= _STAMP_UNCERTAINTY_S:
+            self._reply_end_s = after_s
+        else:
+            self.unmeasured_gaps += 1
+        await writer.drain()
+
+    def report(self) -> dict[str, Any]:
+        """What the slave saw, as JSON-able data (times relative to its start)."""
+        return {
+            "char_s": self.char_s,
+            "requests": {str(k): v for k, v in self.requests.items()},
+            "request_times_s": {
+                str(k): [t - self.start_s for t in v] for k, v in self.request_times.items()
+            },
+            "gaps_s": self.gaps_s,
+            "unmeasured_gaps": self.unmeasured_gaps,
+            "bad_frames": self.bad_frames,
+        }
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._writer is not None:
+            self._writer.close()
+
+
+async def _sleep_until(when_s: float) -> None:
+    if (left := when_s - time.monotonic()) > 0:
+        await asyncio.sleep(left)
+
+
 # --- CJ/T 188 meter simulator ---------------------------------------------------------------------
 
 
@@ -367,14 +521,45 @@ async def _serve_forever(args: argparse.Namespace) -> None:
         await server.stop()
 
 
+async def _serve_rtu_paced(args: argparse.Namespace) -> dict[str, Any]:
+    """Serve on a serial port in its own process, so the slave's timestamps are not delayed by the
+    master's event loop; write what it saw to --report when stopped (SIGTERM or SIGINT)."""
+    silent = dict(
+        (int(device), float(seconds))
+        for device, seconds in (item.split(":") for item in args.silent_for)
+    )
+    meters = [dead(i) if i in args.dead else normal(i) for i in range(1, args.meters + 1)]
+    slave = PacedRtuSlave(meters, args.profile, args.baudrate, silent_for_s=silent)
+    await slave.start(args.rtu_paced)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"serving {args.meters} meters on {args.rtu_paced} at {args.baudrate} baud", flush=True)
+    await stop.wait()
+    await slave.stop()
+    return slave.report()
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Serve simulated Modbus water meters over TCP.")
+    parser = argparse.ArgumentParser(description="Serve simulated Modbus water meters.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=5020)
     parser.add_argument("--meters", type=int, default=32)
     parser.add_argument("--profile", default="generic")
+    parser.add_argument("--rtu-paced", metavar="SERIAL_PORT", help="serve RTU, paced at the baud")
+    parser.add_argument("--baudrate", type=int, default=9600)
+    parser.add_argument("--dead", type=int, action="append", default=[], help="device id")
+    parser.add_argument("--silent-for", action="append", default=[], help="DEVICE:SECONDS")
+    parser.add_argument("--report", help="JSON file written on exit (paced RTU only)")
+    args = parser.parse_args(argv)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve_forever(parser.parse_args(argv)))
+        if not args.rtu_paced:
+            asyncio.run(_serve_forever(args))
+            return
+        report = asyncio.run(_serve_rtu_paced(args))
+        if args.report:
+            Path(args.report).write_text(json.dumps(report), encoding="utf-8")
 
 
 if __name__ == "__main__":

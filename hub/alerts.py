@@ -1,8 +1,9 @@
 """Alert lifecycle: signals from rules become alerts that open, update, get acknowledged, resolve.
 
-An alert's id is stable per (site, rule, subject, episode): every state change of one episode
-carries the same `alert_id` and a growing `seq`, so the platform can de-duplicate at-least-once
-deliveries. A subject whose acknowledged alert resolved is not raised again within the cooldown,
+An alert's id is stable per (hub_id, site, rule, subject, episode): every state change of one
+episode carries the same `alert_id` and a growing `seq`, so the platform can de-duplicate
+at-least-once deliveries. `hub_id` is random per install (kept in data_dir), so a reinstalled hub,
+whose episode counters start again at 1, never reuses an id the platform has already seen. A subject whose acknowledged alert resolved is not raised again within the cooldown,
 so a vessel drifting across a zone edge does not page the same worker over and over.
 """
 
@@ -10,15 +11,33 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import secrets
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from hub.records import GridTags, Point
 from hub.rules import SEVERITIES, Signal
 
-SCHEMA_ID = "harbourgrid.alert/1"
+SCHEMA_ID = "harbourgrid.alert/2"
 NS = 1_000_000_000
+
+
+def install_hub_id(data_dir: Path) -> str:
+    """This install's random id: made once, kept in data_dir/hub_id, mixed into every alert_id."""
+    path = data_dir / "hub_id"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            pass
+        else:
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_hex(8) + "\n")
+    return path.read_text().strip()
 
 
 def iso(ns: int | None) -> str | None:
@@ -46,12 +65,14 @@ class Alert:
     acknowledged_ns: int | None = None
     acknowledged_by: str = ""
     data: dict[str, Any] = field(default_factory=dict)
+    hub_id: str = ""
 
     def payload(self) -> dict[str, Any]:
         """The JSON document published to MQTT and the webhook (hub/schemas/alert.schema.json)."""
         return {
             "schema": SCHEMA_ID,
             "alert_id": self.alert_id,
+            "hub_id": self.hub_id,
             "seq": self.seq,
             "rule": self.rule,
             "subject": self.subject,
@@ -70,7 +91,11 @@ class Alert:
             "data": self.data,
         }
 
-    def point(self) -> Point:
+    def point(self, offset_ns: int = 0) -> Point:
+        """The `alert` point. `subject` is a tag so that alerts of one rule raised at the same
+        instant are distinct series (its cardinality is bounded: one value per meter, door or
+        vessel, and storm control folds floods of new subjects into one `alert_storm` subject);
+        `offset_ns` separates changes of one subject committed together."""
         tags = {
             "site": self.site,
             "grid": self.grid.grid,
@@ -78,15 +103,15 @@ class Alert:
             "police_grid": self.grid.police_grid,
             "rule": self.rule,
             "severity": self.severity,
+            "subject": self.subject,
         }
         fields: dict[str, Any] = {
             "alert_id": self.alert_id,
             "state": self.state,
             "message": self.message,
-            "subject": self.subject,
             "seq": self.seq,
         }
-        return Point("alert", tags, fields, self.updated_ns)
+        return Point("alert", tags, fields, self.updated_ns + offset_ns)
 
     def to_json(self) -> dict[str, Any]:
         """Every field in declaration order (what `dataclasses.asdict` gave, without its deep
@@ -112,11 +137,27 @@ class Alert:
             "acknowledged_ns": self.acknowledged_ns,
             "acknowledged_by": self.acknowledged_by,
             "data": self.data,
+            "hub_id": self.hub_id,
         }
 
     @classmethod
-    def from_json(cls, raw: dict[str, Any]) -> Alert:
-        return cls(**{**raw, "grid": GridTags(**raw["grid"])})
+    def from_json(cls, raw: dict[str, Any], hub_id: str = "") -> Alert:
+        """`hub_id` fills state saved before ids were per install (schema 1)."""
+        return cls(**{"hub_id": hub_id, **raw, "grid": GridTags(**raw["grid"])})
+
+
+@dataclass(slots=True, frozen=True)
+class StormLimits:
+    """Per-rule storm control: beyond `max_new_per_minute` new subjects in a minute, or with
+    `max_open` alerts of the rule open, new subjects are folded into one `alert_storm` alert."""
+
+    max_new_per_minute: int = 100
+    max_open: int = 500
+    samples: int = 10
+    update_s: float = 60.0
+
+
+STORM_RULE = "alert_storm"
 
 
 @dataclass(slots=True)
@@ -139,79 +180,145 @@ class _Entry:
         )
 
     @classmethod
-    def from_json(cls, raw: dict[str, Any]) -> _Entry:
-        alert = Alert.from_json(raw["alert"]) if raw.get("alert") else None
+    def from_json(cls, raw: dict[str, Any], hub_id: str = "") -> _Entry:
+        alert = Alert.from_json(raw["alert"], hub_id) if raw.get("alert") else None
         return cls(
             raw["episode"], alert, raw.get("last_resolved_ns"), raw.get("last_was_acked", False)
         )
 
 
+@dataclass(slots=True)
+class _RuleLoad:
+    """New-subject attempts of one rule in fixed one-minute windows, and its open alerts."""
+
+    open: int = 0
+    window_start_ns: int = 0
+    in_window: int = 0
+    last_window: int = 0
+    folded_since_update: int = 0
+    last_update_ns: int = 0
+
+    def count_attempt(self, now_ns: int) -> int:
+        self.roll(now_ns)
+        self.in_window += 1
+        return self.in_window
+
+    def roll(self, now_ns: int) -> None:
+        if now_ns - self.window_start_ns >= 60 * NS:
+            gap = now_ns - self.window_start_ns >= 120 * NS
+            self.last_window = 0 if gap else self.in_window
+            self.window_start_ns, self.in_window = now_ns, 0
+
+
+Change = tuple[Alert, str]  # (changed alert, entry json to persist)
+
+
 class AlertManager:
-    def __init__(self, site: str, cooldown_s: float) -> None:
+    def __init__(
+        self,
+        site: str,
+        cooldown_s: float,
+        *,
+        hub_id: str = "",
+        storm: StormLimits | None = None,
+    ) -> None:
         self.site = site
+        self.hub_id = hub_id
         self.cooldown_ns = int(cooldown_s * NS)
+        self.storm = storm or StormLimits()
         self._entries: dict[str, _Entry] = {}
         self._by_id: dict[str, str] = {}
+        self._load: dict[str, _RuleLoad] = {}
         self.suppressed = 0
+        self.folded = 0
+        self.pruned = 0
 
     def restore(self, state: dict[str, Any]) -> None:
         for key, raw in state.items():
-            entry = _Entry.from_json(raw)
+            entry = _Entry.from_json(raw, self.hub_id)
             self._entries[key] = entry
             if entry.alert:
                 self._by_id[entry.alert.alert_id] = key
+                if entry.alert.rule != STORM_RULE:
+                    self._rule_load(entry.alert.rule).open += 1
 
     def open_alerts(self) -> list[Alert]:
         return [e.alert for e in self._entries.values() if e.alert is not None]
 
-    def apply(self, signal: Signal, now_ns: int) -> tuple[Alert, str] | None:
+    def tracked(self) -> int:
+        """How many (rule, subject) entries are kept (open, or resolved within the cooldown)."""
+        return len(self._entries)
+
+    def apply(self, signal: Signal, now_ns: int) -> Change | None:
         """Apply one signal; returns (changed alert, entry json to persist) or None."""
         key = f"{signal.rule}|{signal.subject}"
-        entry = self._entries.setdefault(key, _Entry())
-        alert = entry.alert
+        entry = self._entries.get(key)
+        alert = entry.alert if entry else None
         if signal.active:
-            severity = signal.severity if signal.severity in SEVERITIES else "warning"
             if alert is None:
-                if self._cooling_down(entry, now_ns):
-                    self.suppressed += 1
-                    return None
-                entry.episode += 1
-                alert = Alert(
-                    alert_id=self._alert_id(key, entry.episode),
-                    rule=signal.rule,
-                    subject=signal.subject,
-                    state="open",
-                    severity=severity,
-                    message=signal.message,
-                    site=self.site,
-                    grid=signal.grid,
-                    opened_ns=now_ns,
-                    updated_ns=now_ns,
-                    data=signal.data,
-                )
-                self._by_id[alert.alert_id] = key
-            elif severity != alert.severity or signal.message != alert.message:
-                alert = replace(
-                    alert,
-                    state="updated",
-                    severity=severity,
-                    message=signal.message,
-                    data=signal.data,
-                    grid=signal.grid if signal.grid.grid else alert.grid,
-                    updated_ns=now_ns,
-                    seq=alert.seq + 1,
-                )
-            else:
-                return None
-            entry.alert = alert
-            return alert, entry.to_json()
-        if alert is None:
+                return self._open(key, entry, signal, now_ns)
+            assert entry is not None
+            return self._update(entry, alert, signal, now_ns)
+        if entry is None or alert is None:
             return None
+        return self._resolve(entry, alert, signal.message, signal.data, now_ns)
+
+    def _open(self, key: str, entry: _Entry | None, signal: Signal, now_ns: int) -> Change | None:
+        if entry is not None and self._cooling_down(entry, now_ns):
+            self.suppressed += 1
+            return None
+        load = self._rule_load(signal.rule)
+        attempts = load.count_attempt(now_ns)
+        storm_key = f"{STORM_RULE}|{signal.rule}"
+        storm = self._entries.get(storm_key)
+        storming = storm is not None and storm.alert is not None
+        if storming or attempts > self.storm.max_new_per_minute or load.open >= self.storm.max_open:
+            return self._fold(storm_key, signal, now_ns)
+        entry = self._entries.setdefault(key, _Entry())
+        entry.episode += 1
+        alert = Alert(
+            alert_id=self._alert_id(key, entry.episode, now_ns),
+            rule=signal.rule,
+            subject=signal.subject,
+            state="open",
+            severity=_severity(signal),
+            message=signal.message,
+            site=self.site,
+            grid=signal.grid,
+            opened_ns=now_ns,
+            updated_ns=now_ns,
+            data=signal.data,
+            hub_id=self.hub_id,
+        )
+        self._by_id[alert.alert_id] = key
+        load.open += 1
+        entry.alert = alert
+        return alert, entry.to_json()
+
+    def _update(self, entry: _Entry, alert: Alert, signal: Signal, now_ns: int) -> Change | None:
+        severity = _severity(signal)
+        if severity == alert.severity and signal.message == alert.message:
+            return None
+        entry.alert = replace(
+            alert,
+            state="updated",
+            severity=severity,
+            message=signal.message,
+            data=signal.data,
+            grid=signal.grid if signal.grid.grid else alert.grid,
+            updated_ns=now_ns,
+            seq=alert.seq + 1,
+        )
+        return entry.alert, entry.to_json()
+
+    def _resolve(
+        self, entry: _Entry, alert: Alert, message: str, data: dict[str, Any], now_ns: int
+    ) -> Change:
         resolved = replace(
             alert,
             state="resolved",
-            message=signal.message or f"{alert.message} — resolved",
-            data={**alert.data, **signal.data},
+            message=message or f"{alert.message} — resolved",
+            data={**alert.data, **data},
             updated_ns=now_ns,
             resolved_ns=now_ns,
             seq=alert.seq + 1,
@@ -220,9 +327,106 @@ class AlertManager:
         entry.last_resolved_ns = now_ns
         entry.last_was_acked = alert.acknowledged_ns is not None
         self._by_id.pop(alert.alert_id, None)
+        if alert.rule != STORM_RULE:
+            self._rule_load(alert.rule).open -= 1
         return resolved, entry.to_json()
 
-    def acknowledge(self, alert_id: str, by: str, now_ns: int) -> tuple[Alert, str] | None:
+    # --- storm control ---------------------------------------------------------------------------
+
+    def _fold(self, storm_key: str, signal: Signal, now_ns: int) -> Change | None:
+        """Count a new subject into its rule's storm alert instead of opening its own alert.
+        The storm alert opens at once, then changes at most once per `update_s` (on tick)."""
+        self.folded += 1
+        load = self._rule_load(signal.rule)
+        load.folded_since_update += 1
+        storm = self._entries.setdefault(storm_key, _Entry())
+        if storm.alert is not None:
+            samples = storm.alert.data["samples"]
+            if len(samples) < self.storm.samples:
+                samples.append(signal.subject)
+            storm.alert.data["folded"] += 1
+            return None
+        storm.episode += 1
+        data = {"rule": signal.rule, "folded": 1, "samples": [signal.subject][: self.storm.samples]}
+        alert = Alert(
+            alert_id=self._alert_id(storm_key, storm.episode, now_ns),
+            rule=STORM_RULE,
+            subject=signal.rule,
+            state="open",
+            severity=_severity(signal),
+            message=_storm_message(signal.rule, 1),
+            site=self.site,
+            grid=signal.grid,
+            opened_ns=now_ns,
+            updated_ns=now_ns,
+            data=data,
+            hub_id=self.hub_id,
+        )
+        self._by_id[alert.alert_id] = storm_key
+        storm.alert = alert
+        load.folded_since_update, load.last_update_ns = 0, now_ns
+        return alert, storm.to_json()
+
+    def tick(self, now_ns: int) -> tuple[list[Change], list[str]]:
+        """Storm alerts report their count (at most once per `update_s`) and resolve once their
+        rule is back under both limits for a whole minute; resolved entries past the cooldown
+        are forgotten. Returns (changes, keys of pruned entries)."""
+        changes = []
+        for rule, load in self._load.items():
+            load.roll(now_ns)
+            storm = self._entries.get(f"{STORM_RULE}|{rule}")
+            if storm is None or storm.alert is None:
+                continue
+            calm = (
+                load.last_window <= self.storm.max_new_per_minute
+                and load.in_window <= self.storm.max_new_per_minute
+                and load.open < self.storm.max_open
+                and now_ns - storm.alert.opened_ns >= 60 * NS
+            )
+            folded = storm.alert.data["folded"]
+            if calm:
+                message = f"alert storm over: {folded} new {rule} alerts were folded"
+                changes.append(self._resolve(storm, storm.alert, message, {}, now_ns))
+            elif (
+                load.folded_since_update
+                and now_ns - load.last_update_ns >= self.storm.update_s * NS
+            ):
+                storm.alert = replace(
+                    storm.alert,
+                    state="updated",
+                    message=_storm_message(rule, folded),
+                    data={**storm.alert.data, "samples": list(storm.alert.data["samples"])},
+                    updated_ns=now_ns,
+                    seq=storm.alert.seq + 1,
+                )
+                load.folded_since_update, load.last_update_ns = 0, now_ns
+                changes.append((storm.alert, storm.to_json()))
+        return changes, self._prune(now_ns)
+
+    def _prune(self, now_ns: int) -> list[str]:
+        stale = [
+            key
+            for key, entry in self._entries.items()
+            if entry.alert is None
+            and (
+                entry.last_resolved_ns is None
+                or now_ns - entry.last_resolved_ns >= self.cooldown_ns
+            )
+        ]
+        for key in stale:
+            del self._entries[key]
+        self.pruned += len(stale)
+        return stale
+
+    def _rule_load(self, rule: str) -> _RuleLoad:
+        load = self._load.get(rule)
+        if load is None:
+            load = self._load[rule] = _RuleLoad()
+        return load
+
+    # --- acknowledgements ------------------------------------------------------------------------
+
+    def acknowledge(self, alert_id: str, by: str, now_ns: int) -> Change | None:
         key = self._by_id.get(alert_id)
         entry = self._entries.get(key) if key else None
         if entry is None or entry.alert is None or entry.alert.acknowledged_ns is not None:
@@ -245,6 +449,16 @@ class AlertManager:
             and now_ns - entry.last_resolved_ns < self.cooldown_ns
         )
 
-    def _alert_id(self, key: str, episode: int) -> str:
-        digest = hashlib.sha256(f"{self.site}|{key}|{episode}".encode()).hexdigest()
-        return digest[:20]
+    def _alert_id(self, key: str, episode: int, now_ns: int) -> str:
+        """Unique across installs (hub_id) and across pruned state (episode restarts at 1 once
+        a subject's entry was forgotten, so the opening time is mixed in too)."""
+        text = f"{self.hub_id}|{self.site}|{key}|{episode}|{now_ns}"
+        return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def _severity(signal: Signal) -> str:
+    return signal.severity if signal.severity in SEVERITIES else "warning"
+
+
+def _storm_message(rule: str, folded: int) -> str:
+    return f"alert storm: {folded} new {rule} alerts folded into this one"

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hub.alerts import AlertManager
+from hub.alerts import AlertManager, StormLimits, install_hub_id
 from hub.backoff import Backoff
 from hub.clock import Clock, SystemClock
 from hub.config import HubConfig, env_secret
@@ -24,7 +24,7 @@ from hub.fleet.control import FleetControl
 from hub.fleet.reports import Reporter
 from hub.fleet.supervisor import build_control
 from hub.forwarder import Forwarder
-from hub.logs import register_secret
+from hub.logs import ThrottledLog, register_secret
 from hub.outbox import Outbox
 from hub.pipeline import Pipeline
 from hub.publishers import DeliveryLoop, MqttLink, WebhookPublisher, parse_ack
@@ -41,6 +41,7 @@ from hub.source import Source, SourceContext
 from hub.vessels import VesselTable
 
 log = logging.getLogger("hub.app")
+_ack_log = ThrottledLog(log)  # acks come from the network: a flood must not flood the log
 
 
 @dataclass(slots=True, frozen=True)
@@ -108,6 +109,21 @@ def build_sink(cfg: HubConfig, sec: Secrets) -> Sink | None:
     return None
 
 
+def build_alert_manager(cfg: HubConfig) -> AlertManager:
+    alerts = cfg.alerts
+    return AlertManager(
+        cfg.hub.site,
+        alerts.cooldown_minutes * 60,
+        hub_id=install_hub_id(cfg.hub.data_dir),
+        storm=StormLimits(
+            max_new_per_minute=alerts.storm_max_new_per_minute,
+            max_open=alerts.storm_max_open,
+            samples=alerts.storm_samples,
+            update_s=alerts.storm_update_s,
+        ),
+    )
+
+
 class Hub:
     def __init__(
         self,
@@ -123,15 +139,18 @@ class Hub:
         data_dir = cfg.hub.data_dir
         salt = self.secrets.hash_salt or install_salt(data_dir)
         self.ctx = SourceContext(
-            site=cfg.hub.site, clock=self.clock, data_dir=data_dir, hash_salt=salt, mqtt=cfg.mqtt
+            site=cfg.hub.site,
+            clock=self.clock,
+            data_dir=data_dir,
+            hash_salt=salt,
+            mqtt=cfg.mqtt,
+            utc_offset_hours=cfg.hub.utc_offset_hours,
         )
         self.registry = self._build_registry(salt)
         self.sources: list[Source] = [s.build(self.ctx) for s in cfg.sources]
         self.sources += list(extra_sources)
         self.outbox = Outbox(data_dir / "outbox.sqlite", cfg.outbox.max_bytes)
-        self.engine = Engine(
-            self._build_rules(), AlertManager(cfg.hub.site, cfg.alerts.cooldown_minutes * 60)
-        )
+        self.engine = Engine(self._build_rules(), build_alert_manager(cfg))
         self.sink = build_sink(cfg, self.secrets)
         self.forwarder = (
             Forwarder(
@@ -350,9 +369,8 @@ class Hub:
         prefix = f"{self.cfg.mqtt.topic_prefix}/{self.cfg.hub.site}/"
         tail = topic[len(prefix) :] if topic.startswith(prefix) else topic
         try:
-            if tail == "alerts/ack":
-                alert_id, by = parse_ack(payload)
-                await self.acknowledge(alert_id, by)
+            if tail in ("acks", "alerts/ack"):
+                await self._on_ack(topic, tail, payload)
             elif tail in self.fleet.remote_topics:
                 await self.fleet.on_message(tail, payload)
             elif tail.startswith("registry/") and tail.count("/") == 2:
@@ -365,6 +383,17 @@ class Hub:
 
     def fleet_status(self) -> bytes:
         return self.fleet.status(self)
+
+    async def _on_ack(self, topic: str, tail: str, payload: bytes) -> None:
+        try:
+            alert_id, by = parse_ack(payload)
+        except ValueError as exc:
+            self.mqtt_errors += 1
+            _ack_log.warning("rejected ack on %s: %s", topic, exc)
+            return
+        if tail == "alerts/ack":
+            _ack_log.info("ack on deprecated topic %s; publish acks to .../acks", topic)
+        await self.acknowledge(alert_id, by)
 
     def dead_tasks(self) -> list[str]:
         """Names of hub tasks that ended; each should run for the hub's whole life."""

@@ -59,6 +59,16 @@ def _parser() -> argparse.ArgumentParser:
     doctor.add_argument("--config", "-c", required=True, type=Path)
     doctor.set_defaults(func=cmd_doctor)
 
+    modbus = sub.add_parser("modbus", help="Modbus meter tools")
+    modbus_sub = modbus.add_subparsers(dest="modbus_command", required=True)
+    probe = modbus_sub.add_parser(
+        "probe", help="read each meter under both register address bases, say which is plausible"
+    )
+    probe.add_argument("--config", "-c", required=True, type=Path)
+    probe.add_argument("--source", help="only this modbus source (bus)")
+    probe.add_argument("--meter", action="append", default=[], help="only this meter id")
+    probe.set_defaults(func=cmd_modbus_probe)
+
     demo = sub.add_parser("demo", help="run simulators through the hub, print alerts")
     demo.add_argument("--duration", type=float, default=None, help="stop after SECONDS")
     demo.add_argument("--speed", type=float, default=120.0, help="clock acceleration factor")
@@ -138,6 +148,18 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return EXIT_OK if failed == 0 else EXIT_ERROR
 
 
+def cmd_modbus_probe(args: argparse.Namespace) -> int:
+    """One line per meter; exit 0 only when every meter reads plausibly at its declared base."""
+    from drivers.modbus_meter.probe import probe_sources
+
+    cfg = load_config(args.config)
+    setup_logging("warning", "kv")
+    results = asyncio.run(probe_sources(cfg.sources, args.source, args.meter))
+    for result in results:
+        print(f"{'OK  ' if result.ok else 'FAIL'}  {result.summary()}")
+    return EXIT_OK if all(r.ok for r in results) else EXIT_ERROR
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     _setup_logs(cfg, args.log_level)
@@ -194,16 +216,16 @@ def cmd_dashboards_push(args: argparse.Namespace) -> int:
     import os
 
     from hub.grafana import (
-        DEFAULT_DIR,
         GrafanaAuthError,
         GrafanaUnreachable,
+        default_dir,
         load_dashboards,
         push_dashboards,
         with_datasource,
     )
 
     setup_logging("warning", "kv")
-    dashboards = load_dashboards(args.dir or DEFAULT_DIR)
+    dashboards = load_dashboards(args.dir or default_dir())
     if args.datasource_uid:
         dashboards = [with_datasource(d, args.datasource_uid) for d in dashboards]
     token = os.environ.get(args.token_env, "")

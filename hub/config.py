@@ -124,6 +124,11 @@ class AlertsSection(Section):
     # An acknowledged alert that resolves is not raised again for the same subject within this.
     cooldown_minutes: float = Field(default=30.0, ge=0)
     tick_s: float = Field(default=5.0, gt=0)
+    # Storm control, per rule: past either limit new subjects fold into one alert_storm alert.
+    storm_max_new_per_minute: int = Field(default=100, ge=1)
+    storm_max_open: int = Field(default=500, ge=1)
+    storm_samples: int = Field(default=10, ge=0, le=100)
+    storm_update_s: float = Field(default=60.0, gt=0)
 
 
 class SourceSilentConfig(Section):

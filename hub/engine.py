@@ -23,15 +23,31 @@ class AlertBatch:
 
     alerts: list[Alert] = field(default_factory=list)
     state: dict[str, str] = field(default_factory=dict)
+    pruned: list[str] = field(default_factory=list)  # alert_state keys to forget
+
+    def empty(self) -> bool:
+        return not self.alerts and not self.pruned
 
     def fill(self, commit: Commit, destinations: Sequence[str]) -> None:
-        commit.alert_points = [to_line(a.point()).encode() for a in self.alerts]
+        commit.alert_points = self._points()
         if destinations:
             payloads = [json.dumps(a.payload(), ensure_ascii=False).encode() for a in self.alerts]
             commit.deliveries = [(dest, p) for p in payloads for dest in destinations]
         else:
             commit.deliveries = []
         commit.alert_state = list(self.state.items())
+        commit.pruned_state = [k for k in self.pruned if k not in self.state]
+
+    def _points(self) -> list[bytes]:
+        """One point per change; changes of one subject in this batch (open then resolve in
+        one step) get timestamps 1 ns apart so none overwrites another in InfluxDB."""
+        seen: Counter[tuple[str, str]] = Counter()
+        lines = []
+        for alert in self.alerts:
+            series = (alert.rule, alert.subject)
+            lines.append(to_line(alert.point(offset_ns=seen[series])).encode())
+            seen[series] += 1
+        return lines
 
 
 def _record_types(rule: Rule) -> tuple[type, ...] | None:
@@ -82,6 +98,9 @@ class Engine:
 
     def on_tick(self, now_ns: int) -> AlertBatch:
         batch = AlertBatch()
+        changes, batch.pruned = self.alerts.tick(now_ns)
+        for changed in changes:
+            self._record(changed, batch)
         for rule in self.rules:
             try:
                 signals = rule.on_tick(self.states[rule.name], now_ns)

@@ -6,6 +6,7 @@ import copy
 import json
 import logging
 import re
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,8 +26,7 @@ from hub.errors import ConfigError, HubError
 
 log = logging.getLogger("hub.grafana")
 
-# dashboards/ next to the hub package in a source checkout (deploy/install.sh copies it to
-# /opt/harbourgrid/dashboards, which `hub dashboards push` is then given as DIR).
+# dashboards/ next to the hub package in a source checkout.
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "dashboards"
 DATASOURCE_VAR = "${datasource}"
 
@@ -49,6 +49,13 @@ class Pushed:
     uid: str
     url: str
     folder_uid: str
+
+
+def default_dir() -> Path:
+    """The checkout's dashboards/, else the installed ones: install.sh puts them beside the
+    virtualenvs (/opt/harbourgrid/dashboards next to /opt/harbourgrid/venv-<version>)."""
+    installed = Path(sys.prefix).resolve().parent / "dashboards"
+    return DEFAULT_DIR if DEFAULT_DIR.is_dir() or not installed.is_dir() else installed
 
 
 def load_dashboards(directory: Path) -> list[dict[str, Any]]:

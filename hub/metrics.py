@@ -32,13 +32,20 @@ class HubCollector(Collector):
             "hub_source_restarts", "Supervisor restarts", labels=["source"]
         )
         up = GaugeMetricFamily("hub_source_connected", "1 when connected", labels=["source"])
+        counted = CounterMetricFamily(
+            "hub_source_inputs",
+            "Accepted inputs by kind (ignored, unknown)",
+            labels=["source", "kind"],
+        )
         for s in self.hub.sources:
             msgs.add_metric([s.name], s.stats.messages)
             restarts.add_metric([s.name], s.stats.restarts)
             up.add_metric([s.name], 1 if s.stats.connected else 0)
             for kind, n in s.stats.errors.items():
                 errors.add_metric([s.name, kind], n)
-        yield from (msgs, errors, restarts, up)
+            for kind, n in s.stats.counts.items():
+                counted.add_metric([s.name, kind], n)
+        yield from (msgs, errors, restarts, up, counted)
 
     def _outbox(self) -> Iterator[Metric]:
         hub = self.hub

@@ -2,8 +2,11 @@
 
 All SQLite work runs on one dedicated thread, so the event loop never blocks on disk and the
 connection is used from a single thread. A batch is acknowledged only after its transaction
-committed. The byte budget counts stored line-protocol bytes; when it is exceeded the oldest
-*readings* are dropped and counted, alert points and alert deliveries never.
+committed. The byte budget counts stored line-protocol bytes and alert delivery payloads; when it
+is exceeded the oldest *readings* are dropped and counted; only when no reading is left are the
+oldest alert points, then the oldest alert deliveries dropped (counted apart), so the budget is a
+hard bound. Freed pages go back to the file system (incremental vacuum) and the WAL is truncated
+after each checkpoint, so the file stays within a stated factor of the budget (README).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -18,7 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from hub.logs import ThrottledLog
+
 T = TypeVar("T")
+_log = ThrottledLog(logging.getLogger("hub.outbox"))
 
 KIND_READING = 0
 KIND_ALERT = 1
@@ -57,13 +64,17 @@ class Commit:
     alert_points: Sequence[bytes] = ()
     deliveries: Sequence[tuple[str, bytes]] = ()  # (destination, payload)
     alert_state: Sequence[tuple[str, str]] = ()  # (key, json)
+    pruned_state: Sequence[str] = ()  # alert_state keys to delete
 
 
 @dataclass(slots=True)
 class OutboxStats:
     rows: int = 0
-    bytes: int = 0
-    dropped: int = 0
+    bytes: int = 0  # line-protocol bytes of stored points
+    delivery_bytes: int = 0  # payload bytes of queued alert deliveries
+    dropped: int = 0  # readings dropped by the budget
+    dropped_alert_points: int = 0
+    dropped_deliveries: int = 0
     dead_letters: int = 0
     forwarded: int = 0
     deliveries: int = 0
@@ -92,7 +103,11 @@ class Outbox:
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        _use_incremental_vacuum(db)
         db.execute("PRAGMA journal_mode=WAL")
+        wal_pages = wal_checkpoint_pages(self.max_bytes)
+        db.execute(f"PRAGMA wal_autocheckpoint={wal_pages}")
+        db.execute(f"PRAGMA journal_size_limit={wal_pages * 4096}")
         db.execute(f"PRAGMA synchronous={'FULL' if self._fsync else 'NORMAL'}")
         db.executescript(_SCHEMA)
         self._db = db
@@ -102,7 +117,12 @@ class Outbox:
         self.stats.rows, self.stats.bytes = int(rows), int(size)
         self.stats.dropped = self._counter("dropped")
         self.stats.dead_letters = int(db.execute("SELECT count(*) FROM dead_letter").fetchone()[0])
-        self.stats.deliveries = int(db.execute("SELECT count(*) FROM deliveries").fetchone()[0])
+        count, size = db.execute(
+            "SELECT count(*), coalesce(sum(length(payload)), 0) FROM deliveries"
+        ).fetchone()
+        self.stats.deliveries, self.stats.delivery_bytes = int(count), int(size)
+        self.stats.dropped_alert_points = self._counter("dropped_alert_points")
+        self.stats.dropped_deliveries = self._counter("dropped_deliveries")
 
     async def close(self) -> None:
         if self._db is not None:
@@ -158,36 +178,74 @@ class Outbox:
                 "INSERT OR REPLACE INTO alert_state(key, value) VALUES (?, ?)",
                 batch.alert_state,
             )
+            db.executemany(
+                "DELETE FROM alert_state WHERE key=?", [(k,) for k in batch.pruned_state]
+            )
             added = sum(len(line) for _, line in points)
-            dropped, freed = self._enforce_budget(self.stats.bytes + added)
-        self.stats.rows += len(points) - dropped
-        self.stats.bytes += added - freed
-        self.stats.dropped += dropped
-        self.stats.deliveries += len(batch.deliveries)
+            added_deliveries = sum(len(payload) for _, payload in batch.deliveries)
+            total = self.stats.bytes + self.stats.delivery_bytes + added + added_deliveries
+            drops = self._enforce_budget(total)
+        st = self.stats
+        st.rows += len(points)
+        st.bytes += added
+        st.deliveries += len(batch.deliveries)
+        st.delivery_bytes += added_deliveries
+        for counter, rows, freed in drops:
+            if counter == "dropped_deliveries":
+                st.deliveries -= rows
+                st.delivery_bytes -= freed
+            else:
+                st.rows -= rows
+                st.bytes -= freed
+            setattr(st, counter, getattr(st, counter) + rows)
+            if counter != "dropped":
+                _log.error("outbox budget full with no reading left: %s += %d", counter, rows)
+        if drops:
+            # executescript steps the pragma to the end; execute() would free one page only.
+            db.executescript("PRAGMA incremental_vacuum;")
 
-    def _enforce_budget(self, total_bytes: int) -> tuple[int, int]:
-        """Drop the oldest readings until the stored bytes fit the budget (inside the open
-        transaction). Returns (rows dropped, bytes freed)."""
+    def _enforce_budget(self, total_bytes: int) -> list[tuple[str, int, int]]:
+        """Inside the open transaction: while points plus deliveries exceed the budget, drop
+        the oldest readings, then (none left) the oldest alert points, then the oldest
+        deliveries, freeing 10% headroom at once. Returns (counter, rows, bytes freed) each."""
         if total_bytes <= self.max_bytes:
-            return 0, 0
-        excess = total_bytes - int(self.max_bytes * 0.9)  # free 10% headroom at once
-        dropped = freed = 0
+            return []
+        excess = total_bytes - int(self.max_bytes * 0.9)
+        drops = []
+        for table, kind, counter in _DROP_ORDER:
+            if excess <= 0:
+                break
+            rows, freed = self._drop_oldest(table, kind, excess)
+            if rows:
+                excess -= freed
+                drops.append((counter, rows, freed))
+                self._count(counter, rows)
+        return drops
+
+    def _drop_oldest(self, table: str, kind: int | None, excess: int) -> tuple[int, int]:
+        """Delete the oldest rows of `table` (points of `kind`) until `excess` bytes are freed."""
+        column = "line" if table == "points" else "payload"
+        where, args = ("WHERE kind=?", (kind,)) if table == "points" else ("", ())
         cursor = self.db.execute(
-            "SELECT id, length(line) FROM points WHERE kind=? ORDER BY id", (KIND_READING,)
+            f"SELECT id, length({column}) FROM {table} {where} ORDER BY id", args
         )
-        last_id = None
+        last_id, freed, rows = None, 0, 0
         for row_id, size in cursor:
             if freed >= excess:
                 break
-            last_id, freed, dropped = row_id, freed + int(size), dropped + 1
+            last_id, freed, rows = row_id, freed + int(size), rows + 1
         if last_id is not None:
-            self.db.execute("DELETE FROM points WHERE kind=? AND id<=?", (KIND_READING, last_id))
+            cond = "kind=? AND id<=?" if table == "points" else "id<=?"
+            self.db.execute(f"DELETE FROM {table} WHERE {cond}", (*args, last_id))
+        return rows, freed
+
+    def _count(self, name: str, amount: int) -> None:
+        if amount:
             self.db.execute(
-                "INSERT INTO counters(name, value) VALUES ('dropped', ?) "
+                "INSERT INTO counters(name, value) VALUES (?, ?) "
                 "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
-                (dropped,),
+                (name, amount),
             )
-        return dropped, freed
 
     # --- forwarding ----------------------------------------------------------------------------
 
@@ -260,8 +318,12 @@ class Outbox:
         await self._run(self._ack_delivery, delivery_id)
 
     def _ack_delivery(self, delivery_id: int) -> None:
-        deleted = self.db.execute("DELETE FROM deliveries WHERE id=?", (delivery_id,)).rowcount
-        self.stats.deliveries -= deleted
+        row = self.db.execute(
+            "DELETE FROM deliveries WHERE id=? RETURNING length(payload)", (delivery_id,)
+        ).fetchone()
+        if row is not None:
+            self.stats.deliveries -= 1
+            self.stats.delivery_bytes -= int(row[0])
 
     async def dead_letter_delivery(
         self, destination: str, delivery_id: int, reason: str, now_ns: int
@@ -280,6 +342,7 @@ class Outbox:
                 )
                 db.execute("DELETE FROM deliveries WHERE id=?", (delivery_id,))
                 self.stats.deliveries -= 1
+                self.stats.delivery_bytes -= len(row[0])
                 self.stats.dead_letters += 1
 
     # --- state ---------------------------------------------------------------------------------
@@ -316,6 +379,30 @@ class Outbox:
                 )
             ]
         )
+
+
+def wal_checkpoint_pages(max_bytes: int) -> int:
+    """WAL pages between checkpoints (the WAL is truncated to this after each): a quarter of
+    the budget, at least 100 and at most SQLite's default of 1000 pages of 4 KiB."""
+    return max(100, min(1000, max_bytes // (4 * 4096)))
+
+
+# What the budget drops, in this order: (table, point kind, counter name).
+_DROP_ORDER: tuple[tuple[str, int | None, str], ...] = (
+    ("points", KIND_READING, "dropped"),
+    ("points", KIND_ALERT, "dropped_alert_points"),
+    ("deliveries", None, "dropped_deliveries"),
+)
+
+
+def _use_incremental_vacuum(db: sqlite3.Connection) -> None:
+    """Freed pages return to the file system only with auto_vacuum; a file made before it was
+    set is converted once (VACUUM rewrites it)."""
+    if db.execute("PRAGMA auto_vacuum").fetchone()[0] == 2:
+        return
+    db.execute("PRAGMA auto_vacuum=INCREMENTAL")
+    if db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+        db.execute("VACUUM")
 
 
 def _chunks(items: list[int], size: int) -> Iterable[list[int]]:

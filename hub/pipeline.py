@@ -94,7 +94,7 @@ class Pipeline:
 
     async def commit_alerts(self, alerts_batch: AlertBatch) -> None:
         """Commit alert changes made outside ingest (clock ticks, acknowledgements)."""
-        if not alerts_batch.alerts:
+        if alerts_batch.empty():
             return
         commit = Commit()
         alerts_batch.fill(commit, self.destinations)

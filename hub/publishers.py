@@ -2,7 +2,8 @@
 
 A delivery row is deleted only after the broker's PUBACK or the webhook's 2xx, so alerts raised
 while the broker or the platform is down are delivered, in order, when it returns — also across
-restarts. The MQTT link also receives alert acknowledgements and registry pushes.
+restarts. The MQTT link also receives alert acknowledgements (hub/{site}/acks) and registry
+pushes.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 import ssl
 import time
 from collections.abc import Awaitable, Callable
@@ -46,9 +48,15 @@ class DeliveryLoop:
         self.errors = 0
         self.connected = False
         self.last_error = ""
+        self._draining = asyncio.Lock()
 
     async def drain(self) -> None:
-        """Send pending deliveries until none is left; raises SinkError on transient failure."""
+        """Send pending deliveries until none is left; raises SinkError on transient failure.
+        One drain at a time per destination: two would both send the rows they peeked."""
+        async with self._draining:
+            await self._drain()
+
+    async def _drain(self) -> None:
         while True:
             self.outbox.delivery_event(self.destination).clear()
             rows = await self.outbox.peek_deliveries(self.destination, 100)
@@ -103,6 +111,11 @@ class MqttLink(DeliveryLoop):
     def alert_topic(self, rule: str) -> str:
         return f"{self.prefix}/alerts/{rule}"
 
+    def ack_topics(self) -> tuple[str, str]:
+        """Acks arrive on {prefix}/{site}/acks; the old {prefix}/{site}/alerts/ack is still
+        accepted in this release (it sat in the alert tree, where alert consumers saw acks)."""
+        return f"{self.prefix}/acks", f"{self.prefix}/alerts/ack"
+
     async def run(self) -> None:
         backoff = Backoff()
         while True:
@@ -113,12 +126,11 @@ class MqttLink(DeliveryLoop):
                     if backoff.failures:
                         log.info("MQTT broker %s:%d is back", self.cfg.host, self.cfg.port)
                     backoff.reset()
-                    await client.subscribe(f"{self.prefix}/alerts/ack", qos=1)
+                    for topic in self.ack_topics():
+                        await client.subscribe(topic, qos=1)
                     await client.subscribe(f"{self.prefix}/registry/#", qos=1)
                     await self._fleet_subscribe(client)
-                    await asyncio.gather(
-                        self._publish_forever(), self._receive(client), self._presence(client)
-                    )
+                    await self._session(client)
             except (aiomqtt.MqttError, SinkError, OSError) as exc:
                 self.errors += 1
                 self.last_error = str(exc)
@@ -206,6 +218,26 @@ class MqttLink(DeliveryLoop):
             async with asyncio.timeout(self.cfg.publish_timeout_s):
                 await self._publish_retained(client, self.status_topic(), self.fleet.will())
 
+    async def _session(self, client: aiomqtt.Client) -> None:
+        """Publish and receive until either side fails; the other is cancelled and awaited
+        before this returns, so a reconnect never leaves a second publisher draining beside
+        the new one (each would send every later alert once more)."""
+        tasks = [
+            asyncio.create_task(self._publish_forever(), name="mqtt-publish"),
+            asyncio.create_task(self._receive(client), name="mqtt-receive"),
+        ]
+        if self.fleet is not None and self.status is not None:
+            tasks.append(asyncio.create_task(self._presence(client), name="mqtt-presence"))
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for task in done:
+            task.result()  # re-raises the failure that ended the session
+        raise SinkError("MQTT session ended")
+
     async def _publish_forever(self) -> None:
         while True:
             await self.drain()
@@ -291,12 +323,32 @@ class WebhookPublisher(DeliveryLoop):
             raise SinkError(f"webhook unreachable: {exc.__class__.__name__}: {exc}") from exc
 
 
+ACK_SCHEMA_ID = "harbourgrid.ack/1"
+MAX_ACK_BYTES = 4096
+_ALERT_ID = re.compile(r"[0-9a-f]{20}")
+
+
 def parse_ack(payload: bytes) -> tuple[str, str]:
-    """An ack message: {"alert_id": "...", "by": "worker-17"} → (alert_id, by)."""
+    """An ack (hub/schemas/ack.schema.json) → (alert_id, by):
+    {"schema": "harbourgrid.ack/1", "alert_id": "5f0c1d8e2a9b47c3d6e1", "by": "worker-17"}.
+    Acks without `schema` (sent before the schema was versioned) are accepted for one release."""
+    if len(payload) > MAX_ACK_BYTES:
+        raise ValueError(f"ack is {len(payload)} bytes, more than {MAX_ACK_BYTES}")
     try:
         doc: Any = json.loads(payload)
     except ValueError as exc:
         raise ValueError(f"ack is not JSON: {exc}") from exc
-    if not isinstance(doc, dict) or not isinstance(doc.get("alert_id"), str):
-        raise ValueError("ack must be a JSON object with a string alert_id")
-    return doc["alert_id"], str(doc.get("by", ""))
+    if not isinstance(doc, dict):
+        raise ValueError("ack must be a JSON object")
+    schema = doc.get("schema", ACK_SCHEMA_ID)
+    if schema != ACK_SCHEMA_ID:
+        raise ValueError(f"ack schema {str(schema)[:40]!r} is not {ACK_SCHEMA_ID!r}")
+    unknown = sorted(set(doc) - {"schema", "alert_id", "by"})
+    if unknown:
+        raise ValueError(f"ack has unknown keys: {', '.join(k[:40] for k in unknown[:5])}")
+    alert_id, by = doc.get("alert_id"), doc.get("by", "")
+    if not isinstance(alert_id, str) or not _ALERT_ID.fullmatch(alert_id):
+        raise ValueError("ack alert_id must be 20 lowercase hex digits")
+    if not isinstance(by, str) or len(by) > 64:
+        raise ValueError("ack by must be a string of at most 64 characters")
+    return alert_id, by

@@ -64,7 +64,8 @@ class WaterMeterReading:
         }
 
 
-DOOR_EVENTS = ("open", "forced", "held_open", "denied", "alarm")
+# "unknown": a vendor code no table maps; stored with the raw codes so nothing is lost.
+DOOR_EVENTS = ("open", "forced", "held_open", "denied", "alarm", "closed", "unknown")
 
 
 @dataclass(slots=True, frozen=True)
@@ -77,12 +78,19 @@ class DoorEvent:
     building: str = ""
     grid: GridTags = NO_GRID
     source: str = ""
+    vendor_major: int | None = None  # raw vendor event codes (Hikvision major/minor), if any
+    vendor_minor: int | None = None
 
     def tags(self) -> dict[str, str]:
         return {"door_id": self.door_id, "event": self.event, "building": self.building}
 
     def fields(self) -> dict[str, FieldValue | None]:
-        return {"count": 1, "credential_hash": self.credential_hash or None}
+        return {
+            "count": 1,
+            "credential_hash": self.credential_hash or None,
+            "vendor_major": self.vendor_major,
+            "vendor_minor": self.vendor_minor,
+        }
 
 
 @dataclass(slots=True, frozen=True)
@@ -152,6 +160,57 @@ class VesselStatic:
 
 
 @dataclass(slots=True, frozen=True)
+class AisBaseStation:
+    """AIS type 4 base station report: a shore station's surveyed position and its UTC clock.
+
+    A record of its own, not a VesselPosition, so that vessel rules never see a base station.
+    """
+
+    measurement: ClassVar[str] = "ais_base_station"
+    mmsi: str
+    time_ns: int
+    lat: float | None = None
+    lon: float | None = None
+    station_utc_s: int | None = None  # the station's reported UTC as Unix seconds
+    grid: GridTags = NO_GRID
+    source: str = ""
+
+    def tags(self) -> dict[str, str]:
+        return {"mmsi": self.mmsi}
+
+    def fields(self) -> dict[str, FieldValue | None]:
+        return {"lat": self.lat, "lon": self.lon, "station_utc_s": self.station_utc_s}
+
+
+@dataclass(slots=True, frozen=True)
+class SarAircraftPosition:
+    """AIS type 9 search-and-rescue aircraft position; never a vessel (rules do not see it)."""
+
+    measurement: ClassVar[str] = "sar_aircraft"
+    mmsi: str
+    time_ns: int
+    lat: float | None = None
+    lon: float | None = None
+    altitude_m: float | None = None  # 4094 means 4094 m or higher
+    sog_kn: float | None = None  # whole knots; 1022 means 1022 kn or faster
+    cog_deg: float | None = None
+    grid: GridTags = NO_GRID
+    source: str = ""
+
+    def tags(self) -> dict[str, str]:
+        return {"mmsi": self.mmsi}
+
+    def fields(self) -> dict[str, FieldValue | None]:
+        return {
+            "lat": self.lat,
+            "lon": self.lon,
+            "altitude_m": self.altitude_m,
+            "sog_kn": self.sog_kn,
+            "cog_deg": self.cog_deg,
+        }
+
+
+@dataclass(slots=True, frozen=True)
 class GatewayFix:
     """The gateway's own position/heading from $-sentences (GGA, RMC, VTG, HDT)."""
 
@@ -204,12 +263,23 @@ class HealthSample:
         }
 
 
-Record = WaterMeterReading | DoorEvent | VesselPosition | VesselStatic | GatewayFix | HealthSample
+Record = (
+    WaterMeterReading
+    | DoorEvent
+    | VesselPosition
+    | VesselStatic
+    | AisBaseStation
+    | SarAircraftPosition
+    | GatewayFix
+    | HealthSample
+)
 RECORD_TYPES: tuple[type, ...] = (
     WaterMeterReading,
     DoorEvent,
     VesselPosition,
     VesselStatic,
+    AisBaseStation,
+    SarAircraftPosition,
     GatewayFix,
     HealthSample,
 )

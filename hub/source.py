@@ -27,6 +27,9 @@ class SourceStats:
     messages: int = 0
     records: int = 0
     errors: Counter[str] = field(default_factory=Counter)
+    # Inputs accepted but not stored (heartbeats, camera events, ignored codes) and other
+    # non-error tallies, by kind.
+    counts: Counter[str] = field(default_factory=Counter)
     restarts: int = 0
     last_message_ns: int = 0
     connected: bool = False
@@ -70,6 +73,8 @@ class SourceContext:
     http_routes: list[tuple[str, str, Any]] = field(default_factory=list)
     # The hub's own MQTT broker settings (hub.config.MqttConfig) for sources that subscribe.
     mqtt: Any = None
+    # `[hub] utc_offset_hours`: for devices that send local time without a zone.
+    utc_offset_hours: float = 8.0
 
 
 def salted_hash(salt: str, value: str) -> str:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hub.alerts import iso
-from hub.records import Record, VesselPosition, VesselStatic
+from hub.records import AisBaseStation, Record, SarAircraftPosition, VesselPosition, VesselStatic
 
 NS = 1_000_000_000
 ZonesAt = Callable[[float, float], Iterable[str]]
@@ -27,17 +27,33 @@ class Vessel:
     static: VesselStatic | None = None
     zones: tuple[str, ...] = ()
     dwell_s: dict[str, float] = field(default_factory=dict)
+    # An AIS base station (type 4) or SAR aircraft (type 9): shown on the map, not a vessel.
+    station: AisBaseStation | SarAircraftPosition | None = None
+
+    @property
+    def has_fix(self) -> bool:
+        """Whether the map can place it: a vessel position, or a base station's / aircraft's."""
+        return self.position is not None or self.station is not None
+
+    @property
+    def kind(self) -> str:
+        return "vessel" if self.station is None else self.station.measurement
 
     def to_json(self) -> dict[str, Any]:
-        pos, static = self.position, self.static
+        pos, static, station = self.position, self.static, self.station
+        fix = pos or station
         return {
             "mmsi": self.mmsi,
+            "kind": self.kind,
             "name": static.name if static else None,
             "ship_type": static.ship_type if static else None,
-            "lat": pos.lat if pos else None,
-            "lon": pos.lon if pos else None,
-            "sog_kn": pos.sog_kn if pos else None,
-            "cog_deg": pos.cog_deg if pos else None,
+            "lat": fix.lat if fix else None,
+            "lon": fix.lon if fix else None,
+            "sog_kn": fix.sog_kn if isinstance(fix, VesselPosition | SarAircraftPosition) else None,
+            "cog_deg": fix.cog_deg
+            if isinstance(fix, VesselPosition | SarAircraftPosition)
+            else None,
+            "altitude_m": station.altitude_m if isinstance(station, SarAircraftPosition) else None,
             "registered": pos.registered if pos else None,
             "grid": pos.grid.grid if pos else "",
             "zones": list(self.zones),
@@ -74,6 +90,10 @@ class VesselTable:
                 self._position(record)
             elif isinstance(record, VesselStatic):
                 self._vessel(record.mmsi, record.time_ns).static = record
+            elif isinstance(record, AisBaseStation | SarAircraftPosition):
+                station = self._vessel(record.mmsi, record.time_ns)
+                if record.lat is not None and record.lon is not None:
+                    station.station = record
 
     def _vessel(self, mmsi: str, time_ns: int) -> Vessel:
         vessel = self._vessels.pop(mmsi, None)

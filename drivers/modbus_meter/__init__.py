@@ -30,6 +30,7 @@ from drivers.modbus_meter.profiles import (
     WordOrder,
     load_profile,
     profile_path,
+    shipped_profiles,
 )
 from drivers.modbus_meter.transport import (
     BusUnreachable,
@@ -68,4 +69,5 @@ __all__ = [
     "plan_reads",
     "poll_forever",
     "profile_path",
+    "shipped_profiles",
 ]

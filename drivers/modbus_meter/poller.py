@@ -5,12 +5,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from drivers.modbus_meter.planning import ReadRequest, decode_meter, plan_reads
-from drivers.modbus_meter.profiles import MAX_READ_REGISTERS, MeterProfile, load_profile
+from drivers.modbus_meter.profiles import (
+    MAX_READ_REGISTERS,
+    Accumulator,
+    MeterProfile,
+    load_profile,
+)
 from drivers.modbus_meter.transport import (
     BusUnreachable,
     ExceptionReply,
@@ -29,12 +34,20 @@ _GATEWAY_NO_RESPONSE = frozenset({0x0A, 0x0B})
 _MAX_BACKOFF_EXPONENT = 16
 
 
+def default_timeout_s(poll_interval_s: float) -> float:
+    """A third of the poll interval, at most 1 s: a silent meter then leaves room for the others
+    in its cycle. A Modbus RTU slave answers within tens of ms; 125 registers take 0.28 s at 9600."""
+    return min(1.0, poll_interval_s / 3)
+
+
 class MeterConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     meter_id: str = Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
     device_id: int = Field(ge=1, le=247)
     profile: str = "generic"
+    # Overrides the profile's accumulator for meters that count several (TUF-2000M: positive, net).
+    accumulator: Accumulator | None = None
 
 
 class ModbusBusConfig(SourceConfig):
@@ -50,6 +63,7 @@ class ModbusBusConfig(SourceConfig):
     stopbits: Literal[1, 2] = 1
     bytesize: Literal[7, 8] = 8
     poll_interval_s: float = Field(default=60.0, gt=0)
+    # Default: a third of the poll interval, at most 1 s (see default_timeout_s).
     timeout_s: float = Field(default=1.0, gt=0)
     retries: int = Field(default=1, ge=0, le=5)
     # At 9600 baud one extra request costs about as much bus time as ~30 unused registers.
@@ -57,6 +71,15 @@ class ModbusBusConfig(SourceConfig):
     offline_after_failures: int = Field(default=3, ge=1)
     dead_probe_interval_s: float = Field(default=600.0, gt=0)
     meters: tuple[MeterConfig, ...] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derived_timeout(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("timeout_s") is None:
+            interval = data.get("poll_interval_s", 60.0)
+            if isinstance(interval, int | float) and interval > 0:
+                return {**data, "timeout_s": default_timeout_s(float(interval))}
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> ModbusBusConfig:
@@ -70,7 +93,7 @@ class ModbusBusConfig(SourceConfig):
                 raise ValueError(f"duplicate {key} in meters")
         for meter in self.meters:
             try:
-                load_profile(meter.profile)
+                load_profile(meter.profile, meter.accumulator)
             except ConfigError as exc:
                 raise ValueError(str(exc)) from exc
         return self
@@ -85,18 +108,19 @@ async def poll_forever(
     stats: SourceStats,
     poll_once: Callable[[int], Awaitable[object]],
 ) -> None:
-    """Call `poll_once(deadline_ns)` at a fixed phase every `interval_s` of clock time; a cycle
-    that overran skips the missed slots (counted as `poll_overrun`) instead of bunching up."""
+    """Call `poll_once(deadline_ns)` every `interval_s` of clock time, each cycle scheduled from
+    where the previous one ended: a cycle that overran starts the next at once (counted as
+    `poll_overrun`) instead of skipping to a fixed phase grid and leaving the bus idle a slot."""
     interval_ns = int(interval_s * NS_PER_S)
-    next_cycle_ns = clock.now_ns()
     while True:
-        await poll_once(next_cycle_ns + interval_ns)
-        next_cycle_ns += interval_ns
+        started_ns = clock.now_ns()
+        await poll_once(started_ns + interval_ns)
         now_ns = clock.now_ns()
-        if next_cycle_ns <= now_ns:
+        if now_ns > started_ns + interval_ns:
             stats.error("poll_overrun")
-            next_cycle_ns += -(-(now_ns - next_cycle_ns) // interval_ns) * interval_ns
-        await clock.sleep((next_cycle_ns - now_ns) / NS_PER_S)
+            await clock.sleep(0)  # let other tasks run even if every cycle overruns
+            continue
+        await clock.sleep((started_ns + interval_ns - now_ns) / NS_PER_S)
 
 
 @dataclass(slots=True)
@@ -148,11 +172,12 @@ class _Meter:
 
 
 class ModbusBusSource(Source):
-    """Polls every meter of one bus in turn; failing meters are retried after the healthy ones.
+    """Polls every meter of one bus in turn; meters that failed before go after the healthy ones.
 
-    A failed read yields no reading. After `offline_after_failures` consecutive failures a meter
-    is offline (in `offline_meters`, one log line) and is probed with exponential backoff, only
-    when the rest of the poll interval leaves room for a full timeout.
+    A failed read yields no reading. Every due meter is read once per cycle, so after
+    `offline_after_failures` consecutive failures (as many cycles) a meter is offline (in
+    `offline_meters`, one log line) and is then probed with exponential backoff. Only extra
+    same-cycle retries wait for room: the rest of the interval must fit a full timeout.
     """
 
     kind = "modbus"
@@ -169,7 +194,7 @@ class ModbusBusSource(Source):
         self.offline_total = 0  # how many times a meter went offline
 
     def _meter(self, cfg: MeterConfig) -> _Meter:
-        profile = load_profile(cfg.profile)
+        profile = load_profile(cfg.profile, cfg.accumulator)
         gap = self.cfg.max_gap_registers
         return _Meter(cfg, profile, plan_reads(profile.values, gap, profile.max_read_registers))
 
@@ -192,31 +217,36 @@ class ModbusBusSource(Source):
     async def poll_once(
         self, publish: Publish, deadline_ns: int | None = None
     ) -> list[WaterMeterReading]:
-        """One poll cycle: healthy meters first, then failing ones while time is left."""
+        """One poll cycle: every due meter gets one read, healthy ones first, then those that
+        failed before (each failure counts towards offline, so none is starved by a busy bus);
+        extra retries only while the cycle has room for a full timeout."""
         if deadline_ns is None:
             deadline_ns = self.clock.now_ns() + int(self.cfg.poll_interval_s * NS_PER_S)
         now_ns = self.clock.now_ns()
         due = [m for m in self._meters if m.health.next_probe_ns <= now_ns]
-        retry: list[tuple[_Meter, int]] = [(m, 1) for m in due if m.health.failures]
+        due.sort(key=lambda m: m.health.failures > 0)  # stable: configured order otherwise
         readings: list[WaterMeterReading] = []
-        for meter in (m for m in due if not m.health.failures):
+        retry: list[_Meter] = []
+        for meter in due:
+            had_failed = meter.health.failures > 0
             reading = await self._poll_meter(meter)
             if reading is not None:
                 readings.append(reading)
-            elif meter.health.failures:
-                retry.append((meter, self.cfg.retries))
+            elif meter.health.failures and not meter.health.offline and not had_failed:
+                retry.append(meter)
             if self._bus_down:
                 return await self._publish(publish, readings)
         await self._publish(publish, readings)
         return readings + await self._retry(publish, retry, deadline_ns)
 
     async def _retry(
-        self, publish: Publish, retry: list[tuple[_Meter, int]], deadline_ns: int
+        self, publish: Publish, retry: list[_Meter], deadline_ns: int
     ) -> list[WaterMeterReading]:
+        """Same-cycle retries of meters that just failed for the first time, while time is left."""
         timeout_ns = int(self.cfg.timeout_s * NS_PER_S)
         readings: list[WaterMeterReading] = []
-        for meter, attempts in retry:
-            for _ in range(attempts):
+        for meter in retry:
+            for _ in range(self.cfg.retries):
                 if deadline_ns - self.clock.now_ns() < timeout_ns or self._bus_down:
                     return await self._publish(publish, readings)
                 reading = await self._poll_meter(meter)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -31,6 +33,39 @@ class RegisterReader(Protocol):
     async def close(self) -> None: ...
 
 
+def rtu_silence_s(baudrate: int, bytesize: int = 8, parity: str = "N", stopbits: int = 1) -> float:
+    """The silence a Modbus RTU master keeps between a reply and its next request.
+
+    Modbus over serial line v1.02, 2.5.1.1: frames are separated by at least 3.5 character times;
+    above 19200 baud a fixed 1.75 ms is recommended. A character is start + data + parity + stop bits
+    (8N1: 10 bits, so 3.65 ms at 9600 baud).
+    """
+    if baudrate > 19200:
+        return 0.00175
+    bits = 1 + bytesize + (0 if parity == "N" else 1) + stopbits
+    return 3.5 * bits / baudrate
+
+
+class BusSilence:
+    """Keeps a serial bus quiet for `silence_s` after the last frame before the next request.
+
+    Measured against the wall clock, not the hub's Clock: it is a property of the wire.
+    """
+
+    def __init__(self, silence_s: float) -> None:
+        self.silence_s = silence_s
+        self._quiet_until = 0.0
+
+    async def wait(self) -> None:
+        # asyncio's timers fire no earlier than their deadline (to the monotonic clock's resolution)
+        if (left := self._quiet_until - time.monotonic()) > 0:
+            await asyncio.sleep(left)
+
+    def frame_ended(self) -> None:
+        """Call when a reply was received or given up on (a late reply may still be on the bus)."""
+        self._quiet_until = time.monotonic() + self.silence_s
+
+
 class PymodbusReader:
     """RegisterReader over pymodbus 3 async clients; one request at a time, no internal retries."""
 
@@ -43,6 +78,12 @@ class PymodbusReader:
         if pymodbus_log.level == logging.NOTSET:
             pymodbus_log.setLevel(logging.CRITICAL)
         self._client: AsyncModbusTcpClient | AsyncModbusSerialClient
+        # TCP (and RTU-over-TCP gateways) pace their own serial side; only a local line needs it.
+        self._silence = BusSilence(
+            0.0
+            if cfg.transport == "tcp"
+            else rtu_silence_s(cfg.baudrate, cfg.bytesize, cfg.parity, cfg.stopbits)
+        )
         if cfg.transport == "tcp":
             self._client = AsyncModbusTcpClient(
                 cfg.host, port=cfg.port, timeout=cfg.timeout_s, retries=0, reconnect_delay=0
@@ -67,6 +108,7 @@ class PymodbusReader:
 
         if not self._client.connected and not await self._client.connect():
             raise BusUnreachable("cannot open the Modbus bus")
+        await self._silence.wait()
         try:
             if function == 3:
                 reply = await self._client.read_holding_registers(
@@ -80,6 +122,8 @@ class PymodbusReader:
             raise BusUnreachable(str(exc)) from exc
         except ModbusException as exc:
             raise DeviceUnreachable(str(exc)) from exc
+        finally:
+            self._silence.frame_ended()
         if reply.isError():
             return ExceptionReply(int(getattr(reply, "exception_code", 0)))
         registers = list(reply.registers)

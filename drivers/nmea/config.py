@@ -51,24 +51,46 @@ class NmeaTcpConfig(SourceConfig):
 
 class NmeaTcpServerConfig(SourceConfig):
     type: Literal["nmea_tcp_server"] = "nmea_tcp_server"
-    bind_host: str = "0.0.0.0"
+    # Loopback by default, like the HTTP server: receivers on the LAN need an explicit address.
+    bind_host: str = "127.0.0.1"
     bind_port: int = Field(default=10110, ge=0, le=65535)
+    max_clients: int = Field(default=16, ge=1, le=1024)
+    # A client that sends nothing this long is dropped (it would hold a client slot); None: never.
+    client_idle_timeout_s: float | None = Field(default=300.0, gt=0)
+    # Multi-part AIS messages awaiting their other fragments, for all clients together.
+    max_pending_fragments: int = Field(default=1024, ge=16, le=100_000)
 
     def build(self, ctx: SourceContext) -> Source:
         from drivers.nmea.sources import NmeaTcpServerSource
 
-        return NmeaTcpServerSource(self.name, ctx.clock, self.bind_host, self.bind_port)
+        return NmeaTcpServerSource(
+            self.name,
+            ctx.clock,
+            self.bind_host,
+            self.bind_port,
+            max_clients=self.max_clients,
+            client_idle_timeout_s=self.client_idle_timeout_s,
+            max_pending_fragments=self.max_pending_fragments,
+        )
 
 
 class NmeaUdpConfig(SourceConfig):
     type: Literal["nmea_udp"] = "nmea_udp"
-    bind_host: str = "0.0.0.0"
+    # Loopback by default, like the HTTP server: receivers on the LAN need an explicit address.
+    bind_host: str = "127.0.0.1"
     bind_port: int = Field(default=10110, ge=0, le=65535)
     rcvbuf_bytes: int = Field(default=8 * 1024 * 1024, ge=65536)
+    # Multi-part AIS messages awaiting their other fragments, for all senders together.
+    max_pending_fragments: int = Field(default=1024, ge=16, le=100_000)
 
     def build(self, ctx: SourceContext) -> Source:
         from drivers.nmea.sources import NmeaUdpSource
 
         return NmeaUdpSource(
-            self.name, ctx.clock, self.bind_host, self.bind_port, self.rcvbuf_bytes
+            self.name,
+            ctx.clock,
+            self.bind_host,
+            self.bind_port,
+            self.rcvbuf_bytes,
+            max_pending_fragments=self.max_pending_fragments,
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import logging
 import operator
@@ -15,7 +16,15 @@ from pyais.messages import MSG_CLASS, MessageType24PartA
 
 from drivers.nmea.gnss import FIX_READERS, read_fix
 from hub.errors import ChecksumError, FrameError, ProtocolError
-from hub.records import NO_GRID, GatewayFix, Record, VesselPosition, VesselStatic
+from hub.records import (
+    NO_GRID,
+    AisBaseStation,
+    GatewayFix,
+    Record,
+    SarAircraftPosition,
+    VesselPosition,
+    VesselStatic,
+)
 from hub.source import SourceStats
 
 log = logging.getLogger(__name__)
@@ -30,6 +39,36 @@ class TruncatedError(FrameError):
     """A sentence cut short: no checksum, or an AIS payload shorter than its message type."""
 
 
+class BitLengthError(FrameError):
+    """An AIS message whose bit length is not one ITU-R M.1371 allows for its type."""
+
+
+# Bit lengths per message type (ITU-R M.1371-5, Annex 8, Tables 46-83), as (min, max) ranges.
+# Tolerances are those real transmitters need: type 5 is 424 bits, but many send 420 or 422,
+# or 426 with the fill bits left at 0; type 21 carries 0-84 bits of name extension plus spare
+# to a byte boundary (272-360); type 24 part A is 160 bits, often padded to a 168-bit slot;
+# type 27 is 96 bits, and some units send it in a full 168-bit slot (both also in gpsd).
+AIS_BIT_LENGTHS: dict[int, tuple[tuple[int, int], ...]] = {
+    1: ((168, 168),),
+    2: ((168, 168),),
+    3: ((168, 168),),
+    4: ((168, 168),),
+    5: ((420, 426),),
+    9: ((168, 168),),
+    18: ((168, 168),),
+    19: ((312, 312),),
+    21: ((272, 360),),
+    24: ((160, 168),),
+    27: ((96, 96), (168, 168)),
+}
+_ALLOWED_BITS = {
+    msg_type: frozenset(n for lo, hi in ranges for n in range(lo, hi + 1))
+    for msg_type, ranges in AIS_BIT_LENGTHS.items()
+}
+# Receive times after the checksum (USCG/NAIS loggers) are taken only in this range (2000-2100).
+UNIX_TIME_RANGE_S = (946_684_800, 4_102_444_800)
+
+
 @dataclass(slots=True, frozen=True)
 class Sentence:
     """One checked NMEA sentence with what its tag block said."""
@@ -38,6 +77,7 @@ class Sentence:
     time_ns: int | None  # tag block c: (receiver time), if any
     station: str  # tag block s: (source station), "" if none
     group: str  # tag block g: group id tying the fragments of one message, "" if none
+    tag_block_ignored: bool = False  # a tag block was there but failed its checksum or parse
 
 
 def _xor(data: bytes) -> int:
@@ -99,22 +139,57 @@ def _tag_block(tag: bytes) -> _Tag:
     return parsed
 
 
-def _split_line(line: bytes) -> tuple[bytes, int | None, str, str]:
-    """(sentence body without '*hh', *tag block); raises ProtocolError subclasses."""
+def _trailing_time_ns(fields: bytes) -> int | None:
+    """The logger's Unix time among receiver fields after '*hh' (USCG/NAIS: `,r003669987,1152921693`).
+
+    Letter-prefixed fields (r/b station, d dBm, S slot, t/T receiver time, s RSSI, x counter) are
+    skipped; the first bare number in a sane range is the receive time (as libais reads it).
+    """
+    for field in fields.split(b","):
+        if not field[:1].isdigit():
+            continue
+        try:
+            stamp = float(field)
+        except ValueError:
+            continue
+        if UNIX_TIME_RANGE_S[0] <= stamp <= UNIX_TIME_RANGE_S[1]:
+            return int(stamp * NS_PER_S)
+    return None
+
+
+_Split = tuple[bytes, int | None, str, str, bool]
+
+
+def _split_line(line: bytes) -> _Split:
+    """(sentence body without '*hh', tag time, station, group, tag block ignored).
+
+    Raises ProtocolError subclasses. Receiver fields after the checksum are accepted; a tag block
+    that fails its checksum (satellite feeds write `*00`) is dropped, not the sentence behind it.
+    """
     line = line.strip()
     if len(line) > MAX_LINE_BYTES:
         raise FrameError("line too long")
     time_ns: int | None = None
     station = group = ""
+    tag_ignored = False
     if line[:1] == b"\\":
         end = line.find(b"\\", 1)
         if end < 0:
             raise FrameError("unterminated tag block")
-        time_ns, station, group = _tag_block(line[1:end])
+        try:
+            time_ns, station, group = _tag_block(line[1:end])
+        except ProtocolError:  # bad checksum (satellite feeds write *00), truncated, bad c:
+            tag_ignored = True
         line = line[end + 1 :]
     if line[:1] not in (b"!", b"$") or not line.isascii():
         raise FrameError("not an NMEA sentence")
-    return _split_checksum(line, "sentence"), time_ns, station, group
+    if line[-3:-2] != b"*":
+        star = line.rfind(b"*")
+        if star > 0 and line[star + 3 : star + 4] == b",":
+            if time_ns is None:
+                time_ns = _trailing_time_ns(line[star + 4 :])
+            line = line[: star + 3]
+    return _split_checksum(line, "sentence"), time_ns, station, group, tag_ignored
 
 
 def parse_line(line: bytes) -> Sentence:
@@ -153,11 +228,31 @@ def _nav_status(msg: Any) -> int | None:
     return None if status is None or int(status) == 15 else int(status)
 
 
-def _int(value: Any) -> int | None:
-    """Enum or int code -> plain int; 0 is ITU-R M.1371's "not available" for these codes."""
-    if value is None:
+def _ship_type(payload: bytes, start: int) -> int | None:
+    """The raw 8-bit ship and cargo type (ITU-R M.1371 Table 53), reserved codes included.
+
+    Read from the payload bits, not a library enum, which may fold unknown codes (39, 57) into
+    others. `start` is the field's first bit.
+    """
+    first, last = start // 6, (start + 7) // 6
+    if last >= len(payload):
         return None
-    return int(value) or None
+    value = 0
+    for char in payload[first : last + 1]:
+        value = (value << 6) | _SIXBIT.get(char, 0)
+    spare = (last + 1) * 6 - (start + 8)
+    return ((value >> spare) & 0xFF) or None  # 0: "not available"
+
+
+def _station_utc_s(msg: Any) -> int | None:
+    """Type 4 UTC as Unix seconds; None when any part is "not available" (0 / 24 / 60) or invalid."""
+    try:
+        moment = dt.datetime(
+            msg.year, msg.month, msg.day, msg.hour, msg.minute, msg.second, tzinfo=dt.UTC
+        )
+    except (TypeError, ValueError):  # year/month/day 0, hour 24, minute/second 60+
+        return None
+    return int(moment.timestamp())
 
 
 def _text(value: Any) -> str | None:
@@ -188,14 +283,16 @@ class NmeaDecoder:
         self.stats = stats if stats is not None else SourceStats()
         self.max_fragments = max_fragments
         self.fragment_timeout_ns = int(fragment_timeout_s * NS_PER_S)
-        self.ignored = 0  # valid messages of types the hub has no record for (4, 6, 8, GSV...)
+        self.ignored = 0  # valid messages of types the hub has no record for (6, 8, 11, GSV...)
         self._groups: dict[_GroupKey, _Group] = {}
         self._logged: set[str] = set()
-        self._ais: dict[int, Callable[[Any, str, int], list[Record]]] = {
+        self._ais: dict[int, Callable[[Any, str, int, bytes], list[Record]]] = {
             1: self._class_a,
             2: self._class_a,
             3: self._class_a,
+            4: self._type4,
             5: self._type5,
+            9: self._type9,
             18: self._class_b,
             19: self._type19,
             21: self._type21,
@@ -214,11 +311,13 @@ class NmeaDecoder:
         """
         self.stats.messages += 1
         try:
-            body, time_ns, station, group = _split_line(line)
+            body, time_ns, station, group, tag_ignored = _split_line(line)
+            if tag_ignored:
+                self._error("tag_block_ignored", FrameError("bad tag block"), line)
             if time_ns is None:
                 time_ns = now_ns
             else:
-                # A tag block's c: has whole seconds (or ms): two reports of one vessel in the
+                # A tag block's c: (or a logger's time) has whole seconds or ms: two reports of one vessel in the
                 # same second would be one InfluxDB point (same series and timestamp). An offset
                 # below 1 ms derived from the sentence keeps them apart, identically on a replay.
                 time_ns += zlib.crc32(body) % 1_000_000
@@ -230,6 +329,8 @@ class NmeaDecoder:
             self._error("checksum", exc, line)
         except TruncatedError as exc:
             self._error("truncated", exc, line)
+        except BitLengthError as exc:
+            self._error("bit_length", exc, line)
         except FrameError as exc:
             self._error("framing", exc, line)
         except ProtocolError as exc:
@@ -334,6 +435,10 @@ class NmeaDecoder:
             else:
                 self.stats.error("unknown_type")
             return []
+        bits = len(payload) * 6 - fill_bits
+        if bits not in _ALLOWED_BITS[msg_type]:
+            # A garbled or truncated payload decodes to some MMSI and position: a phantom vessel.
+            raise BitLengthError(f"AIS type {msg_type} with {bits} bits")
         try:
             msg = MSG_CLASS[msg_type].from_vector(bit_vector(payload, fill_bits))
         except Exception as exc:  # pyais raises assorted errors on bit garbage
@@ -341,7 +446,7 @@ class NmeaDecoder:
         if msg.mmsi is None:
             raise TruncatedError("AIS payload too short")
         try:
-            return handler(msg, f"{msg.mmsi:09d}", time_ns)
+            return handler(msg, f"{msg.mmsi:09d}", time_ns, payload)
         except (TypeError, ValueError, AttributeError) as exc:  # fields missing from short payloads
             raise ProtocolError(f"AIS type {msg_type} lacks fields: {exc!r}") from exc
 
@@ -380,37 +485,64 @@ class NmeaDecoder:
             self.source_name,
         )
 
-    def _class_a(self, msg: Any, mmsi: str, time_ns: int) -> list[Record]:
+    def _class_a(self, msg: Any, mmsi: str, time_ns: int, _payload: bytes) -> list[Record]:
         return [self._moving(msg, mmsi, time_ns, "A")]
 
-    def _class_b(self, msg: Any, mmsi: str, time_ns: int) -> list[Record]:
+    def _class_b(self, msg: Any, mmsi: str, time_ns: int, _payload: bytes) -> list[Record]:
         return [self._moving(msg, mmsi, time_ns, "B")]
 
-    def _type19(self, msg: Any, mmsi: str, time_ns: int) -> list[Record]:
+    def _type4(self, msg: Any, mmsi: str, time_ns: int, _payload: bytes) -> list[Record]:
+        lat, lon = _lat_lon(msg)
+        utc = _station_utc_s(msg)
+        if lat is None and utc is None:  # nothing a point could hold
+            self.ignored += 1
+            return []
+        return [AisBaseStation(mmsi, time_ns, lat, lon, utc, source=self.source_name)]
+
+    def _type9(self, msg: Any, mmsi: str, time_ns: int, _payload: bytes) -> list[Record]:
+        # ITU-R M.1371 type 9: altitude 4095 and SOG 1023 (whole knots) mean "not available",
+        # 4094 / 1022 "this or higher"; COG 3600 (1/10 degree) is "not available".
+        lat, lon = _lat_lon(msg)
+        sog, cog = msg.speed, msg.course
+        return [
+            SarAircraftPosition(
+                mmsi,
+                time_ns,
+                lat,
+                lon,
+                None if msg.alt is None or msg.alt == 4095 else float(msg.alt),
+                None if sog is None or sog == 1023 else float(sog),
+                None if cog is None or cog >= 360.0 else float(cog),
+                source=self.source_name,
+            )
+        ]
+
+    def _type19(self, msg: Any, mmsi: str, time_ns: int, payload: bytes) -> list[Record]:
         length, beam = _dims(msg)
         static = VesselStatic(
             mmsi,
             time_ns,
             _text(msg.shipname),
-            ship_type=_int(msg.ship_type),
+            ship_type=_ship_type(payload, 263),
             length_m=length,
             beam_m=beam,
             msg_type=19,
             source=self.source_name,
         )
-        return [*self._class_b(msg, mmsi, time_ns), static]
+        return [*self._class_b(msg, mmsi, time_ns, payload), static]
 
-    def _type27(self, msg: Any, mmsi: str, time_ns: int) -> list[Record]:
+    def _type27(self, msg: Any, mmsi: str, time_ns: int, _payload: bytes) -> list[Record]:
         # Type 27 (long-range): SOG 63 kn and COG 511 deg mean "not available".
         kw = {"sog_kn": _none_if(msg.speed, 63.0), "cog_deg": _none_if(msg.course, 511.0)}
         return [self._position(msg, mmsi, time_ns, "A", nav_status=_nav_status(msg), **kw)]
 
-    def _type21(self, msg: Any, mmsi: str, time_ns: int) -> list[Record]:
-        name = _text(f"{msg.name or ''}{msg.name_ext or ''}")
+    def _type21(self, msg: Any, mmsi: str, time_ns: int, _payload: bytes) -> list[Record]:
+        # Name and extension are each padded with '@' or spaces: strip each before joining.
+        name = _text(f"{_text(msg.name) or ''}{_text(msg.name_ext) or ''}")
         static = VesselStatic(mmsi, time_ns, name, msg_type=21, source=self.source_name)
         return [self._position(msg, mmsi, time_ns, "AtoN"), static]
 
-    def _type5(self, msg: Any, mmsi: str, time_ns: int) -> list[Record]:
+    def _type5(self, msg: Any, mmsi: str, time_ns: int, payload: bytes) -> list[Record]:
         length, beam = _dims(msg)
         return [
             VesselStatic(
@@ -419,7 +551,7 @@ class NmeaDecoder:
                 _text(msg.shipname),
                 _text(msg.callsign),
                 msg.imo or None,
-                _int(msg.ship_type),
+                _ship_type(payload, 232),
                 length,
                 beam,
                 5,
@@ -427,7 +559,7 @@ class NmeaDecoder:
             )
         ]
 
-    def _type24(self, msg: Any, mmsi: str, time_ns: int) -> list[Record]:
+    def _type24(self, msg: Any, mmsi: str, time_ns: int, payload: bytes) -> list[Record]:
         if isinstance(msg, MessageType24PartA):
             return [
                 VesselStatic(
@@ -440,7 +572,7 @@ class NmeaDecoder:
                 mmsi,
                 time_ns,
                 callsign=_text(msg.callsign),
-                ship_type=_int(msg.ship_type),
+                ship_type=_ship_type(payload, 40),
                 length_m=length,
                 beam_m=beam,
                 msg_type=24,

@@ -17,13 +17,16 @@ import serial_asyncio_fast
 from drivers.nmea.decoder import NmeaDecoder
 from hub.clock import Clock
 from hub.errors import DeviceUnreachable
+from hub.logs import ThrottledLog
 from hub.records import Record
 from hub.source import Publish, Source
 
 log = logging.getLogger(__name__)
+rejected = ThrottledLog(log)  # refused clients and failed accept() calls, however many
 
 MAX_PARTIAL_LINE = 4096  # a "line" longer than this without a newline is garbage
 READ_CHUNK = 65536
+ACCEPT_RETRY_S = 0.5  # after accept() failed (EMFILE: out of descriptors), as asyncio does
 
 
 class _NmeaSource(Source):
@@ -32,11 +35,19 @@ class _NmeaSource(Source):
     kind = "nmea"
 
     def __init__(
-        self, name: str, clock: Clock, *, batch_max_records: int = 500, batch_max_s: float = 0.05
+        self,
+        name: str,
+        clock: Clock,
+        *,
+        batch_max_records: int = 500,
+        batch_max_s: float = 0.05,
+        max_pending_fragments: int = 1024,
     ) -> None:
         super().__init__(name)
         self.clock = clock
-        self.decoder = NmeaDecoder(name, self.stats)
+        # One decoder per source: its bound on pending multi-part fragments holds for the whole
+        # source, however many peers feed it (each peer's fragments are keyed apart).
+        self.decoder = NmeaDecoder(name, self.stats, max_fragments=max_pending_fragments)
         self.batch_max_records = batch_max_records
         self.batch_max_s = batch_max_s
         self._pending: list[Record] = []
@@ -71,6 +82,7 @@ class _NmeaSource(Source):
         publish: Publish,
         decoder: NmeaDecoder,
         idle_timeout_s: float | None = None,
+        sender: str = "",
     ) -> None:
         """Read newline-separated sentences until EOF (or silence longer than idle_timeout_s)."""
         partial = b""
@@ -84,7 +96,7 @@ class _NmeaSource(Source):
             if len(partial) > MAX_PARTIAL_LINE:
                 self.stats.error("framing")
                 partial = b""
-            await self._ingest(lines, publish, decoder)
+            await self._ingest(lines, publish, decoder, sender)
 
     async def _with_flusher(self, publish: Publish, body: Any) -> None:
         flusher = asyncio.create_task(self._flusher(publish), name=f"{self.name}-flush")
@@ -190,55 +202,136 @@ class NmeaTcpSource(_NmeaSource):
 
 
 class NmeaTcpServerSource(_NmeaSource):
-    """Listens for receivers pushing NMEA over TCP; each client gets its own reassembly state."""
+    """Listens for receivers pushing NMEA over TCP.
 
-    def __init__(self, name: str, clock: Clock, bind_host: str, bind_port: int) -> None:
-        super().__init__(name, clock)
+    Bounded whatever connects: at most `max_clients` at once (more are closed at once and
+    counted), a client silent for `client_idle_timeout_s` is dropped, and all clients share the
+    source's decoder, so pending multi-part fragments are bounded per source, not per client.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        clock: Clock,
+        bind_host: str,
+        bind_port: int,
+        *,
+        max_clients: int = 16,
+        client_idle_timeout_s: float | None = 300.0,
+        max_pending_fragments: int = 1024,
+    ) -> None:
+        super().__init__(name, clock, max_pending_fragments=max_pending_fragments)
         self.bind_host, self.bind_port = bind_host, bind_port
+        self.max_clients = max_clients
+        self.client_idle_timeout_s = client_idle_timeout_s
         self.clients = 0
-        self._server: asyncio.Server | None = None
         self.bound = asyncio.Event()
+        self._listener: socket.socket | None = None
+        self._client_tasks: set[asyncio.Task[None]] = set()
 
     @property
     def port(self) -> int:
         """The port actually bound (useful when configured as 0)."""
-        assert self._server is not None
-        return int(self._server.sockets[0].getsockname()[1])
+        return self.local_address[1]
+
+    @property
+    def local_address(self) -> tuple[str, int]:
+        assert self._listener is not None
+        host, port = self._listener.getsockname()[:2]
+        return str(host), int(port)
+
+    def _listen(self) -> socket.socket:
+        family = socket.AF_INET6 if ":" in self.bind_host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self.bind_host, self.bind_port))
+            sock.listen(max(self.max_clients, 16))
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        return sock
 
     async def run(self, publish: Publish) -> None:
-        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            await self._serve_client(reader, writer, publish)
-
-        self._server = await asyncio.start_server(serve, self.bind_host, self.bind_port)
+        try:
+            self._listener = self._listen()
+        except OSError as exc:
+            raise DeviceUnreachable(f"cannot listen on {self.bind_host}:{self.bind_port}") from exc
         self.stats.connected = True
         self.bound.set()
-        async with self._server:
-            await self._with_flusher(publish, self._server.serve_forever())
-
-    async def _serve_client(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, publish: Publish
-    ) -> None:
-        self.clients += 1
-        decoder = NmeaDecoder(self.name, self.stats)
         try:
-            await self._read_stream(reader, publish, decoder)
+            await self._with_flusher(publish, self._accept_loop(self._listener, publish))
+        finally:
+            for task in self._client_tasks:
+                task.cancel()
+            await asyncio.gather(*self._client_tasks, return_exceptions=True)
+            await self.aclose()
+
+    async def _accept_loop(self, listener: socket.socket, publish: Publish) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                conn, peer = await loop.sock_accept(listener)
+            except OSError as exc:  # EMFILE/ENFILE/ENOBUFS: the connection waits in the backlog
+                self.stats.error("accept_failed")
+                rejected.warning("%s: accept() failed: %s; retrying", self.name, exc)
+                await asyncio.sleep(ACCEPT_RETRY_S)
+                continue
+            if self.clients >= self.max_clients:
+                conn.close()
+                self.stats.error("client_refused")
+                rejected.warning(
+                    "%s: refused a client: %d connected (max_clients)", self.name, self.clients
+                )
+                continue
+            self.clients += 1
+            task = asyncio.create_task(self._serve_client(conn, f"{peer[0]}:{peer[1]}", publish))
+            self._client_tasks.add(task)
+            task.add_done_callback(self._client_tasks.discard)
+
+    async def _serve_client(self, conn: socket.socket, sender: str, publish: Publish) -> None:
+        writer: asyncio.StreamWriter | None = None
+        try:
+            reader, writer = await asyncio.open_connection(sock=conn)
+            await self._read_stream(
+                reader, publish, self.decoder, self.client_idle_timeout_s, sender
+            )
+        except TimeoutError:
+            self.stats.error("client_idle")
+            rejected.info(
+                "%s: dropped a client silent for %.0f s", self.name, self.client_idle_timeout_s
+            )
         except OSError as exc:
-            log.info("%s: client dropped: %s", self.name, exc)
+            rejected.info("%s: client dropped: %s", self.name, exc)
         finally:
             self.clients -= 1
-            writer.close()
+            if writer is not None:
+                writer.close()
+            else:
+                conn.close()
             await self._flush(publish)
 
     async def aclose(self) -> None:
-        if self._server is not None:
-            self._server.close()
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
 
 
 class NmeaUdpSource(_NmeaSource):
     """Receives NMEA datagrams; a large SO_RCVBUF and batch reads keep bursts from being dropped."""
 
-    def __init__(self, name: str, clock: Clock, bind_host: str, bind_port: int, rcvbuf: int):
-        super().__init__(name, clock)
+    def __init__(
+        self,
+        name: str,
+        clock: Clock,
+        bind_host: str,
+        bind_port: int,
+        rcvbuf: int,
+        *,
+        max_pending_fragments: int = 1024,
+    ) -> None:
+        super().__init__(name, clock, max_pending_fragments=max_pending_fragments)
         self.bind_host, self.bind_port = bind_host, bind_port
         self.rcvbuf_requested = rcvbuf
         self.rcvbuf_bytes = 0  # what the kernel granted
@@ -248,8 +341,13 @@ class NmeaUdpSource(_NmeaSource):
 
     @property
     def port(self) -> int:
+        return self.local_address[1]
+
+    @property
+    def local_address(self) -> tuple[str, int]:
         assert self._sock is not None
-        return int(self._sock.getsockname()[1])
+        host, port = self._sock.getsockname()[:2]
+        return str(host), int(port)
 
     def _open(self) -> socket.socket:
         family = socket.AF_INET6 if ":" in self.bind_host else socket.AF_INET

@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hub import __version__
+from hub.alerts import install_hub_id
 from hub.fleet.config_apply import ConfigApplier, ConfigRejected
-from hub.fleet.presence import Identity, SourceState, config_hash, hub_id, iso, offline_will, online
+from hub.fleet.presence import Identity, SourceState, config_hash, iso, offline_will, online
 from hub.fleet.reports import Reporter
 from hub.fleet.settings import FleetSection
 from hub.fleet.upgrade import UpgradeFailed, Upgrader
@@ -51,7 +52,7 @@ class FleetControl:
         registry = [p for p in files if p != config_path and "registry" in p.parts]
         self.identity = Identity(
             site=site,
-            hub_id=hub_id(data_dir),
+            hub_id=install_hub_id(data_dir),
             version=__version__,
             started_at=iso(started_at),
             config_hash=config_hash(config_path, registry) if config_path else "",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -38,16 +37,6 @@ class Identity:
 
 def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def hub_id(data_dir: Path) -> str:
-    """A random per-install id kept in data_dir: survives restarts and config changes."""
-    path = data_dir / "hub_id"
-    if not path.exists():
-        data_dir.mkdir(parents=True, exist_ok=True)
-        with open(path, "x", encoding="ascii") as f:
-            f.write(secrets.token_hex(8))
-    return path.read_text(encoding="ascii").strip()
 
 
 def config_hash(config_path: Path, extra_files: Iterable[Path] = ()) -> str:

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import signal
+import subprocess
+import sys
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -237,3 +243,193 @@ async def test_rtu_over_a_pty_pair_at_9600_baud(pty_pair: tuple[str, str]) -> No
     assert sink.of("m2")[-1].alarm_bits == MeterAlarm.TAMPER
     assert source.offline_meters == {"m3"}
     assert source.stats.errors["timeout"] == 3
+
+
+# --- a paced RTU line: the slave runs in its own process and releases bytes at 9600 baud ---------
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@contextlib.contextmanager
+def paced_slave(
+    tmp_path: Path,
+    port: str,
+    meters: int,
+    dead_ids: Sequence[int] = (),
+    silent_for_s: dict[int, float] | None = None,
+) -> Iterator[dict[str, Any]]:
+    """A PacedRtuSlave in a subprocess (its timestamps are not delayed by our event loop); the
+    yielded dict is filled with what the slave saw once the block exits."""
+    report = tmp_path / f"slave-{time.monotonic_ns()}.json"
+    command = [sys.executable, "-m", "drivers.sim_meters", "--rtu-paced", port]
+    command += ["--meters", str(meters), "--report", str(report)]
+    for device_id in dead_ids:
+        command += ["--dead", str(device_id)]
+    for device_id, seconds in (silent_for_s or {}).items():
+        command += ["--silent-for", f"{device_id}:{seconds}"]
+    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    assert "serving" in proc.stdout.readline()  # returns "" if the slave died
+    seen: dict[str, Any] = {}
+    try:
+        yield seen
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(20)
+        seen.update(json.loads(report.read_text(encoding="utf-8")))
+
+
+def rtu_config(port: str, meters: int, **kw: object) -> ModbusBusConfig:
+    base: dict[str, object] = {
+        "type": "modbus",
+        "name": "rs485",
+        "transport": "rtu",
+        "serial_port": port,
+        "baudrate": 9600,
+        "poll_interval_s": 1.5,
+        "meters": [{"meter_id": f"m{i}", "device_id": i} for i in range(1, meters + 1)],
+    }
+    return ModbusBusConfig.model_validate({**base, **kw})
+
+
+async def test_rtu_master_keeps_3_5_character_times_between_reply_and_request(
+    tmp_path: Path, pty_pair: tuple[str, str]
+) -> None:
+    path_a, path_b = pty_pair
+    char_s = 10 / 9600  # 8N1
+    with paced_slave(tmp_path, path_b, 8) as seen:
+        source = ModbusBusSource(rtu_config(path_a, 8), SystemClock())
+        try:
+            for _ in range(6):
+                assert len(await source.poll_once(Sink())) == 8
+        finally:
+            await source.aclose()
+    assert seen["char_s"] == pytest.approx(char_s)
+    gaps = seen["gaps_s"]
+    # One gap before each request but the first; the slave drops a gap whose start it could not
+    # time closely (it was descheduled around writing the last reply byte; the last reply too).
+    assert len(gaps) + seen["unmeasured_gaps"] in (6 * 8 - 1, 6 * 8)
+    assert len(gaps) >= 30, seen["unmeasured_gaps"]
+    # Measured at the slave: from its last reply byte to the first byte of the next request.
+    assert min(gaps) >= 3.5 * char_s, sorted(gaps)[:5]
+
+
+async def test_slave_side_gap_measurement_sees_a_short_gap(
+    tmp_path: Path, pty_pair: tuple[str, str]
+) -> None:
+    """Control for the test above: a master configured for 115200 baud keeps only the fixed
+    1.75 ms, and the same slave-side measurement on the 9600-baud line sees gaps below 3.65 ms."""
+    path_a, path_b = pty_pair
+    with paced_slave(tmp_path, path_b, 8) as seen:
+        source = ModbusBusSource(rtu_config(path_a, 8, baudrate=115200), SystemClock())
+        try:
+            for _ in range(6):
+                await source.poll_once(Sink())
+        finally:
+            await source.aclose()
+    assert min(seen["gaps_s"]) >= 0.00175
+    assert min(seen["gaps_s"]) < 3.5 * 10 / 9600
+
+
+async def test_meter_silent_at_start_is_read_once_it_answers_on_a_busy_paced_line(
+    tmp_path: Path, pty_pair: tuple[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    # The issue's measurement: 32 meters at a 1.5 s poll fill most of the cycle at 9600 baud,
+    # leaving less slack than timeout_s; meter 17 is silent for its first 5 s, then answers.
+    path_a, path_b = pty_pair
+    caplog.set_level(logging.INFO, logger="drivers.modbus_meter")
+    with paced_slave(tmp_path, path_b, 32, silent_for_s={17: 5.0}) as seen:
+        source = ModbusBusSource(rtu_config(path_a, 32, timeout_s=1.0), SystemClock())
+        sink = Sink()
+        try:
+            async with running(source, sink):
+                await wait_for(lambda: len(sink.of("m17")) >= 3, timeout=60)
+                await wait_for(lambda: all(sink.of(f"m{i}") for i in range(1, 33)), timeout=30)
+        finally:
+            await source.aclose()
+    assert seen["requests"]["17"] >= 4  # asked while silent, and again once it answered
+    assert source.stats.errors["timeout"] >= 1
+    assert not source.offline_meters
+    messages = [r.getMessage() for r in caplog.records if "m17" in r.getMessage()]
+    assert len([m for m in messages if "offline after" in m]) == len(
+        [m for m in messages if "back online" in m]
+    )
+
+
+async def test_meter_that_never_answers_goes_offline_on_a_busy_paced_line(
+    tmp_path: Path, pty_pair: tuple[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    path_a, path_b = pty_pair
+    caplog.set_level(logging.INFO, logger="drivers.modbus_meter")
+    with paced_slave(tmp_path, path_b, 32, dead_ids=[9]) as seen:
+        source = ModbusBusSource(rtu_config(path_a, 32, timeout_s=1.0), SystemClock())
+        sink = Sink()
+        try:
+            async with running(source, sink):
+                await wait_for(lambda: source.offline_meters == {"m9"}, timeout=60)
+        finally:
+            await source.aclose()
+    lines = [r.getMessage() for r in caplog.records if "offline after" in r.getMessage()]
+    assert len(lines) == 1 and "meter m9 (device 9 on rs485)" in lines[0]
+    assert seen["requests"]["9"] >= 3
+    assert sink.of("m9") == []
+    assert {r.meter_id for r in sink.readings} == {f"m{i}" for i in range(1, 33)} - {"m9"}
+
+
+# --- hub modbus probe against the pymodbus simulator holding a real TUF-2000M register dump ------
+
+GAMBIT_DUMP = ROOT / "tests" / "data" / "modbus" / "tuf2000m_gambit_rawdt.txt"
+
+
+async def serve_register_dump(port: str) -> Any:
+    """A pymodbus RTU server, device 1, whose holding registers 0..99 are the dump's REG1..REG100."""
+    from pymodbus.framer import FramerType
+    from pymodbus.server import ModbusSerialServer
+    from pymodbus.simulator import DataType, SimData, SimDevice
+
+    pairs = (line.split(":") for line in GAMBIT_DUMP.read_text(encoding="utf-8").split())
+    registers = {int(reg): int(value) for reg, value in pairs}
+    words = [registers[n] for n in range(1, 101)]
+    bits = [SimData(0, values=False, datatype=DataType.BITS)]
+    regs = [SimData(0, values=words, datatype=DataType.REGISTERS)]
+    device = SimDevice(1, simdata=(bits, list(bits), regs, list(regs)))
+    server = ModbusSerialServer([device], framer=FramerType.RTU, port=port, baudrate=9600)
+    await server.serve_forever(background=True)
+    return server
+
+
+async def hub_cli(*args: str) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "hub.cli", *args, cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+@pytest.mark.parametrize(("declared_base", "exit_code"), [(1, 0), (0, 1)])
+async def test_hub_modbus_probe_says_which_address_base_reads_plausibly(
+    tmp_path: Path, pty_pair: tuple[str, str], declared_base: int, exit_code: int
+) -> None:
+    path_a, path_b = pty_pair
+    profile = tmp_path / "tuf_copy.toml"
+    shipped = (ROOT / "drivers" / "profiles" / "tuf2000m.toml").read_text(encoding="utf-8")
+    profile.write_text(shipped.replace("address_base = 1", f"address_base = {declared_base}"))
+    config = tmp_path / "hub.toml"
+    config.write_text(
+        f'[hub]\ndata_dir = "{tmp_path}/data"\n[http]\nenabled = false\n\n'
+        f'[[sources]]\ntype = "modbus"\nname = "rs485"\ntransport = "rtu"\n'
+        f'serial_port = "{path_a}"\npoll_interval_s = 10\n'
+        f'meters = [{{ meter_id = "tuf", device_id = 1, profile = "{profile}" }}]\n'
+    )
+    server = await serve_register_dump(path_b)
+    try:
+        code, out, err = await hub_cli("modbus", "probe", "-c", str(config))
+    finally:
+        await server.shutdown()
+    assert code == exit_code, (out, err)
+    if declared_base == 1:
+        assert "OK    meter tuf (device 1): address_base = 1 (as declared)" in out
+    else:
+        assert "FAIL  meter tuf (device 1): address_base = 1 gives plausible values" in out
+        assert "the profile declares 0" in out

@@ -17,8 +17,8 @@ from drivers.door_common import (
     decode_document,
     decode_xml,
     map_event,
-    map_object,
 )
+from drivers.door_hikvision import decode_isapi
 from drivers.sim_doors import SIM_MQTT_MAPPING, SimEvent, isapi_json, isapi_xml, mqtt_payload
 from hub.errors import FrameError, ProtocolError
 from hub.records import DOOR_EVENTS
@@ -91,9 +91,11 @@ def test_event_map_values_are_validated() -> None:
 
 def test_isapi_json_and_xml_give_the_same_event() -> None:
     sim = SimEvent("1", "forced", 1_795_262_000_000, card="87654321")
-    from_json = map_object(decode_document(isapi_json(sim)), HIKVISION_MAPPING, "k", "s", NOW_NS)
-    from_xml = map_object(decode_document(isapi_xml(sim)), HIKVISION_MAPPING, "k", "s", NOW_NS)
-    assert from_json == from_xml
+    [from_json, from_xml] = [
+        decode_isapi(decode_document(body), salt="k", source="s", now_ns=NOW_NS, door_ids={}).record
+        for body in (isapi_json(sim), isapi_xml(sim))
+    ]
+    assert from_json is not None and from_json == from_xml
     assert from_json.door_id == "44:19:b6:00:00:01-1"
     assert from_json.event == "forced"
     assert from_json.time_ns == 1_795_262_000 * 10**9

@@ -117,8 +117,8 @@ def test_alert_point() -> None:
         "site 1", GridTags("sea", "", ""), 1, T,
     )  # fmt: skip
     assert to_line(alert.point()) == (
-        r"alert,grid=sea,rule=unregistered_vessel,severity=warning,site=site\ 1 "
-        r'alert_id="abc",state="open",message="said \"hi\", ok",subject="mmsi:412345678",'
+        r"alert,grid=sea,rule=unregistered_vessel,severity=warning,site=site\ 1,"
+        r'subject=mmsi:412345678 alert_id="abc",state="open",message="said \"hi\", ok",'
         f"seq=1i {T}"
     )
 

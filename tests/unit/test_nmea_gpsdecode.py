@@ -19,6 +19,12 @@ from hub.records import VesselPosition, VesselStatic
 
 DATA = Path(__file__).parent.parent / "data"
 POSITION_TYPES = {1, 2, 3, 18, 19, 21, 27}
+CAPTURES = [
+    "ais_public.nmea",
+    "ais_synthetic.nmea",
+    "gpsd_ais_nmea.nmea",
+    "libais_typeexamples.nmea",
+]
 STATIC_NAME_FIELD = {5: "shipname", 19: "shipname", 21: "name"}
 
 
@@ -63,7 +69,7 @@ def ours(path: Path) -> tuple[list[VesselPosition], list[VesselStatic]]:
     return positions, statics
 
 
-@pytest.mark.parametrize("capture", ["ais_public.nmea", "ais_synthetic.nmea"])
+@pytest.mark.parametrize("capture", CAPTURES)
 def test_positions_match_gpsdecode(capture: str) -> None:
     rows = [r for r in gpsdecode(DATA / capture) if r.get("type") in POSITION_TYPES]
     positions, _ = ours(DATA / capture)
@@ -78,7 +84,7 @@ def test_positions_match_gpsdecode(capture: str) -> None:
                 assert got == pytest.approx(value, abs=1e-5), (field, row)
 
 
-@pytest.mark.parametrize("capture", ["ais_public.nmea", "ais_synthetic.nmea"])
+@pytest.mark.parametrize("capture", CAPTURES)
 def test_names_match_gpsdecode(capture: str) -> None:
     rows = gpsdecode(DATA / capture)
     _, statics = ours(DATA / capture)

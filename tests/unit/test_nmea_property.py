@@ -104,3 +104,31 @@ def test_reassembly_buffer_never_exceeds_bound(bound: int, lines: list[bytes]) -
     for line in lines:
         decoder.feed(line, 1_780_000_000 * 10**9)
         assert decoder.pending_fragments <= bound
+
+
+SINGLE = [ln for ln in SAMPLES if ln.startswith(b"!AIVDM,1,1,")]
+RECEIVER_FIELD = st.from_regex(rb"\A[a-zA-Z]?[-0-9A-Za-z.]{0,12}\Z", fullmatch=True)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    line=st.sampled_from(SINGLE),
+    fields=st.lists(RECEIVER_FIELD, max_size=6),
+    stamp=st.integers(946_684_800, 4_102_444_800),
+)
+def test_receiver_fields_never_change_what_a_sentence_decodes_to(
+    line: bytes, fields: list[bytes], stamp: int
+) -> None:
+    """USCG/NAIS-style fields after '*hh' are accepted whatever they hold; the decoded values are
+    those of the bare sentence, and a Unix time among them (after letter fields) is the time."""
+    bare = NmeaDecoder("p").feed(line, 0)
+    letters = [f for f in fields if f[:1].isalpha()]  # bare numbers would be taken as the time
+    with_fields = b",".join([line, *letters, b"%d" % stamp])
+    decoder = NmeaDecoder("p")
+    got = decoder.feed(with_fields, 0)
+    assert not decoder.stats.errors
+    assert [type(r) for r in got] == [type(r) for r in bare] and got
+    for before, after in zip(bare, got, strict=True):
+        assert after.time_ns // 10**9 == stamp
+        assert getattr(after, "mmsi", None) == getattr(before, "mmsi", None)
+        assert getattr(after, "lat", None) == getattr(before, "lat", None)
