@@ -46,6 +46,13 @@ def add_parser(sub: Any) -> None:
     upgrade.add_argument("--out", "-o", type=Path)
     upgrade.set_defaults(func=cmd_sign_upgrade)
 
+    request = fleet_sub.add_parser(
+        "install-request", help="(root, on a gateway) verify and install a handed-over bundle"
+    )
+    request.add_argument("request", type=Path)
+    request.add_argument("--trusted-keys", type=Path, default=Path("/etc/harbourgrid/trusted_keys"))
+    request.set_defaults(func=cmd_install_request)
+
     status = fleet_sub.add_parser("status", help="table of gateways from retained status topics")
     status.add_argument("--broker", required=True, help="host or host:port")
     status.add_argument("--prefix", default="hub")
@@ -94,6 +101,15 @@ def cmd_sign_upgrade(args: argparse.Namespace) -> int:
     _emit(sign_envelope(key, payload), args.out)
     print(f"signed upgrade manifest for {args.version}", file=sys.stderr)
     return 0
+
+
+def cmd_install_request(args: argparse.Namespace) -> int:
+    from hub.fleet.signing import load_trusted_keys
+    from hub.fleet.upgrade import run_install_request
+
+    if not args.request.exists():
+        return 0  # the path unit fired for a request another run already took
+    return run_install_request(args.request, load_trusted_keys(args.trusted_keys))
 
 
 def cmd_status(args: argparse.Namespace) -> int:

@@ -6,8 +6,6 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-DEFAULT_INSTALL = ["/opt/harbourgrid/install.sh", "--offline", "{bundle_dir}"]
-
 
 class FleetSection(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -21,5 +19,7 @@ class FleetSection(BaseModel):
     apply_timeout_s: float = Field(default=120.0, gt=0)
     upgrade_max_bytes: int = Field(default=512 * 1024 * 1024, ge=1024)
     download_timeout_s: float = Field(default=600.0, gt=0)
-    # argv run after a verified bundle was unpacked; {bundle_dir}, {bundle}, {version} expand.
-    install_command: list[str] = DEFAULT_INSTALL
+    # Empty (the default): hand the verified bundle over to the root-side installer
+    # (deploy/harbourgrid-upgrade.path runs `hub fleet install-request`, which verifies again).
+    # Otherwise an argv run by the hub itself; {bundle_dir}, {bundle}, {version} expand.
+    install_command: list[str] = []

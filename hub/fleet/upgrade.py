@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import shutil
+import subprocess
 import tarfile
 from pathlib import Path
 from typing import NoReturn
@@ -32,6 +33,7 @@ log = logging.getLogger("hub.fleet.upgrade")
 CHUNK = 64 * 1024
 MAX_ATTEMPTS = 5
 OUTPUT_TAIL = 2000
+REQUEST_FILE = "install-request.json"
 
 
 class UpgradeFailed(HubError):
@@ -87,7 +89,10 @@ class Upgrader:
         try:
             bundle = await self.download(manifest)
             self.verify(manifest, bundle)
-            await self.install(manifest, bundle)
+            if self.settings.install_command:
+                await self.install(manifest, bundle)
+            else:
+                self.hand_over(manifest, bundle, envelope)
         finally:
             self._busy = False
 
@@ -187,6 +192,15 @@ class Upgrader:
             )
         self.reporter.report("upgrade", "installed", manifest.version, output=tail)
 
+    def hand_over(self, manifest: UpgradeManifest, bundle: Path, envelope: bytes) -> None:
+        """Leave the bundle and its signed manifest for the root-side installer."""
+        write_atomic(
+            self.marker, json.dumps({"version": manifest.version, "from": self.current}).encode()
+        )
+        request = {"envelope": envelope.decode(), "bundle": bundle.name}
+        write_atomic(self.dir / REQUEST_FILE, json.dumps(request).encode())
+        self.reporter.report("upgrade", "installing", manifest.version, command="install-request")
+
     def _unpack(self, manifest: UpgradeManifest, bundle: Path) -> Path:
         """A tarball is extracted (no links out, no devices); the dir holding wheels is used."""
         target = self.dir / f"bundle-{manifest.version}"
@@ -217,6 +231,31 @@ class Upgrader:
             self.reporter.report(
                 "upgrade", "rolled_back", target, f"running {self.current} after the install"
             )
+
+
+def run_install_request(request_path: Path, trusted: dict[str, Ed25519PublicKey]) -> int:
+    """Root side: verify the handed-over bundle again, then run the bundle's own install.sh.
+
+    The hub runs unprivileged; re-verifying here means a compromised hub user still cannot
+    make root install anything the platform did not sign."""
+    request = json.loads(request_path.read_text())
+    request_path.unlink()
+    manifest = parse_manifest(verify_envelope(request["envelope"].encode(), trusted).payload)
+    bundle = request_path.parent / Path(str(request["bundle"])).name
+    digest = hashlib.sha256()
+    with bundle.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    if digest.hexdigest() != manifest.sha256:
+        raise UpgradeFailed(f"{bundle}: sha256 does not match the signed manifest")
+    target = request_path.parent / f"install-{manifest.version}"
+    shutil.rmtree(target, ignore_errors=True)
+    with tarfile.open(bundle) as tar:
+        tar.extractall(target, filter="data")
+    scripts = sorted(target.rglob("install.sh"), key=lambda p: len(p.parts))
+    if not scripts:
+        raise UpgradeFailed(f"{bundle}: no install.sh in the bundle")
+    return subprocess.call(["bash", str(scripts[0]), "--offline", str(scripts[0].parent)])
 
 
 def _size(path: Path) -> int:

@@ -20,7 +20,7 @@ from hub.fleet.documents import build_manifest_payload
 from hub.fleet.reports import Reporter
 from hub.fleet.settings import FleetSection
 from hub.fleet.signing import generate_keypair, load_private_key, load_trusted_keys, sign_envelope
-from hub.fleet.upgrade import UpgradeFailed, Upgrader
+from hub.fleet.upgrade import UpgradeFailed, Upgrader, run_install_request
 
 pytestmark = pytest.mark.integration
 
@@ -212,3 +212,48 @@ async def test_install_that_did_not_take_reports_rolled_back_after_restart(
     again.report_after_restart()  # reported once only
     assert gw.outcomes()[-2:] == ["installed", "rolled_back"]
     assert gw.reporter.history[-1]["reason"] == "running 0.1.0 after the install"
+
+
+def bundle_with_installer(path: Path) -> Path:
+    """A bundle shaped like `make bundle`: a top directory with install.sh and wheels."""
+    script = b'#!/bin/sh\necho "$@" > "$(dirname "$0")/ran.txt"\nexit 0\n'
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in (
+            ("harbourgrid-hub-0.2.0/install.sh", script),
+            (
+                "harbourgrid-hub-0.2.0/wheels/harbourgrid_hub-0.2.0-py3-none-any.whl",
+                os.urandom(4096),
+            ),
+        ):
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o755
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+async def test_default_hands_over_to_the_root_installer_which_verifies_again(
+    tmp_path: Path, server: Server
+) -> None:
+    bundle = bundle_with_installer(server.root / "b.tar.gz")
+    gw = Gateway(tmp_path, install_command=[])
+    await gw.upgrader.handle(gw.manifest(bundle, f"{server.url}/b.tar.gz"))
+    assert gw.outcomes()[-1] == "installing"
+    request = gw.state / "upgrade" / "install-request.json"
+    code = run_install_request(request, load_trusted_keys(tmp_path / "trusted"))
+    assert code == 0 and not request.exists()
+    ran = next((gw.state / "upgrade").rglob("ran.txt")).read_text().split()
+    assert ran[0] == "--offline" and ran[1].endswith("install-0.2.0/harbourgrid-hub-0.2.0")
+
+
+async def test_root_installer_refuses_a_bundle_swapped_after_hand_over(
+    tmp_path: Path, server: Server
+) -> None:
+    bundle = bundle_with_installer(server.root / "b.tar.gz")
+    gw = Gateway(tmp_path, install_command=[])
+    await gw.upgrader.handle(gw.manifest(bundle, f"{server.url}/b.tar.gz"))
+    request = gw.state / "upgrade" / "install-request.json"
+    handed = json.loads(request.read_text())["bundle"]
+    bundle_with_installer(gw.state / "upgrade" / handed)  # same shape, different bytes
+    with pytest.raises(UpgradeFailed, match="sha256 does not match"):
+        run_install_request(request, load_trusted_keys(tmp_path / "trusted"))
+    assert not list((gw.state / "upgrade").rglob("ran.txt"))
