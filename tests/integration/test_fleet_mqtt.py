@@ -222,3 +222,102 @@ async def test_signed_config_applied_replay_and_tamper_rejected_bad_one_rolled_b
         ("rolled_back", 3),
     ]
     assert "Traceback" not in gw.log()
+
+
+def upgrade_outcomes(watcher: Watcher) -> list[tuple[str, str | None]]:
+    return [(d["outcome"], d["version"]) for d in watcher.seen.get("upgrade/state", [])]
+
+
+async def test_signed_upgrade_over_mqtt_reports_every_step(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    from aiohttp import web
+
+    from hub.fleet.documents import build_manifest_payload
+
+    www = tmp_path / "www"
+    www.mkdir()
+    bundle = www / "hub-9.0.0.tar.gz"
+    bundle.write_bytes(os.urandom(200_000))
+    app = web.Application()
+    app.router.add_static("/", www)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}/hub-9.0.0.tar.gz"
+
+    site = f"fleet-upgrade-{os.getpid()}"
+    gw = Gateway(tmp_path, site, mosquitto)
+    installer = tmp_path / "fake-install.sh"
+    installer.write_text(f'#!/bin/sh\necho "$@" > {tmp_path / "installed.txt"}\n')
+    installer.chmod(0o755)
+    extra = f'install_command = ["{installer}", "--offline", "{{bundle}}"]\n'
+    gw.config.write_text(hub_toml(site, gw.port, tmp_path, extra))
+    watcher = Watcher()
+    task = asyncio.create_task(watcher.run(mosquitto.port, site))
+    gw.start()
+    key = load_private_key(tmp_path / "keys" / "ops.key")
+    try:
+        await wait_for(lambda: status_is(watcher, "online"), 30)
+        topic = f"hub/{site}/upgrade"
+        old = sign_envelope(key, build_manifest_payload(bundle, url, "0.0.1"))
+        await publish(gw.port, topic, old)
+        await wait_for(lambda: ("rejected", "0.0.1") in upgrade_outcomes(watcher), 30)
+        await publish(
+            gw.port, topic, sign_envelope(key, build_manifest_payload(bundle, url, "9.0.0"))
+        )
+        await wait_for(lambda: ("installed", "9.0.0") in upgrade_outcomes(watcher), 60)
+    finally:
+        gw.stop()
+        print(gw.log())
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await runner.cleanup()
+    assert upgrade_outcomes(watcher) == [
+        ("rejected", "0.0.1"),
+        ("accepted", "9.0.0"),
+        ("downloaded", "9.0.0"),
+        ("verified", "9.0.0"),
+        ("installing", "9.0.0"),
+        ("installed", "9.0.0"),
+    ]
+    assert watcher.seen["upgrade/state"][0]["reason"].startswith("downgrade from")
+    assert (tmp_path / "installed.txt").read_text().startswith("--offline ")
+    for doc in watcher.seen["upgrade/state"]:
+        jsonschema.validate(doc, STATE_SCHEMA)
+
+
+async def test_fleet_status_table_marks_stale_and_offline(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    import time
+
+    from hub.fleet.presence import Identity, iso, offline_will, online
+
+    prefix = f"fleettable{os.getpid()}"
+    now = time.time()
+
+    def ident(site: str) -> Identity:
+        return Identity(site, "0123456789abcdef", "0.1.0", iso(now - 3600), "0" * 64, 30.0)
+
+    docs = {
+        "alive": online(ident("alive"), now, [], 5, 0, {"dark_vessel": 2}, 3),
+        "late": online(ident("late"), now - 900, [], 0, 0, {}, 3),
+        "gone": offline_will(ident("gone"), now - 900),
+    }
+    async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
+        for site, payload in docs.items():
+            await client.publish(f"{prefix}/{site}/status", payload, qos=1, retain=True)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "hub.cli", "fleet", "status",
+        "--broker", f"127.0.0.1:{mosquitto.port}", "--prefix", prefix,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    rows = {line.split()[0]: line for line in out.decode().splitlines()[1:-1]}
+    assert set(rows) == {"alive", "late", "gone"}
+    assert " online " in rows["alive"] and "STALE" not in rows["alive"]
+    assert "online (STALE)" in rows["late"]
+    assert " offline " in rows["gone"]
+    assert out.decode().splitlines()[-1] == "3 gateway(s), 1 offline, 1 stale"
