@@ -1,0 +1,134 @@
+"""The fleet through a real two-broker topology: the hub on a gateway-local mosquitto, bridged
+(deploy/mosquitto-bridge.conf, TLS + password) to a central mosquitto where the platform sits."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import ssl
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import aiomqtt
+import pytest
+
+from tests.integration.test_fleet_mqtt import Gateway, Watcher, config_outcome, status_is
+from tests.integration.test_mqtt_tls import SecureMosquitto
+from tests.services import Mosquitto
+from tests.util import free_port, wait_for
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+PASSWORD = "pa55-word-xyz"  # the one SecureMosquitto installs for user "hub"
+
+
+class BridgedMosquitto(Mosquitto):
+    """The shipped bridge config with the site, the central address and the CA filled in."""
+
+    def __init__(self, workdir: Path, central: SecureMosquitto, site: str) -> None:
+        super().__init__(workdir)
+        shipped = (REPO / "deploy" / "mosquitto-bridge.conf").read_text()
+        bridge = [
+            line
+            for line in shipped.splitlines()
+            if line and not line.startswith(("#", "listener", "allow_anonymous"))
+        ]
+        text = "\n".join(bridge).replace("SITE", site)
+        text = text.replace("central.example:8883", f"127.0.0.1:{central.port}")
+        text = text.replace("/etc/mosquitto/certs/central-ca.pem", str(central.workdir / "ca.pem"))
+        text = text.replace(f"gw-{site}", "hub").replace("CHANGE-ME", PASSWORD)
+        conf = self.workdir / "mosq.conf"
+        conf.write_text(conf.read_text() + text + "\n")
+
+
+class CentralWatcher(Watcher):
+    """The platform's view: subscribed on the central broker only."""
+
+    async def run_central(self, central: SecureMosquitto, site: str) -> None:
+        tls = ssl.create_default_context(cafile=str(central.workdir / "ca.pem"))
+        async with aiomqtt.Client(
+            "127.0.0.1", central.port, username="hub", password=PASSWORD, tls_context=tls
+        ) as client:
+            await client.subscribe(f"hub/{site}/#", qos=1)
+            async for message in client.messages:
+                assert isinstance(message.payload, bytes)
+                tail = str(message.topic).removeprefix(f"hub/{site}/")
+                with contextlib.suppress(ValueError):
+                    self.seen.setdefault(tail, []).append(json.loads(message.payload))
+
+    @staticmethod
+    async def publish(central: SecureMosquitto, topic: str, payload: bytes) -> None:
+        tls = ssl.create_default_context(cafile=str(central.workdir / "ca.pem"))
+        async with aiomqtt.Client(
+            "127.0.0.1", central.port, username="hub", password=PASSWORD, tls_context=tls
+        ) as client:
+            await client.publish(topic, payload, qos=1)
+
+
+@pytest.fixture
+def central(tmp_path: Path) -> Iterator[SecureMosquitto]:
+    broker = SecureMosquitto(tmp_path / "central")
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture
+async def bridged(
+    tmp_path: Path, central: SecureMosquitto
+) -> AsyncIterator[tuple[Gateway, CentralWatcher, SecureMosquitto]]:
+    site = "harbour-bridge"
+    local = BridgedMosquitto(tmp_path / "local", central, site)
+    local.start()
+    watcher = CentralWatcher()
+    task = asyncio.create_task(watcher.run_central(central, site))
+    await wait_for(lambda: watcher.last("bridge") == 1 or None, 30, message="bridge not up")
+    gw = Gateway(tmp_path / "gw", site, local)
+    gw.start()
+    try:
+        yield gw, watcher, central
+    finally:
+        gw.stop()
+        print(gw.log())
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        local.stop()
+
+
+async def test_through_the_bridge_status_config_and_last_will(
+    bridged: tuple[Gateway, CentralWatcher, SecureMosquitto],
+) -> None:
+    gw, watcher, central = bridged
+    online = await wait_for(lambda: status_is(watcher, "online"), 60)
+    assert online["site"] == gw.site
+    topic = f"hub/{gw.site}/config/set"
+    good = gw.config.read_text() + "[alerts]\ntick_s = 2.0\n"
+    envelope = gw.signed(1, good)
+    await watcher.publish(central, topic, envelope)
+    await wait_for(lambda: config_outcome(watcher, "applied", 1), 60)
+    assert gw.config.read_text() == good
+
+    await watcher.publish(central, topic, envelope)
+    replay = await wait_for(lambda: config_outcome(watcher, "rejected", 1), 30)
+    assert replay["reason"] == "version 1 is not newer than 1"
+    tampered = json.loads(gw.signed(2, good + "# changed\n"))
+    tampered["payload"] = tampered["payload"][:-8] + "AAAAAAA="
+    await watcher.publish(central, topic, json.dumps(tampered).encode())
+    bad = await wait_for(lambda: config_outcome(watcher, "rejected", None), 30)
+    assert bad["reason"] == "bad signature"
+
+    # Passes check-config, but the hub can no longer reach its (local) broker: rolled back.
+    stranded = good.replace(f"port = {gw.port}", f"port = {free_port()}")
+    assert stranded != good
+    await watcher.publish(central, topic, gw.signed(3, stranded))
+    rolled = await wait_for(lambda: config_outcome(watcher, "rolled_back", 3), 60)
+    assert "not healthy" in rolled["reason"] and gw.config.read_text() == good
+
+    assert gw.proc is not None
+    gw.proc.send_signal(signal.SIGKILL)
+    gw.proc.wait()
+    will = await wait_for(lambda: status_is(watcher, "offline"), 60, message="no will centrally")
+    assert will["hub_id"] == online["hub_id"]
