@@ -18,7 +18,7 @@ from typing import NoReturn
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from hub.config import load_config
+from hub.config import HubConfig, load_config
 from hub.errors import HubError
 from hub.fleet.documents import (
     CONFIG_FILE,
@@ -29,7 +29,7 @@ from hub.fleet.documents import (
 from hub.fleet.reports import Reporter
 from hub.fleet.signing import verify_envelope
 
-Checker = Callable[[Path], None]
+Checker = Callable[[Path], HubConfig]
 
 
 class ConfigRejected(HubError):
@@ -56,7 +56,7 @@ def write_atomic(path: Path, data: bytes) -> None:
         os.close(dir_fd)
 
 
-def check_config_dir(directory: Path) -> None:
+def check_config_dir(directory: Path) -> HubConfig:
     """What `hub check-config` does, on a staged copy: parse, secrets present, sources build."""
     from hub.app import read_secrets
     from hub.clock import SystemClock
@@ -71,6 +71,17 @@ def check_config_dir(directory: Path) -> None:
     failed = [c for c in registry_checks(cfg) if not c.ok and "invalid rows" not in c.detail]
     if failed:
         raise HubError(f"{failed[0].what}: {failed[0].detail}")
+    return cfg
+
+
+def check_reachable(cfg: HubConfig, site: str) -> None:
+    """A remote config must leave the platform able to reach this gateway again."""
+    if cfg.hub.site != site:
+        raise HubError(f"hub.site {cfg.hub.site!r} differs from the document's site {site!r}")
+    if not (cfg.mqtt.enabled and cfg.fleet.remote_control):
+        raise HubError(
+            "it would cut the gateway off (mqtt.enabled and fleet.remote_control must stay true)"
+        )
 
 
 class ConfigApplier:
@@ -163,7 +174,7 @@ class ConfigApplier:
                 (staging / name).parent.mkdir(parents=True, exist_ok=True)
                 (staging / name).write_text(text, encoding="utf-8")
             (staging / CONFIG_FILE).write_text(doc.config_toml, encoding="utf-8")
-            self.checker(staging)
+            check_reachable(self.checker(staging), doc.site)
         except HubError as exc:  # name files as the platform sent them, not our staging path
             raise HubError(str(exc).replace(f"{staging}/", "")) from exc
         finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import Counter
@@ -16,13 +17,11 @@ from hub.fleet.presence import Identity, SourceState, config_hash, iso, offline_
 from hub.fleet.reports import Reporter
 from hub.fleet.settings import FleetSection
 from hub.fleet.upgrade import UpgradeFailed, Upgrader
-from hub.logs import ThrottledLog
 
 if TYPE_CHECKING:
     from hub.app import Hub
 
 log = logging.getLogger("hub.fleet")
-_rejected_log = ThrottledLog(log)  # pushes come from the network: a flood must not flood the log
 
 CONFIG_SET, UPGRADE = "config/set", "upgrade"
 
@@ -89,9 +88,8 @@ class FleetControl:
         if tail == CONFIG_SET and self.applier is not None:
             try:
                 await asyncio.to_thread(self.applier.receive, payload)
-            except ConfigRejected as exc:
-                _rejected_log.warning("rejected remote config: %s", exc)
-                return
+            except ConfigRejected:
+                return  # reported and logged (throttled) by the reporter
             self.restart.set()
         elif tail == UPGRADE and self.upgrader is not None:
             if self._upgrade_task is not None and not self._upgrade_task.done():
@@ -101,10 +99,8 @@ class FleetControl:
 
     async def _upgrade(self, payload: bytes) -> None:
         assert self.upgrader is not None
-        try:
+        with contextlib.suppress(UpgradeFailed):  # reported and logged step by step
             await self.upgrader.handle(payload)
-        except UpgradeFailed as exc:
-            _rejected_log.warning("upgrade not done: %s", exc)
 
     async def aclose(self) -> None:
         if self._upgrade_task is not None:

@@ -9,11 +9,13 @@ from collections import deque
 from dataclasses import dataclass
 
 from hub.fleet.documents import now_iso
+from hub.logs import ThrottledLog
 
 STATE_SCHEMA = "harbourgrid.fleet_state/1"
 MAX_QUEUED = 64
 
 log = logging.getLogger("hub.fleet")
+_rejected_log = ThrottledLog(log)  # rejections are driven by the network: never a log flood
 
 
 @dataclass(slots=True, frozen=True)
@@ -45,7 +47,12 @@ class Reporter:
             **extra,
         }
         self.history.append(doc)
-        log.info("fleet %s %s: version=%s %s", kind, outcome, version, reason)
+        if outcome == "rejected":
+            _rejected_log.warning("fleet %s rejected: version=%s %s", kind, version, reason)
+        elif outcome in ("failed", "rolled_back"):
+            log.warning("fleet %s %s: version=%s %s", kind, outcome, version, reason)
+        else:
+            log.info("fleet %s %s: version=%s %s", kind, outcome, version, reason)
         self._queue.append(Report(f"{kind}/state", json.dumps(doc).encode()))
         self.event.set()
 

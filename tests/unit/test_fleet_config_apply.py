@@ -12,7 +12,10 @@ from hub.fleet.documents import build_config_payload
 from hub.fleet.reports import Reporter
 from hub.fleet.signing import generate_keypair, load_private_key, load_trusted_keys, sign_envelope
 
-GOOD = '[hub]\nsite = "s1"\ndata_dir = "var"\n[http]\nenabled = false\n'
+GOOD = (
+    '[hub]\nsite = "s1"\ndata_dir = "var"\n[http]\nenabled = false\n'
+    "[mqtt]\nenabled = true\n[fleet]\nremote_control = true\n"
+)
 
 
 class Gateway:
@@ -90,7 +93,7 @@ def test_tampered_config_is_rejected_and_nothing_changes(gw: Gateway) -> None:
 
 def test_config_failing_check_config_is_rejected(gw: Gateway) -> None:
     with pytest.raises(
-        ConfigRejected, match=r"check-config failed: hub.toml:6: hub.extra: unknown key"
+        ConfigRejected, match=r"check-config failed: hub.toml:10: hub.extra: unknown key"
     ):
         gw.applier.receive(gw.envelope(2, GOOD + "[hub.extra]\nno_such_key = 1\n"))
     with pytest.raises(ConfigRejected, match="HUB_FLEET_TEST_UNSET_SECRET"):
@@ -105,3 +108,19 @@ def test_config_failing_check_config_is_rejected(gw: Gateway) -> None:
 def test_config_for_another_site_is_rejected(gw: Gateway) -> None:
     with pytest.raises(ConfigRejected, match="for site 'other'"):
         gw.applier.receive(gw.envelope(1, GOOD, site="other"))
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (("[mqtt]\nenabled = true", "[mqtt]\nenabled = false"), "cut the gateway off"),
+        (("remote_control = true", "remote_control = false"), "cut the gateway off"),
+        (('site = "s1"', 'site = "s2"'), "hub.site 's2' differs"),
+    ],
+)
+def test_config_that_would_lose_the_gateway_is_rejected(
+    gw: Gateway, change: tuple[str, str], reason: str
+) -> None:
+    with pytest.raises(ConfigRejected, match=reason):
+        gw.applier.receive(gw.envelope(1, GOOD.replace(*change)))
+    assert (gw.etc / "hub.toml").read_text() == GOOD
