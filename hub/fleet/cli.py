@@ -12,8 +12,10 @@ from typing import Any
 
 import aiomqtt
 
+from hub.errors import HubError
 from hub.fleet.documents import build_config_payload, build_manifest_payload
 from hub.fleet.presence import format_table, gateway_row
+from hub.fleet.sealed import aad, parse_env, seal
 from hub.fleet.signing import generate_keypair, key_id, load_private_key, sign_envelope
 
 MAX_GATEWAYS = 100_000
@@ -34,6 +36,8 @@ def add_parser(sub: Any) -> None:
     config.add_argument("--site", required=True)
     config.add_argument("--version", type=int, required=True, help="must grow with every push")
     config.add_argument("--out", "-o", type=Path, help="write here instead of stdout")
+    config.add_argument("--env-file", type=Path, help="NAME=VALUE secrets to seal to the gateway")
+    config.add_argument("--gateway-key", help="the gateway's env_public_key (from its status)")
     config.set_defaults(func=cmd_sign_config)
 
     upgrade = fleet_sub.add_parser("sign-upgrade", help="sign an upgrade manifest for a bundle")
@@ -79,7 +83,14 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 
 def cmd_sign_config(args: argparse.Namespace) -> int:
     key = load_private_key(args.key)
-    payload = build_config_payload(args.dir, args.site, args.version)
+    env = None
+    if args.env_file is not None:
+        if not args.gateway_key:
+            raise HubError("--env-file needs --gateway-key (env_public_key in the gateway status)")
+        text = args.env_file.read_text(encoding="utf-8")
+        parse_env(text)  # refuse to seal what the gateway would reject
+        env = seal(args.gateway_key, text.encode(), aad(args.site, args.version))
+    payload = build_config_payload(args.dir, args.site, args.version, env)
     _emit(sign_envelope(key, payload), args.out)
     print(
         f"signed config v{args.version} for {args.site} with key {key_id(key.public_key())}; "

@@ -8,11 +8,12 @@ process starts means the previous process died while trying the new config: it i
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NoReturn
 
@@ -27,7 +28,9 @@ from hub.fleet.documents import (
     parse_config_document,
 )
 from hub.fleet.reports import Reporter
+from hub.fleet.sealed import aad, gateway_key, parse_env, unseal
 from hub.fleet.signing import verify_envelope
+from hub.logs import register_secret
 
 Checker = Callable[[Path], HubConfig]
 
@@ -145,23 +148,38 @@ class ConfigApplier:
         # The version is burnt once the signature is good: replaying it later is refused.
         write_atomic(self.state_dir / "config_version", str(doc.version).encode())
         try:
-            self._check_staged(doc)
+            env = self._open_env(doc)
+        except HubError as exc:
+            self._reject(doc.version, str(exc))
+        try:
+            with _overlay(env):
+                self._check_staged(doc)
         except HubError as exc:
             self._reject(doc.version, f"check-config failed: {exc}")
         self._backup(doc)
-        write_atomic(
-            self.state_dir / "pending.json",
-            json.dumps({"version": doc.version, "previous": self.applied_version}).encode(),
-        )
+        marker = {"version": doc.version, "previous": self.applied_version, "env": sorted(env)}
+        write_atomic(self.state_dir / "pending.json", json.dumps(marker).encode())
         for name, text in doc.files.items():
             write_atomic(self.base / name, text.encode())
         write_atomic(self.config_path, doc.config_toml.encode())
+        if env:
+            write_env_file(self.state_dir, {**read_env_file(self.state_dir), **env})
+            load_env(self.state_dir)
         self.reporter.report("config", "restarting", doc.version)
         return doc
 
     def _reject(self, version: int | None, reason: str) -> NoReturn:
         self.reporter.report("config", "rejected", version, reason)
         raise ConfigRejected(reason)
+
+    def _open_env(self, doc: ConfigDocument) -> dict[str, str]:
+        if doc.env is None:
+            return {}
+        plain = unseal(gateway_key(self.state_dir), doc.env, aad(doc.site, doc.version))
+        env = parse_env(plain.decode("utf-8", errors="replace"))
+        for value in env.values():
+            register_secret(value)
+        return env
 
     def _check_staged(self, doc: ConfigDocument) -> None:
         staging = self.state_dir / "staging"
@@ -192,6 +210,9 @@ class ConfigApplier:
                 (backup / name).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(source, backup / name)
         write_atomic(backup / "manifest.json", json.dumps(existed).encode())
+        env_file = self.state_dir / ENV_FILE
+        if env_file.exists():
+            shutil.copy2(env_file, backup / ENV_FILE)
 
     # --- after the restart ----------------------------------------------------------------------
 
@@ -216,8 +237,62 @@ class ConfigApplier:
                 write_atomic(target, (backup / name).read_bytes())
             else:
                 target.unlink(missing_ok=True)
+        self._restore_env(backup, pending)
         (self.state_dir / "pending.json").unlink()
         self.reporter.report("config", "rolled_back", _int(pending["version"]), reason)
+
+    def _restore_env(self, backup: Path, pending: dict[str, object]) -> None:
+        new_names = pending.get("env")
+        if not isinstance(new_names, list) or not new_names:
+            return
+        saved = backup / ENV_FILE
+        if saved.exists():
+            write_atomic(self.state_dir / ENV_FILE, saved.read_bytes())
+        else:
+            (self.state_dir / ENV_FILE).unlink(missing_ok=True)
+        old = read_env_file(self.state_dir)
+        for name in new_names:
+            if str(name) not in old:
+                os.environ.pop(str(name), None)
+        load_env(self.state_dir)
+
+
+ENV_FILE = "env"
+
+
+def read_env_file(state_dir: Path) -> dict[str, str]:
+    try:
+        return parse_env((state_dir / ENV_FILE).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+
+
+def write_env_file(state_dir: Path, env: dict[str, str]) -> None:
+    text = "".join(f"{name}={value}\n" for name, value in sorted(env.items()))
+    write_atomic(state_dir / ENV_FILE, text.encode())
+    (state_dir / ENV_FILE).chmod(0o600)
+
+
+def load_env(state_dir: Path) -> None:
+    """Values delivered sealed override the environment systemd gave us (hub.env)."""
+    for name, value in read_env_file(state_dir).items():
+        register_secret(value)
+        os.environ[name] = value
+
+
+@contextlib.contextmanager
+def _overlay(env: dict[str, str]) -> Iterator[None]:
+    """The new values visible to check-config only; the previous environment afterwards."""
+    before = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _mirror(source: Path, target: Path, replaced: set[str], prefix: str = "") -> None:

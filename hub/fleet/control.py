@@ -15,6 +15,7 @@ from hub.alerts import install_hub_id
 from hub.fleet.config_apply import ConfigApplier, ConfigRejected
 from hub.fleet.presence import Identity, SourceState, config_hash, iso, offline_will, online
 from hub.fleet.reports import Reporter
+from hub.fleet.sealed import gateway_key, public_b64
 from hub.fleet.settings import FleetSection
 from hub.fleet.upgrade import UpgradeFailed, Upgrader
 
@@ -56,6 +57,9 @@ class FleetControl:
             started_at=iso(started_at),
             config_hash=config_hash(config_path, registry) if config_path else "",
             status_interval_s=settings.status_interval_s,
+            env_public_key=public_b64(gateway_key(data_dir / "fleet"))
+            if settings.remote_control
+            else "",
         )
         self._upgrade_task: asyncio.Task[None] | None = None
 

@@ -35,6 +35,8 @@ class ConfigDocument(_Doc):
     config_toml: str
     # Registry files, keyed by a path relative to the config file's directory.
     files: dict[str, str] = {}
+    # New secret values sealed to this gateway (hub/fleet/sealed.py): NAME=VALUE lines.
+    env: dict[str, str] | None = None
 
     @field_validator("files")
     @classmethod
@@ -90,7 +92,9 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def build_config_payload(directory: Path, site: str, version: int) -> bytes:
+def build_config_payload(
+    directory: Path, site: str, version: int, env: dict[str, str] | None = None
+) -> bytes:
     """A config document from DIR/hub.toml plus every other file under DIR (the registry)."""
     config_path = directory / CONFIG_FILE
     if not config_path.is_file():
@@ -109,6 +113,8 @@ def build_config_payload(directory: Path, site: str, version: int) -> bytes:
         "config_toml": config_path.read_text(encoding="utf-8"),
         "files": files,
     }
+    if env is not None:
+        doc["env"] = env
     payload = json.dumps(doc, ensure_ascii=False).encode()
     parse_config_document(payload)  # what we sign must be what a gateway accepts
     return payload

@@ -33,6 +33,7 @@ class Identity:
     started_at: str
     config_hash: str
     status_interval_s: float
+    env_public_key: str = ""  # X25519, base64: what the platform seals new secrets to
 
 
 def iso(ts: float) -> str:
@@ -98,6 +99,7 @@ def _base(ident: Identity, state: str, now: float) -> dict[str, Any]:
         "updated_at": iso(now),
         "status_interval_s": ident.status_interval_s,
         "config_hash": ident.config_hash,
+        "env_public_key": ident.env_public_key,
     }
 
 

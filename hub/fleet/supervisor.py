@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from hub import __version__
 from hub.config import HubConfig, load_config
 from hub.errors import HubError
-from hub.fleet.config_apply import ConfigApplier
+from hub.fleet.config_apply import ConfigApplier, load_env
 from hub.fleet.control import FleetControl
 from hub.fleet.reports import Reporter
 from hub.fleet.signing import load_trusted_keys
@@ -65,6 +65,8 @@ async def run_supervised(config_path: Path, cfg: HubConfig, stop: asyncio.Event)
     from hub.app import Hub
 
     reporter = Reporter(cfg.hub.site)
+    if cfg.fleet.remote_control:
+        load_env(cfg.hub.data_dir / "fleet")  # secrets delivered sealed in an earlier config
     first = build_control(cfg, config_path, reporter, asyncio.Event())
     if first.applier is not None and first.applier.pending is not None:
         first.applier.rollback("the hub stopped before the new config proved healthy")

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from hub.fleet.config_apply import ConfigApplier, ConfigRejected
 from hub.fleet.documents import build_config_payload
 from hub.fleet.reports import Reporter
+from hub.fleet.sealed import aad, gateway_key, public_b64, seal
 from hub.fleet.signing import generate_keypair, load_private_key, load_trusted_keys, sign_envelope
 
 GOOD = (
@@ -34,6 +37,7 @@ class Gateway:
             self.etc / "hub.toml", root / "state", "s1", load_trusted_keys(trusted), self.reporter
         )
         self.platform = root / "platform"
+        self.state = root / "state"
 
     def envelope(self, version: int, toml: str, site: str = "s1", zones: str = "new\n") -> bytes:
         (self.platform / "registry").mkdir(parents=True, exist_ok=True)
@@ -124,3 +128,55 @@ def test_config_that_would_lose_the_gateway_is_rejected(
     with pytest.raises(ConfigRejected, match=reason):
         gw.applier.receive(gw.envelope(1, GOOD.replace(*change)))
     assert (gw.etc / "hub.toml").read_text() == GOOD
+
+
+# --- the sealed env part ------------------------------------------------------------------------
+
+WEBHOOK = '[webhook]\nenabled = true\nurl = "http://x"\nsecret_env = "HUB_FLEET_SEALED_SECRET"\n'
+
+
+def sealed_envelope(gw: Gateway, version: int, env_text: str, site: str = "s1") -> bytes:
+    recipient = public_b64(gateway_key(gw.state))
+    (gw.platform / "registry").mkdir(parents=True, exist_ok=True)
+    (gw.platform / "hub.toml").write_text(GOOD + WEBHOOK)
+    sealed = seal(recipient, env_text.encode(), aad(site, version))
+    return sign_envelope(gw.key, build_config_payload(gw.platform, "s1", version, sealed))
+
+
+def test_sealed_secret_satisfies_check_config_and_is_rolled_back_with_the_config(
+    gw: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("HUB_FLEET_SEALED_SECRET", raising=False)
+    gw.applier.receive(sealed_envelope(gw, 1, "HUB_FLEET_SEALED_SECRET=s3cr3t-value\n"))
+    assert os.environ["HUB_FLEET_SEALED_SECRET"] == "s3cr3t-value"
+    env_file = gw.state / "env"
+    assert env_file.stat().st_mode & 0o077 == 0
+    assert all("s3cr3t" not in json.dumps(r) for r in gw.reporter.history)
+    gw.applier.rollback("not healthy")
+    assert "HUB_FLEET_SEALED_SECRET" not in os.environ and not env_file.exists()
+
+
+def test_sealed_part_for_another_version_or_key_is_rejected(
+    gw: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("HUB_FLEET_SEALED_SECRET", raising=False)
+    recipient = public_b64(gateway_key(gw.state))
+    lifted = seal(recipient, b"HUB_FLEET_SEALED_SECRET=x\n", aad("s1", 1))  # sealed for v1
+    (gw.platform / "registry").mkdir(parents=True, exist_ok=True)
+    (gw.platform / "hub.toml").write_text(GOOD + WEBHOOK)
+    envelope = sign_envelope(gw.key, build_config_payload(gw.platform, "s1", 2, lifted))
+    with pytest.raises(ConfigRejected, match="cannot be opened"):
+        gw.applier.receive(envelope)
+    stranger = public_b64(X25519PrivateKey.generate())
+    other = seal(stranger, b"HUB_FLEET_SEALED_SECRET=x\n", aad("s1", 3))
+    envelope = sign_envelope(gw.key, build_config_payload(gw.platform, "s1", 3, other))
+    with pytest.raises(ConfigRejected, match="cannot be opened"):
+        gw.applier.receive(envelope)
+    assert "HUB_FLEET_SEALED_SECRET" not in os.environ
+    assert (gw.etc / "hub.toml").read_text() == GOOD
+
+
+def test_sealed_env_errors_never_quote_values(gw: Gateway) -> None:
+    with pytest.raises(ConfigRejected) as info:
+        gw.applier.receive(sealed_envelope(gw, 1, "lower_case=hunter2-secret\n"))
+    assert "hunter2" not in str(info.value)
