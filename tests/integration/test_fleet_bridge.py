@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import signal
 import ssl
 from collections.abc import AsyncIterator, Iterator
@@ -132,3 +133,60 @@ async def test_through_the_bridge_status_config_and_last_will(
     gw.proc.wait()
     will = await wait_for(lambda: status_is(watcher, "offline"), 60, message="no will centrally")
     assert will["hub_id"] == online["hub_id"]
+
+
+async def test_through_the_bridge_an_upgrade_installs_and_a_broken_one_is_reported(
+    tmp_path: Path, central: SecureMosquitto
+) -> None:
+    from aiohttp import web
+
+    from hub.fleet.documents import build_manifest_payload
+    from hub.fleet.signing import load_private_key, sign_envelope
+
+    www = tmp_path / "www"
+    www.mkdir()
+    bundle = www / "hub.tar.gz"
+    bundle.write_bytes(os.urandom(150_000))
+    app = web.Application()
+    app.router.add_static("/", www)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}/hub.tar.gz"
+    # Stands in for install.sh: 9.0.1 fails its health check and rolls back (exit 4).
+    installer = tmp_path / "install.sh"
+    installer.write_text(
+        '#!/bin/sh\nif [ "$2" = 9.0.1 ]; then echo "hub 9.0.1 not healthy: rolling back"; exit 4; fi\n'
+    )
+    installer.chmod(0o755)
+    site = "harbour-upgrade"
+    local = BridgedMosquitto(tmp_path / "local", central, site)
+    local.start()
+    watcher = CentralWatcher()
+    task = asyncio.create_task(watcher.run_central(central, site))
+    extra = f'install_command = ["{installer}", "{{bundle}}", "{{version}}"]\n'
+    gw = Gateway(tmp_path / "gw", site, local, extra)
+    gw.start()
+    key = load_private_key(tmp_path / "gw" / "keys" / "ops.key")
+
+    def steps() -> list[tuple[str, str]]:
+        return [(d["outcome"], d["version"]) for d in watcher.seen.get("upgrade/state", [])]
+
+    try:
+        await wait_for(lambda: status_is(watcher, "online"), 60)
+        for version in ("9.0.0", "9.0.1"):
+            manifest = sign_envelope(key, build_manifest_payload(bundle, url, version))
+            await watcher.publish(central, f"hub/{site}/upgrade", manifest)
+            await wait_for(lambda v=version: steps() and steps()[-1][1] == v
+                           and steps()[-1][0] in ("installed", "failed"), 60)  # fmt: skip
+    finally:
+        gw.stop()
+        print(gw.log())
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        local.stop()
+        await runner.cleanup()
+    ends = [s for s in steps() if s[0] in ("installed", "failed")]
+    assert ends == [("installed", "9.0.0"), ("failed", "9.0.1")]
+    failed = watcher.seen["upgrade/state"][-1]
+    assert failed["reason"] == "installer exited 4" and "rolling back" in failed["output"]

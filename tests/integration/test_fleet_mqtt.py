@@ -75,7 +75,7 @@ class Watcher:
 
 
 class Gateway:
-    def __init__(self, root: Path, site: str, mosquitto: Mosquitto) -> None:
+    def __init__(self, root: Path, site: str, mosquitto: Mosquitto, extra: str = "") -> None:
         self.root, self.site, self.port = root, site, mosquitto.port
         generate_keypair(root / "keys", "ops")
         (root / "trusted").mkdir()
@@ -83,7 +83,7 @@ class Gateway:
         self.etc = root / "etc"
         self.etc.mkdir()
         self.config = self.etc / "hub.toml"
-        self.config.write_text(hub_toml(site, self.port, root))
+        self.config.write_text(hub_toml(site, self.port, root, extra))
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
