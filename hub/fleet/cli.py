@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import ssl
 import sys
 import time
 from pathlib import Path
@@ -62,6 +63,7 @@ def add_parser(sub: Any) -> None:
     status.add_argument("--prefix", default="hub")
     status.add_argument("--username", default="")
     status.add_argument("--password-env", default="", help="env var holding the password")
+    status.add_argument("--ca-file", type=Path, help="use TLS, trusting this CA")
     status.add_argument("--wait", type=float, default=3.0, help="longest time to collect, s")
     status.add_argument("--json", action="store_true", help="print the documents as JSON lines")
     status.set_defaults(func=cmd_status)
@@ -128,8 +130,12 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     host, _, port = args.broker.partition(":")
     password = os.environ.get(args.password_env) if args.password_env else None
+    tls = ssl.create_default_context(cafile=str(args.ca_file)) if args.ca_file else None
+    default_port = 8883 if tls else 1883
     docs = asyncio.run(
-        collect_status(host, int(port or 1883), args.prefix, args.username, password, args.wait)
+        collect_status(
+            host, int(port or default_port), args.prefix, args.username, password, args.wait, tls
+        )
     )
     if args.json:
         for doc in docs:
@@ -144,11 +150,19 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 async def collect_status(
-    host: str, port: int, prefix: str, username: str, password: str | None, wait_s: float
+    host: str,
+    port: int,
+    prefix: str,
+    username: str,
+    password: str | None,
+    wait_s: float,
+    tls: ssl.SSLContext | None = None,
 ) -> list[dict[str, Any]]:
     """Retained status documents, one per site; stops when the broker goes quiet or at wait_s."""
     found: dict[str, dict[str, Any]] = {}
-    async with aiomqtt.Client(host, port, username=username or None, password=password) as client:
+    async with aiomqtt.Client(
+        host, port, username=username or None, password=password, tls_context=tls
+    ) as client:
         await client.subscribe(f"{prefix}/+/status", qos=1)
         deadline = time.monotonic() + wait_s
         while len(found) < MAX_GATEWAYS:

@@ -48,8 +48,9 @@ class FleetControl:
         self.applier = applier
         self.upgrader = upgrader
         self.restart = restart
-        files = [p for p in config_path.parent.rglob("*") if p.is_file()] if config_path else []
-        registry = [p for p in files if p != config_path and "registry" in p.parts]
+        base = config_path.parent if config_path else None
+        files = [p for p in base.rglob("*") if p.is_file()] if base else []
+        registry = [p for p in files if base and "registry" in p.relative_to(base).parts]
         self.identity = Identity(
             site=site,
             hub_id=install_hub_id(data_dir),

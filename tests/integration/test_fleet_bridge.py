@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import ssl
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -105,6 +106,18 @@ async def test_through_the_bridge_status_config_and_last_will(
     gw, watcher, central = bridged
     online = await wait_for(lambda: status_is(watcher, "online"), 60)
     assert online["site"] == gw.site
+    # The platform's table, read from the central broker over TLS with a password.
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "hub.cli", "fleet", "status",
+        "--broker", f"127.0.0.1:{central.port}", "--ca-file", str(central.workdir / "ca.pem"),
+        "--username", "hub", "--password-env", "TEST_CENTRAL_PASSWORD",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "TEST_CENTRAL_PASSWORD": PASSWORD},
+    )  # fmt: skip
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    row = next(line for line in out.decode().splitlines() if line.startswith(gw.site))
+    assert row.split()[1] == "online" and online["hub_id"] in row
     topic = f"hub/{gw.site}/config/set"
     good = gw.config.read_text() + "[alerts]\ntick_s = 2.0\n"
     envelope = gw.signed(1, good)
