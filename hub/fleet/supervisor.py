@@ -82,7 +82,10 @@ async def run_supervised(config_path: Path, cfg: HubConfig, stop: asyncio.Event)
             hub = Hub(cfg, fleet=control)
             await hub.start()
             if applier is not None and applier.pending is not None:
-                await _probation(hub, cfg.fleet.apply_timeout_s)
+                await _probation(hub, cfg.fleet.apply_timeout_s, stop)
+                if stop.is_set():  # stopped on probation: the next start rolls back
+                    await _stop(hub, control)
+                    return 0
                 applier.commit()
         except (HubError, OSError, TimeoutError) as exc:
             if applier is None or applier.pending is None:
@@ -105,10 +108,10 @@ async def run_supervised(config_path: Path, cfg: HubConfig, stop: asyncio.Event)
             cfg = load_config(config_path)
 
 
-async def _probation(hub: Hub, timeout_s: float) -> None:
+async def _probation(hub: Hub, timeout_s: float, stop: asyncio.Event) -> None:
     async with asyncio.timeout(timeout_s):
         # Health is several states (MQTT link, every task) with no single event to wait on.
-        while not healthy(hub):  # noqa: ASYNC110
+        while not healthy(hub) and not stop.is_set():  # noqa: ASYNC110
             await asyncio.sleep(HEALTH_POLL_S)
 
 

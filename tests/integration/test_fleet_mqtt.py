@@ -321,3 +321,26 @@ async def test_fleet_status_table_marks_stale_and_offline(
     assert "online (STALE)" in rows["late"]
     assert " offline " in rows["gone"]
     assert out.decode().splitlines()[-1] == "3 gateway(s), 1 offline, 1 stale"
+
+
+async def test_process_killed_on_probation_rolls_back_at_next_start(
+    gateway: tuple[Gateway, Watcher],
+) -> None:
+    gw, watcher = gateway
+    await wait_for(lambda: status_is(watcher, "online"), 30)
+    original = gw.config.read_text()
+    # Strands the gateway, with a probation long enough to kill the process during it.
+    stranded = hub_toml(gw.site, free_port(), gw.root).replace(
+        "apply_timeout_s = 4", "apply_timeout_s = 600"
+    )
+    await publish(gw.port, f"hub/{gw.site}/config/set", gw.signed(1, stranded))
+    await wait_for(lambda: config_outcome(watcher, "restarting", 1), 30)
+    await wait_for(lambda: gw.config.read_text() == stranded, 30)
+    assert gw.proc is not None
+    gw.proc.send_signal(signal.SIGKILL)  # as a power cut or an OOM kill would
+    gw.proc.wait()
+    gw.start()  # what systemd's Restart=always does
+    rolled = await wait_for(lambda: config_outcome(watcher, "rolled_back", 1), 60)
+    assert rolled["reason"] == "the hub stopped before the new config proved healthy"
+    assert gw.config.read_text() == original
+    await wait_for(lambda: status_is(watcher, "online"), 30)
