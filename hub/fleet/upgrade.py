@@ -105,6 +105,7 @@ class Upgrader:
     async def download(self, manifest: UpgradeManifest) -> Path:
         """Fetch the bundle into upgrade/<version>.part, resuming a partial file (HTTP Range)."""
         self.dir.mkdir(parents=True, exist_ok=True)
+        _remove_other_versions(self.dir, manifest.version)  # disk stays bounded by one bundle
         part = self.dir / f"bundle-{manifest.version}.part"
         timeout = aiohttp.ClientTimeout(total=self.settings.download_timeout_s)
         last_error = ""
@@ -263,6 +264,16 @@ def _size(path: Path) -> int:
         return path.stat().st_size
     except FileNotFoundError:
         return 0
+
+
+def _remove_other_versions(directory: Path, keep: str) -> None:
+    kept = {f"bundle-{keep}.part", f"bundle-{keep}", f"install-{keep}"}
+    for entry in directory.iterdir():
+        if entry.name.startswith(("bundle-", "install-")) and entry.name not in kept:
+            if entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
 
 
 def _discard(path: Path) -> None:

@@ -114,8 +114,11 @@ async def test_interrupted_download_resumes_with_range(tmp_path: Path, server: S
     part.parent.mkdir(parents=True)
     half = bundle.stat().st_size // 2
     part.write_bytes(bundle.read_bytes()[:half])  # what a dropped connection leaves behind
+    stale = part.parent / "bundle-0.1.5.part"  # an older attempt's leftovers
+    stale.write_bytes(b"x" * 1000)
     await gw.upgrader.handle(gw.manifest(bundle, f"{server.url}/b.tar.gz"))
     assert server.ranges == [f"bytes={half}-"]
+    assert not stale.exists()
     assert gw.outcomes()[-1] == "installed"
 
 
