@@ -21,6 +21,9 @@ from hub.config import HubConfig, env_secret
 from hub.engine import Engine
 from hub.errors import ConfigError, HubError
 from hub.feedback import Feedback, parse_feedback
+from hub.fleet.control import FleetControl
+from hub.fleet.reports import Reporter
+from hub.fleet.supervisor import build_control
 from hub.forwarder import Forwarder
 from hub.logs import ThrottledLog, register_secret
 from hub.outbox import Outbox
@@ -125,9 +128,14 @@ def build_alert_manager(cfg: HubConfig) -> AlertManager:
 
 class Hub:
     def __init__(
-        self, cfg: HubConfig, clock: Clock | None = None, extra_sources: Sequence[Source] = ()
+        self,
+        cfg: HubConfig,
+        clock: Clock | None = None,
+        extra_sources: Sequence[Source] = (),
+        fleet: FleetControl | None = None,
     ) -> None:
         self.cfg = cfg
+        self.fleet = fleet or build_control(cfg, None, Reporter(cfg.hub.site), asyncio.Event())
         self.clock = clock or SystemClock()
         self.secrets = read_secrets(cfg)
         data_dir = cfg.hub.data_dir
@@ -170,6 +178,8 @@ class Hub:
                 self.outbox,
                 self.clock,
                 self.on_mqtt,
+                self.fleet,
+                self.fleet_status,
             )
             self.publishers.append(self.mqtt)
         if cfg.webhook.enabled:
@@ -285,6 +295,8 @@ class Hub:
                 await source.aclose()
         if self.forwarder and flush_timeout_s > 0:
             await self.forwarder.flush(flush_timeout_s)
+        if self.mqtt is not None:
+            await self.mqtt.goodbye()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -377,6 +389,8 @@ class Hub:
                 await self._on_feedback(topic, payload)
             elif tail in ("acks", "alerts/ack"):
                 await self._on_ack(topic, tail, payload)
+            elif tail in self.fleet.remote_topics:
+                await self.fleet.on_message(tail, payload)
             elif tail.startswith("registry/") and tail.count("/") == 2:
                 _, part, kind = tail.split("/")
                 self.registry.apply_push(part, kind, payload, via="mqtt")
@@ -384,6 +398,9 @@ class Hub:
         except (ValueError, RecursionError, HubError) as exc:
             self.mqtt_errors += 1
             self._rejected_log.warning("rejected MQTT message on %s: %s", topic, exc)
+
+    def fleet_status(self) -> bytes:
+        return self.fleet.status(self)
 
     async def _on_ack(self, topic: str, tail: str, payload: bytes) -> None:
         try:

@@ -14,6 +14,7 @@ from typing import Any
 from hub import __version__
 from hub.config import HubConfig, load_config
 from hub.errors import ConfigError, HubError
+from hub.fleet import cli as fleet_cli
 from hub.logs import setup_logging
 
 log = logging.getLogger("hub.cli")
@@ -92,6 +93,7 @@ def _parser() -> argparse.ArgumentParser:
     push.add_argument("--datasource-uid", default="", help="InfluxDB datasource uid to pin")
     push.add_argument("dir", nargs="?", type=Path, default=None, help="dashboards directory")
     push.set_defaults(func=cmd_dashboards_push)
+    fleet_cli.add_parser(sub)
     return parser
 
 
@@ -231,7 +233,7 @@ def cmd_modbus_probe(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     _setup_logs(cfg, args.log_level)
-    return asyncio.run(_run(cfg))
+    return asyncio.run(_run(cfg, args.config))
 
 
 def _stop_on_signals() -> asyncio.Event:
@@ -244,20 +246,17 @@ def _stop_on_signals() -> asyncio.Event:
     return stop
 
 
-async def _run(cfg: HubConfig) -> int:
-    from hub.app import Hub
+async def _run(cfg: HubConfig, config_path: Path) -> int:
     from hub.doctor import check_connections
+    from hub.fleet.supervisor import run_supervised
 
     stop = _stop_on_signals()
-    hub = Hub(cfg)
     for problem in await check_connections(cfg, mqtt=False):
         log.warning(
             "%s — the hub starts anyway and buffers in the outbox until it is reachable", problem
         )
-    await hub.start()
-    await stop.wait()
-    await hub.stop()
-    return EXIT_OK
+    # Restarts in-process when a signed remote config is applied (hub/fleet/supervisor.py).
+    return await run_supervised(config_path, cfg, stop)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

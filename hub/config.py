@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, m
 
 from drivers.registry import SOURCE_TYPES, config_model
 from hub.errors import ConfigError
+from hub.fleet.settings import FleetSection
 from hub.registry import DEFAULT_MAX_PUSH_BYTES
 from hub.registry.community import CommunityRegistryConfig
 from hub.registry.maritime import MaritimeRegistryConfig
@@ -166,6 +167,7 @@ class HubConfig(Section):
     alerts: AlertsSection = AlertsSection()
     rules: RulesSection = RulesSection()
     registry: RegistrySection = RegistrySection()
+    fleet: FleetSection = FleetSection()
     # Validated per entry against the driver's own model (drivers/registry.py), not here.
     sources: list[SourceConfig] = []
 
