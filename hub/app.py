@@ -287,9 +287,7 @@ class Hub:
 
     async def stop(self, flush_timeout_s: float = 5.0) -> None:
         """Stop sources, commit what they handed over, flush the sink briefly, persist state."""
-        for task in self._source_tasks:
-            task.cancel()
-        await asyncio.gather(*self._source_tasks, return_exceptions=True)
+        await _cancel_and_wait(self._source_tasks, "sources")
         for source in self.sources:
             with contextlib.suppress(Exception):
                 await source.aclose()
@@ -297,9 +295,7 @@ class Hub:
             await self.forwarder.flush(flush_timeout_s)
         if self.mqtt is not None:
             await self.mqtt.goodbye()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await _cancel_and_wait(self._tasks, "hub tasks")
         if self._http_runner is not None:
             await self._http_runner.cleanup()
         await self.outbox.save_rule_state(self.engine.snapshot())
@@ -446,3 +442,20 @@ class Hub:
         batch = self.engine.acknowledge(alert_id, by, self.clock.now_ns())
         await self.pipeline.commit_alerts(batch)
         return bool(batch.alerts)
+
+
+async def _cancel_and_wait(
+    tasks: list[asyncio.Task[Any]], what: str, timeout_s: float = 10.0
+) -> None:
+    """Cancel and wait, bounded: a task that swallows its cancellation (a client library stuck
+    in a connect) must not keep the hub from stopping and saving its state."""
+    for task in tasks:
+        task.cancel()
+    if not tasks:
+        return
+    _, pending = await asyncio.wait(tasks, timeout=timeout_s)
+    if pending:
+        names = ", ".join(sorted(t.get_name() for t in pending))
+        log.error(
+            "%s did not stop within %.0f s (%s); stopping without them", what, timeout_s, names
+        )
