@@ -58,6 +58,16 @@ class HubCollector(Collector):
         yield CounterMetricFamily(
             "hub_outbox_dropped", "Readings dropped (budget)", value=st.dropped
         )
+        yield CounterMetricFamily(
+            "hub_outbox_dropped_alert_points",
+            "Alert points dropped (budget full with no reading left)",
+            value=st.dropped_alert_points,
+        )
+        yield CounterMetricFamily(
+            "hub_outbox_dropped_deliveries",
+            "Alert deliveries dropped (budget full with no reading or alert point left)",
+            value=st.dropped_deliveries,
+        )
         yield GaugeMetricFamily(
             "hub_dead_letters",
             "Items refused for good, waiting in the dead-letter table (see hub dead-letters)",
@@ -103,9 +113,17 @@ class HubCollector(Collector):
         pub = CounterMetricFamily(
             "hub_alerts_sent", "Alert deliveries sent", labels=["destination"]
         )
+        up = GaugeMetricFamily(
+            "hub_publisher_up", "1 when the alert destination is reachable", labels=["destination"]
+        )
+        failed = CounterMetricFamily(
+            "hub_publisher_errors", "Failed alert deliveries or connects", labels=["destination"]
+        )
         for p in hub.publishers:
             pub.add_metric([p.destination], p.sent)
-        yield pub
+            up.add_metric([p.destination], 1 if p.connected else 0)
+            failed.add_metric([p.destination], p.errors)
+        yield from (pub, up, failed)
 
     def _alerts(self) -> Iterator[Metric]:
         by_state = GaugeMetricFamily(

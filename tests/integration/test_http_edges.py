@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Awaitable
 from pathlib import Path
 
 import aiohttp
@@ -12,6 +13,7 @@ import pytest
 
 from hub.config import HubConfig
 from tests.hubtest import config, running
+from tests.services import Mosquitto
 from tests.util import free_port, wait_for
 
 TOKEN = "status-token-4711"
@@ -336,3 +338,35 @@ def test_status_page_asks_for_the_token_and_then_shows_alerts(
     assert "battery low" not in anonymous and "G-07" not in anonymous
     assert "battery low" in with_token and "G-07" in with_token
     assert '<form id="login" hidden=""' in with_token
+
+
+async def test_publisher_up_gauge_follows_the_broker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EDGES_HTTP_TOKEN", TOKEN)
+    broker = Mosquitto(tmp_path / "mq")
+    broker.start()
+    cfg, base = http_config(
+        tmp_path, f'[mqtt]\nenabled = true\nhost = "127.0.0.1"\nport = {broker.port}\n'
+    )
+
+    async def gauge(http: aiohttp.ClientSession) -> str:
+        async with http.get(f"{base}/metrics") as resp:
+            text = await resp.text()
+        return next(
+            line.split(" ")[1]
+            for line in text.splitlines()
+            if line.startswith('hub_publisher_up{destination="mqtt"}')
+        )
+
+    try:
+        async with running(cfg), aiohttp.ClientSession() as http:
+            await wait_for(lambda: _is(gauge(http), "1.0"), timeout=30, message="mqtt up")
+            broker.stop()
+            await wait_for(lambda: _is(gauge(http), "0.0"), timeout=30, message="mqtt down")
+    finally:
+        broker.stop()
+
+
+async def _is(value: Awaitable[str], expected: str) -> bool:
+    return await value == expected
