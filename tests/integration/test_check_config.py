@@ -46,10 +46,11 @@ def test_empty_secrets_are_refused_by_name(tmp_path: Path, value: str) -> None:
         '[webhook]\nenabled = true\nurl = "https://platform.example/a"\n'
         'secret_env = "EDGES_HMAC_KEY"  # @hmac\n'
         '[http]\ntoken_env = "EDGES_HTTP_TOKEN"  # @http\n'
-        '[[sources]]  # @door\ntype = "door_mqtt"\nname = "gate"\npassword_env = "EDGES_DOOR"\n',
+        '[[sources]]  # @door\ntype = "door_mqtt"\nname = "gate"\npassword_env = "EDGES_DOOR"\n'
+        '[[sources]]  # @dhttp\ntype = "door_http"\nname = "entry"\ntoken_env = "EDGES_DOOR_HTTP"\n',
     )
     env = {"EDGES_INFLUX_TOKEN": value, "EDGES_HMAC_KEY": value, "EDGES_HTTP_TOKEN": "fine"}
-    env["EDGES_DOOR"] = value
+    env["EDGES_DOOR"] = env["EDGES_DOOR_HTTP"] = value
     result = hub("check-config", str(config), env=env)
     assert result.returncode == 2, result.stdout
     err = result.stderr
@@ -59,8 +60,13 @@ def test_empty_secrets_are_refused_by_name(tmp_path: Path, value: str) -> None:
     )
     assert f":{at['hmac']}: webhook.secret_env: environment variable EDGES_HMAC_KEY is empty" in err
     assert f":{at['door']}: sources[0] (gate): " in err and "EDGES_DOOR is empty" in err
+    assert (
+        f":{at['dhttp']}: sources[1] (entry): " in err
+        and "EDGES_DOOR_HTTP is not set or empty" in err
+    )
     assert "EDGES_HTTP_TOKEN" not in err and "Traceback" not in err
     good = {**env, "EDGES_INFLUX_TOKEN": "t0k3n", "EDGES_HMAC_KEY": "k3y", "EDGES_DOOR": "pw"}
+    good["EDGES_DOOR_HTTP"] = "d00r"
     assert hub("check-config", str(config), env=good).returncode == 0
 
 
