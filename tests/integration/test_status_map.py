@@ -177,16 +177,26 @@ async def test_status_page_draws_zones_and_markers_in_chromium(
         await wait_for(lambda: hub.sources[0].stats.last_error, timeout=30)
         async with http.get(f"{base}/api/zones") as resp:
             assert resp.status == 401  # zones, like vessels, need the token
+        async with http.get(f"{base}/api/zones", headers=AUTH) as resp:
+            geojson = await resp.json()
         async with http.get(f"{base}/api/status", headers=AUTH) as resp:
             status = await resp.json()
 
         anonymous = await _rendered(tmp_path, f"{base}/", "details need the token")
+        refused = await _rendered(tmp_path, f"{base}/#token=guess", "token refused")
         dom = await _rendered(tmp_path, f"{base}/#token={TOKEN}", 'data-map="drawn"')
         shot = tmp_path / "status_map.png"
         await _run(_chromium(tmp_path, f"--screenshot={shot}", f"{base}/#token={TOKEN}"))
 
-    assert not anonymous.having("g", "marker") and not anonymous.having("path", "zone")
-    assert REGISTERED not in "".join(anonymous.text)
+    for page in (anonymous, refused):  # counts and health only
+        assert not page.having("g", "marker") and not page.having("path", "zone")
+        assert REGISTERED not in "".join(page.text) and "Cable area" not in "".join(page.text)
+    assert [f["properties"] for f in geojson["features"]] == [
+        {"id": "sea-01", "kind": "sea_grid", "name": "Sea grid 01", "grid": "sea"},
+        {"id": "rz-cable", "kind": "restricted", "name": "Cable area", "grid": ""},
+        {"id": "anc-n", "kind": "anchorage", "name": "North anchorage", "grid": ""},
+    ]
+    assert geojson["features"][2]["geometry"]["type"] == "MultiPolygon"
 
     zones = {a["data-zone-id"]: a["class"] for a in dom.having("path", "zone")}
     assert zones == {
