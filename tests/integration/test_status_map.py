@@ -140,7 +140,12 @@ async def _run(cmd: list[str]) -> str:
     proc = await asyncio.create_subprocess_exec(
         *cmd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
     )
-    out, _ = await asyncio.wait_for(proc.communicate(), 90)
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), 90)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise
     return out.decode()
 
 
@@ -249,3 +254,35 @@ async def test_status_page_draws_zones_and_markers_in_chromium(
 
     assert shot.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     print(f"status map screenshot: {shot}")
+
+
+async def test_stale_is_the_ais_gap_threshold_and_fixes_of_every_kind_are_listed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MAP_HTTP_TOKEN", TOKEN)
+    cfg, base = _config(tmp_path)
+    cfg = cfg.model_copy(update={"mqtt": cfg.mqtt.model_copy(update={"enabled": False})})
+    cfg = cfg.model_copy(update={"webhook": cfg.webhook.model_copy(update={"enabled": False})})
+    async with running(cfg) as hub, aiohttp.ClientSession() as http:
+        now_ns = hub.clock.now_ns()
+        gap_ns = 15 * 60 * NS
+        records = [
+            {"measurement": "vessel_position", "mmsi": "412000011", "lat": 30.0, "lon": 122.3,
+             "time_ns": now_ns - gap_ns + 60 * NS},
+            {"measurement": "vessel_position", "mmsi": "412000012", "lat": 30.0, "lon": 122.3,
+             "time_ns": now_ns - gap_ns - 60 * NS},
+            {"measurement": "vessel_static", "mmsi": "412000013", "name": "NO FIX YET"},
+            {"measurement": "sar_aircraft", "mmsi": SAR, "lat": 30.0, "lon": 122.2,
+             "altitude_m": 1200.0},
+        ]  # fmt: skip
+        data = "\n".join(json.dumps(r) for r in records)
+        async with http.post(f"{base}/api/v1/ingest", data=data, headers=AUTH) as resp:
+            assert resp.status == 200, await resp.text()
+        await wait_for(lambda: len(hub.vessels) == 4, message="four table entries")
+        async with http.get(f"{base}/api/status", headers=AUTH) as resp:
+            status = await resp.json()
+    assert status["stale_after_s"] == 15 * 60 and status["utc_offset_hours"] == 8
+    shown = {v["mmsi"]: v for v in status["vessels"]}
+    assert sorted(shown) == ["111413001", "412000011", "412000012"]  # the static has no fix
+    assert shown["412000011"]["stale"] is False and shown["412000012"]["stale"] is True
+    assert shown[SAR]["kind"] == "sar_aircraft" and shown[SAR]["altitude_m"] == 1200.0
