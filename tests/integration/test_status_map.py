@@ -186,6 +186,10 @@ async def test_status_page_draws_zones_and_markers_in_chromium(
             geojson = await resp.json()
         async with http.get(f"{base}/api/status", headers=AUTH) as resp:
             status = await resp.json()
+        async with http.get(f"{base}/") as resp:
+            page = await resp.text()
+        for external in ("http:", "https:", "src=", "href=", "url(", "@import", "//cdn"):
+            assert external not in page, external  # everything inline, nothing fetched elsewhere
 
         anonymous = await _rendered(tmp_path, f"{base}/", "details need the token")
         refused = await _rendered(tmp_path, f"{base}/#token=guess", "token refused")
