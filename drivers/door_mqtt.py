@@ -126,6 +126,7 @@ class DoorMqttSource(Source):
                     log.warning("%s: cannot reach broker (%s); retrying", self.name, exc)
                 self.stats.connected = False
                 self.stats.error("connect")
+                self.stats.last_error = f"broker: {exc}"[:200]
             else:
                 delay_s = self.cfg.reconnect_initial_s
             await asyncio.sleep(delay_s * random.uniform(0.8, 1.2))

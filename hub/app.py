@@ -321,12 +321,15 @@ class Hub:
             try:
                 await source.run(self.pipeline.publish)
                 log.warning("source %s returned; restarting", source.name)
+                source.stats.last_error = "stopped; restarting"
             except asyncio.CancelledError:
                 raise
             except HubError as exc:
                 log.error("source %s failed: %s; restarting", source.name, exc)
-            except Exception:
+                source.stats.last_error = str(exc)[:200]
+            except Exception as exc:
                 log.exception("source %s crashed; restarting", source.name)
+                source.stats.last_error = f"crashed: {exc.__class__.__name__}"
             source.stats.restarts += 1
             source.stats.connected = False
             if time.monotonic() - started > 60:  # it ran fine for a while: start over gently

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from shapely.geometry import mapping
 
 from hub.alerts import iso
 from hub.errors import HubError, ProtocolError
@@ -27,6 +28,7 @@ from hub.ingest import records_from_lines
 from hub.logs import ThrottledLog
 from hub.metrics import render
 from hub.registry import PushTooLarge
+from hub.registry.maritime import MaritimeRegistry
 
 if TYPE_CHECKING:
     from hub.app import Hub
@@ -106,6 +108,7 @@ async def start_http(hub: Hub) -> tuple[web.AppRunner, str]:
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/status", api_status)
     app.router.add_get("/api/vessels", api_vessels)
+    app.router.add_get("/api/zones", api_zones)
     app.router.add_post("/api/v1/ingest", ingest)
     app.router.add_post("/api/v1/alerts/{alert_id}/ack", ack)
     app.router.add_post("/api/v1/alerts/{alert_id}/feedback", alert_feedback)
@@ -168,8 +171,34 @@ def status(hub: Hub, detail: bool = True) -> dict[str, Any]:
     body["detail"] = detail
     if detail:
         body["alerts"] = [a.payload() for a in alerts]
-        body["vessels"] = [v.to_json() for v in hub.vessels.latest(500) if v.position is not None]
+        body["vessels"] = _map_entries(hub)
+        _add_errors(hub, body)
     return body
+
+
+def stale_after_s(hub: Hub) -> float:
+    """A vessel not heard for this long is drawn stale: the AIS gap rule's threshold."""
+    return hub.cfg.rules.maritime.ais_gap.gap_minutes * 60
+
+
+def _map_entries(hub: Hub) -> list[dict[str, Any]]:
+    """Vessels, base stations and SAR aircraft the map can place, each marked stale or not."""
+    now_ns, stale_ns = hub.clock.now_ns(), int(stale_after_s(hub) * 1e9)
+    entries = []
+    for v in hub.vessels.latest(500):
+        if v.has_fix:
+            entry = v.to_json()
+            entry["stale"] = now_ns - v.last_seen_ns > stale_ns
+            entries.append(entry)
+    return entries
+
+
+def _add_errors(hub: Hub, body: dict[str, Any]) -> None:
+    """Why a source or an alert destination is down: error texts are shown with the token only."""
+    for source, shown in zip(hub.sources, body["sources"], strict=True):
+        shown["last_error"] = source.stats.last_error
+    for publisher, shown in zip(hub.publishers, body["publishers"], strict=True):
+        shown["last_error"] = publisher.last_error
 
 
 def _health_status(hub: Hub) -> dict[str, Any]:
@@ -178,6 +207,8 @@ def _health_status(hub: Hub) -> dict[str, Any]:
     return {
         "site": hub.cfg.hub.site,
         "now": iso(hub.clock.now_ns()),
+        "utc_offset_hours": hub.cfg.hub.utc_offset_hours,
+        "stale_after_s": stale_after_s(hub),
         "sources": [
             {
                 "name": s.name,
@@ -237,6 +268,24 @@ async def api_vessels(request: web.Request) -> web.Response:
         return web.json_response({"error": "limit must be an integer"}, status=400)
     vessels = [v.to_json() for v in hub.vessels.latest(limit)]
     return web.json_response({"count": len(hub.vessels), "vessels": vessels})
+
+
+async def api_zones(request: web.Request) -> web.Response:
+    """The maritime zones as one GeoJSON FeatureCollection, for the status page's map. Only the
+    properties the hub reads are kept (what a push may carry is scrubbed the same way)."""
+    if not _authorised(request):
+        return _deny(request)
+    maritime = _hub(request).registry.parts.get("maritime")
+    zones = maritime.zones if isinstance(maritime, MaritimeRegistry) else ()
+    features = [
+        {
+            "type": "Feature",
+            "properties": {"id": z.id, "kind": z.kind, "name": z.name, "grid": z.tags.grid},
+            "geometry": mapping(z.geometry),
+        }
+        for z in zones
+    ]
+    return web.json_response({"type": "FeatureCollection", "features": features})
 
 
 async def status_page(request: web.Request) -> web.Response:

@@ -364,6 +364,7 @@ class ModbusBusSource(Source):
         self.stats.connected = not down
         if down:
             self.stats.error("bus_unreachable")
+            self.stats.last_error = f"bus unreachable: {reason}"[:200]
         if down != self._bus_down:
             self._bus_down = down
             if down:
