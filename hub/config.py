@@ -14,13 +14,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
-from drivers.registry import SOURCE_TYPES, config_model
 from hub.errors import ConfigError
 from hub.registry.community import CommunityRegistryConfig
 from hub.registry.maritime import MaritimeRegistryConfig
 from hub.rules.community import CommunityRulesConfig
 from hub.rules.maritime import MaritimeRulesConfig
 from hub.source import SourceConfig
+from hub.wiring import SOURCE_TYPES, config_model
 
 
 class Section(BaseModel):
