@@ -220,8 +220,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 def cmd_modbus_probe(args: argparse.Namespace) -> int:
     """One line per meter; exit 0 only when every meter reads plausibly at its declared base."""
-    from drivers.modbus_meter.probe import probe_sources
+    from hub.wiring import tool
 
+    probe_sources = tool("modbus_probe")
     cfg = load_config(args.config)
     setup_logging("warning", "kv")
     results = asyncio.run(probe_sources(cfg.sources, args.source, args.meter))
@@ -267,8 +268,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 async def _demo(args: argparse.Namespace) -> int:
-    from hub.demo import run_demo
+    from hub.wiring import demo_runner
 
+    run_demo = demo_runner()
     return await run_demo(args.duration, args.speed, args.port, stop=_stop_on_signals())
 
 

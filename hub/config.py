@@ -14,7 +14,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
-from drivers.registry import SOURCE_TYPES, config_model
 from hub.errors import ConfigError
 from hub.fleet.settings import FleetSection
 from hub.registry import DEFAULT_MAX_PUSH_BYTES
@@ -23,6 +22,7 @@ from hub.registry.maritime import MaritimeRegistryConfig
 from hub.rules.community import CommunityRulesConfig
 from hub.rules.maritime import MaritimeRulesConfig
 from hub.source import SourceConfig
+from hub.wiring import SOURCE_TYPES, config_model
 
 
 class Section(BaseModel):

@@ -128,7 +128,7 @@ def _variant(stage: Path, dest: Path, version: str, broken: bool) -> Path:
     """The bundle with its hub wheel rebuilt as `version` (and, if `broken`, a hub whose `run`
     exits at once, as a bad release would)."""
     src = dest / "src"
-    for name in ("hub", "drivers", "pyproject.toml", "README.md"):
+    for name in ("hub", "drivers", "sim", "pyproject.toml", "README.md"):
         copy = shutil.copytree if (ROOT / name).is_dir() else shutil.copy2
         copy(ROOT / name, src / name)  # type: ignore[operator]
     if broken:
