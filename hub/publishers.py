@@ -123,15 +123,16 @@ class MqttLink(DeliveryLoop):
             try:
                 async with self._make_client() as client:
                     self._client = client
-                    self.connected = True
-                    if backoff.failures:
-                        log.info("MQTT broker %s:%d is back", self.cfg.host, self.cfg.port)
-                    backoff.reset()
                     await client.subscribe(f"{self.prefix}/feedback", qos=1)
                     for topic in self.ack_topics():
                         await client.subscribe(topic, qos=1)
                     await client.subscribe(f"{self.prefix}/registry/#", qos=1)
                     await self._fleet_subscribe(client)
+                    # Connected means subscribed: a push sent after this is not missed.
+                    self.connected = True
+                    if backoff.failures:
+                        log.info("MQTT broker %s:%d is back", self.cfg.host, self.cfg.port)
+                    backoff.reset()
                     await self._session(client)
             except (aiomqtt.MqttError, SinkError, OSError) as exc:
                 self.errors += 1
