@@ -282,14 +282,16 @@ class Outbox:
 
     # --- forwarding ----------------------------------------------------------------------------
 
-    async def peek_points(self, limit: int) -> list[tuple[int, bytes]]:
-        """The oldest `limit` points, in insertion order."""
-        return await self._run(self._peek_points, limit)
+    async def peek_points(self, limit: int, after_id: int = 0) -> list[tuple[int, bytes]]:
+        """The oldest `limit` points with an id above `after_id`, in insertion order."""
+        return await self._run(self._peek_points, limit, after_id)
 
-    def _peek_points(self, limit: int) -> list[tuple[int, bytes]]:
-        rows = self.db.execute("SELECT id, line FROM points ORDER BY id LIMIT ?", (limit,))
+    def _peek_points(self, limit: int, after_id: int = 0) -> list[tuple[int, bytes]]:
+        rows = self.db.execute(
+            "SELECT id, line FROM points WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit)
+        )
         points = [(int(i), bytes(line)) for i, line in rows]
-        if len(points) < limit:  # the whole table: resync (`hub dead-letters` changes rows)
+        if len(points) < limit and after_id == 0:  # the whole table: resync (`hub dead-letters`)
             self.stats.rows, self.stats.bytes = len(points), sum(len(p) for _, p in points)
             dead = self.db.execute("SELECT count(*) FROM dead_letter").fetchone()[0]
             self.stats.dead_letters = int(dead)
