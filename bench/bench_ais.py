@@ -283,8 +283,8 @@ def run_gpsdecode(capture: Path) -> tuple[float, float] | None:
     with capture.open("rb") as feed:
         started = time.perf_counter()
         proc = subprocess.Popen([binary], stdin=feed, stdout=subprocess.DEVNULL)
-        _, _, usage = os.wait4(proc.pid, 0)
-        return time.perf_counter() - started, usage.ru_maxrss / 1024
+        os.waitpid(proc.pid, 0)
+        return time.perf_counter() - started, 0.0  # its ru_maxrss would be the forked parent's
 
 
 def report_scene(scene: Scene, capture: Path, folder: Path) -> None:
@@ -324,7 +324,8 @@ def report_scene(scene: Scene, capture: Path, folder: Path) -> None:
             print(f"{'':74}{note}")
             continue
         ratio = pyais["seconds"] / seconds
-        print(f"{name:44} {messages / seconds:>9,.0f} {ratio:>7.2f}x {rss:>5.0f} MiB  {note}")
+        mib = f"{rss:>5.0f} MiB" if rss else f"{'-':>9}"
+        print(f"{name:44} {messages / seconds:>9,.0f} {ratio:>7.2f}x {mib}  {note}")
 
 
 if __name__ == "__main__":

@@ -70,30 +70,39 @@ def send(port: int, lines: list[bytes], rate: int) -> float:
         return len(lines) / (time.monotonic() - start)
 
 
+def datagrams(total: int) -> list[bytes]:
+    """Single-sentence messages only: one sentence per datagram, as a receiver forwards them."""
+    from bench.bench_ais import SCENES
+    from bench.make_ais_capture import generate
+
+    tag_share = SCENES[1].tag_share  # the plain-ingest scene; the whole rule set still runs
+    lines = generate(total * 2, 3000, tag_share=tag_share)
+    return [(line + "\r\n").encode() for line in lines if "!AIVDM,1,1," in line][:total]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=int, default=10_000)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--send", type=int, help="only send, to this UDP port (a load for others)")
     args = parser.parse_args()
     if args.child:
         child(args.child)
         return
-    from bench.bench_ais import SCENES, scene_toml
-    from bench.make_ais_capture import generate
     from bench.profiling import command
 
     total = int(args.rate * args.seconds)
+    lines = datagrams(total)
+    if args.send:
+        print("ready", flush=True)
+        send(args.send, lines, args.rate)
+        return
     with tempfile.TemporaryDirectory(prefix="bench-udp-") as name:
         tmp = Path(name)
-        scene = SCENES[1]  # plain ingest; the whole rule set still runs
-        (tmp / "scene.toml").write_text(scene_toml(scene, tmp, 3000), "utf-8")
-        # Single-sentence messages only: one sentence per datagram, as a receiver forwards them.
-        lines = [
-            (line + "\r\n").encode()
-            for line in generate(total * 2, 3000, tag_share=scene.tag_share)
-            if "!AIVDM,1,1," in line
-        ][:total]
+        from bench.bench_ais import SCENES, scene_toml
+
+        (tmp / "scene.toml").write_text(scene_toml(SCENES[1], tmp, 3000), "utf-8")
         (tmp / "hub").mkdir()
         proc = subprocess.Popen(
             command(__file__, "--child", str(tmp / "hub")),
