@@ -23,6 +23,9 @@ BENCHES = [
     ["bench_ais.py"],  # AIS end to end (replay, nmea_tcp) and decoder vs pyais / gpsdecode
     ["bench_udp.py", "--rate", "10000", "--seconds", "10"],
     ["bench_drain.py", "--points", "500000"],
+    ["bench_rss.py", "--vessels", "10000", "--meters", "2000"],
+    ["bench_latency.py", "--alerts", "1000", "--ais-rate", "5000"],
+    ["bench_rtu.py", "--seconds", "15"],
     ["bench_meters.py", "--seconds", "60"],
     ["bench_zones.py"],
 ]
