@@ -26,7 +26,7 @@ BENCHES = [
     ["bench_rss.py", "--vessels", "10000", "--meters", "2000"],
     ["bench_latency.py", "--alerts", "1000", "--ais-rate", "5000"],
     ["bench_rtu.py", "--seconds", "15"],
-    ["bench_meters.py", "--seconds", "60"],
+    ["bench_meters.py", "--seconds", "30"],
     ["bench_zones.py"],
 ]
 
