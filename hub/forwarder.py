@@ -10,11 +10,6 @@ outbox meanwhile. What the sink says decides what happens to a batch it does not
 - it refuses the request as a whole (SinkRefused: 401/403/404, database missing): the sink is
   wrong, not the data. Every row stays, the forwarder backs off and reports `refused` (the
   `sink_refused` hub alert, /healthz and the status page read it) until a write succeeds.
-
-Pipelined: while a batch is in flight the next full batch is read (rows after the last id of
-the current one), and acknowledged rows are deleted in the background. Before anything reads
-the outbox from its start again (a partial batch, a failure) every pending delete has finished,
-so an acknowledged row is never sent twice.
 """
 
 from __future__ import annotations
@@ -70,7 +65,6 @@ class Forwarder:
         self.healthy = True
         self.refused = ""
         self.last_error = ""
-        self._acks: set[asyncio.Future[None]] = set()
 
     @property
     def lag_s(self) -> float:
@@ -89,45 +83,18 @@ class Forwarder:
         )
 
     async def run(self) -> None:
-        try:
-            while True:
-                await self._settle_acks()  # before reading from the start again
-                rows = await self.outbox.peek_points(self.batch_size)
-                if len(rows) < self.batch_size:
-                    # Age-based flush: give a partial batch up to flush_interval_s to fill.
-                    self.outbox.new_points.clear()
-                    wait_s = self.flush_interval_s if rows else IDLE_CHECK_S
-                    with contextlib.suppress(asyncio.TimeoutError):
-                        await asyncio.wait_for(self.outbox.new_points.wait(), wait_s)
-                    rows = await self.outbox.peek_points(self.batch_size)
-                    if not rows:
-                        continue
-                await self._pipeline(rows)
-        finally:
-            await self._settle_acks()
-
-    async def _pipeline(self, rows: list[tuple[int, bytes]]) -> None:
-        """Deliver full batches back to back, reading the next one while this one is in flight."""
         while True:
-            write = asyncio.create_task(self._deliver(rows))
-            ahead: list[tuple[int, bytes]] = []
-            try:
-                if len(rows) == self.batch_size:
-                    ahead = await self.outbox.peek_points(self.batch_size, after_id=rows[-1][0])
-            finally:
-                delivered = await write
-            if not delivered or len(ahead) < self.batch_size:
-                return
-            rows = ahead
-
-    async def _settle_acks(self) -> None:
-        while self._acks:
-            await asyncio.gather(*self._acks)
-
-    def _ack_later(self, ids: list[int]) -> None:
-        ack = asyncio.ensure_future(self.outbox.ack_points(ids))
-        self._acks.add(ack)
-        ack.add_done_callback(self._acks.discard)
+            rows = await self.outbox.peek_points(self.batch_size)
+            if len(rows) < self.batch_size:
+                # Age-based flush: give a partial batch up to flush_interval_s to fill.
+                self.outbox.new_points.clear()
+                wait_s = self.flush_interval_s if rows else IDLE_CHECK_S
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self.outbox.new_points.wait(), wait_s)
+                rows = await self.outbox.peek_points(self.batch_size)
+                if not rows:
+                    continue
+            await self._deliver(rows)
 
     async def flush(self, timeout_s: float) -> bool:
         """Wait until the outbox holds no points (True) or the timeout passed (False)."""
@@ -140,9 +107,9 @@ class Forwarder:
             await asyncio.sleep(0.05)
         return True
 
-    async def _deliver(self, rows: list[tuple[int, bytes]]) -> bool:
-        """Write one batch; on a failure back off and return False (the caller reads the rows
-        again once pending deletes are done, so acknowledged lines are not sent twice)."""
+    async def _deliver(self, rows: list[tuple[int, bytes]]) -> None:
+        """Write one batch; on a failure back off and return (the caller reads the rows again,
+        so lines acknowledged before the failure are not sent twice)."""
         refused: list[str] = []
         try:
             await self._write_isolating(rows, refused)
@@ -156,10 +123,10 @@ class Forwarder:
                 )
             self.refused = str(exc)
             await self._back_off(exc)
-            return False
+            return
         except SinkError as exc:
             await self._back_off(exc)
-            return False
+            return
         finally:
             if refused:
                 log.warning(
@@ -175,7 +142,6 @@ class Forwarder:
         self._backoff.reset()
         self.healthy = True
         self.refused = ""
-        return True
 
     async def _write_isolating(self, rows: list[tuple[int, bytes]], refused: list[str]) -> None:
         try:
@@ -190,7 +156,7 @@ class Forwarder:
             await self._write_isolating(rows[:half], refused)
             await self._write_isolating(rows[half:], refused)
             return
-        self._ack_later([row_id for row_id, _ in rows])
+        await self.outbox.ack_points(row_id for row_id, _ in rows)
         self.written += len(rows)
         self.batches += 1
 

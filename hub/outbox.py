@@ -282,16 +282,14 @@ class Outbox:
 
     # --- forwarding ----------------------------------------------------------------------------
 
-    async def peek_points(self, limit: int, after_id: int = 0) -> list[tuple[int, bytes]]:
-        """The oldest `limit` points with an id above `after_id`, in insertion order."""
-        return await self._run(self._peek_points, limit, after_id)
+    async def peek_points(self, limit: int) -> list[tuple[int, bytes]]:
+        """The oldest `limit` points, in insertion order."""
+        return await self._run(self._peek_points, limit)
 
-    def _peek_points(self, limit: int, after_id: int = 0) -> list[tuple[int, bytes]]:
-        rows = self.db.execute(
-            "SELECT id, line FROM points WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit)
-        )
+    def _peek_points(self, limit: int) -> list[tuple[int, bytes]]:
+        rows = self.db.execute("SELECT id, line FROM points ORDER BY id LIMIT ?", (limit,))
         points = [(int(i), bytes(line)) for i, line in rows]
-        if len(points) < limit and after_id == 0:  # the whole table: resync (`hub dead-letters`)
+        if len(points) < limit:  # the whole table: resync (`hub dead-letters` changes rows)
             self.stats.rows, self.stats.bytes = len(points), sum(len(p) for _, p in points)
             dead = self.db.execute("SELECT count(*) FROM dead_letter").fetchone()[0]
             self.stats.dead_letters = int(dead)
