@@ -42,7 +42,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 bench: $(STAMP)
-	$(BIN)/python bench/run_all.py
+	$(BIN)/python bench/run_all.py $(if $(PROFILE),--profile)
 
 # Offline bundle for a gateway: `make bundle PLATFORM=aarch64` (x86_64, aarch64, armv7l) writes
 # dist/harbourgrid-hub-<version>-<platform>.tar.gz for `install.sh --offline`.

@@ -150,7 +150,9 @@ def serve_once(data: bytes, stop: threading.Event) -> int:
 
 def run_child(args: list[str]) -> tuple[dict[str, Any], float]:
     """Run this script in a child process; return its JSON result and its peak RSS in MiB."""
-    proc = subprocess.Popen([sys.executable, __file__, *args], stdout=subprocess.PIPE)
+    from bench.profiling import command
+
+    proc = subprocess.Popen(command(__file__, *args), stdout=subprocess.PIPE)
     assert proc.stdout is not None
     out = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
@@ -271,9 +273,24 @@ def run_tcp(capture: Path, folder: Path, records: int) -> tuple[dict[str, Any], 
         stop.set()
 
 
+def run_gpsdecode(capture: Path) -> tuple[float, float] | None:
+    """gpsd's gpsdecode over the same file (C, JSON out): (seconds, peak RSS MiB), None if absent."""
+    import shutil
+
+    binary = shutil.which("gpsdecode")
+    if binary is None:
+        return None
+    with capture.open("rb") as feed:
+        started = time.perf_counter()
+        proc = subprocess.Popen([binary], stdin=feed, stdout=subprocess.DEVNULL)
+        os.waitpid(proc.pid, 0)
+        return time.perf_counter() - started, 0.0  # its ru_maxrss would be the forked parent's
+
+
 def report_scene(scene: Scene, capture: Path, folder: Path) -> None:
     base = ["--capture", str(capture)]
     pyais, pyais_rss = run_child([*base, "--mode", "pyais"])
+    gpsd = run_gpsdecode(capture)
     messages = pyais["messages"]
     dec, dec_rss = run_child([*base, "--mode", "decoder"])
     (folder / "replay").mkdir()
@@ -289,6 +306,8 @@ def report_scene(scene: Scene, capture: Path, folder: Path) -> None:
         ("pyais FileReaderStream + decode (baseline)", pyais["seconds"], pyais_rss, ""),
         ("hub decoder (lines -> records)", dec["seconds"], dec_rss, ""),
     ]
+    if gpsd is not None:
+        rows.insert(1, ("gpsdecode (C, JSON out)", gpsd[0], gpsd[1], ""))
     for name, result, rss, key in (
         ("hub replay -> durable outbox", rep, rep_rss, "replay"),
         ("nmea_tcp source -> durable outbox", tcp, tcp_rss, "tcp"),
@@ -305,7 +324,8 @@ def report_scene(scene: Scene, capture: Path, folder: Path) -> None:
             print(f"{'':74}{note}")
             continue
         ratio = pyais["seconds"] / seconds
-        print(f"{name:44} {messages / seconds:>9,.0f} {ratio:>7.2f}x {rss:>5.0f} MiB  {note}")
+        mib = f"{rss:>5.0f} MiB" if rss else f"{'-':>9}"
+        print(f"{name:44} {messages / seconds:>9,.0f} {ratio:>7.2f}x {mib}  {note}")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import logging
 import os
 import random
 import socket
+from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,6 +27,7 @@ rejected = ThrottledLog(log)  # refused clients and failed accept() calls, howev
 
 MAX_PARTIAL_LINE = 4096  # a "line" longer than this without a newline is garbage
 READ_CHUNK = 65536
+UDP_SLICE = 1000  # datagrams decoded between two reads of the socket
 ACCEPT_RETRY_S = 0.5  # after accept() failed (EMFILE: out of descriptors), as asyncio does
 
 
@@ -388,21 +390,28 @@ class NmeaUdpSource(_NmeaSource):
             await self.aclose()
 
     async def _receive(self, sock: socket.socket, publish: Publish) -> None:
+        """Drain the socket on every loop wakeup into a queue bounded by the granted SO_RCVBUF (in
+        payload bytes), and decode from that queue in slices: a slow decode or a stalled outbox
+        no longer leaves datagrams in the kernel, where each costs ~1 KiB of buffer."""
         loop = asyncio.get_running_loop()
-        while True:
-            by_sender: dict[Any, list[bytes]] = {}
-            data, peer = await loop.sock_recvfrom(sock, 65535)
-            by_sender[peer] = [data]
-            # Drain whatever else is queued without going back to the loop (batch read).
-            with contextlib.suppress(BlockingIOError, InterruptedError):
-                for _ in range(2000):
-                    data, peer = sock.recvfrom(65535)
-                    by_sender.setdefault(peer, []).append(data)
-            # Fragments are reassembled per sending station: two receivers forwarding to one
-            # port reuse the same sequence ids.
-            for peer, datagrams in by_sender.items():
-                lines = b"\n".join(datagrams).split(b"\n")
-                await self._ingest(lines, publish, self.decoder, f"{peer[0]}:{peer[1]}")
+        queue = _DatagramQueue(sock, max(self.rcvbuf_bytes, self.rcvbuf_requested))
+        loop.add_reader(sock.fileno(), queue.drain)
+        try:
+            while True:
+                await queue.ready.wait()
+                by_sender: dict[Any, list[bytes]] = {}
+                for data, peer in queue.take(UDP_SLICE):
+                    by_sender.setdefault(peer, []).extend(data.split(b"\n"))
+                if queue.paused and queue.size <= queue.max_bytes // 2:
+                    queue.paused = False
+                    loop.add_reader(sock.fileno(), queue.drain)
+                # Fragments are reassembled per sending station: two receivers forwarding to one
+                # port reuse the same sequence ids.
+                for peer, lines in by_sender.items():
+                    await self._ingest(lines, publish, self.decoder, f"{peer[0]}:{peer[1]}")
+                await asyncio.sleep(0)  # let the reader run between slices
+        finally:
+            loop.remove_reader(sock.fileno())
 
     async def _watch_drops(self) -> None:
         while True:
@@ -424,6 +433,42 @@ class NmeaUdpSource(_NmeaSource):
         if self._sock is not None:
             self._sock.close()
             self._sock = None
+
+
+class _DatagramQueue:
+    """Datagrams read from a non-blocking socket, at most `max_bytes` of payload queued; when
+    full, reading pauses (the kernel queues, then drops and counts) until half is consumed."""
+
+    def __init__(self, sock: socket.socket, max_bytes: int) -> None:
+        self.sock = sock
+        self.max_bytes = max_bytes
+        self.size = 0
+        self.paused = False
+        self.ready = asyncio.Event()
+        self._items: deque[tuple[bytes, Any]] = deque()
+
+    def drain(self) -> None:
+        recvfrom, items = self.sock.recvfrom, self._items
+        size = self.size
+        with contextlib.suppress(BlockingIOError, InterruptedError):
+            while size < self.max_bytes:
+                data, peer = recvfrom(65535)
+                items.append((data, peer))
+                size += len(data)
+        self.size = size
+        if items:
+            self.ready.set()
+        if size >= self.max_bytes and not self.paused:
+            self.paused = True
+            asyncio.get_running_loop().remove_reader(self.sock.fileno())
+
+    def take(self, limit: int) -> list[tuple[bytes, Any]]:
+        items = self._items
+        taken = [items.popleft() for _ in range(min(limit, len(items)))]
+        self.size -= sum(len(data) for data, _ in taken)
+        if not items:
+            self.ready.clear()
+        return taken
 
 
 def udp_socket_drops(inode: int) -> int | None:

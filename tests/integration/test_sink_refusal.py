@@ -126,9 +126,13 @@ async def test_missing_database_keeps_all_1000_then_delivers(
         assert (await get(f"{hub.http_url.rstrip('/')}/healthz"))[0] == 200
         assert await metric(hub, 'hub_sink_up{sink="influxdb"}') == 1.0
         assert hub.outbox.stats.dead_letters == 0
+        # The alert points are committed after the 1000 events (the alert tick raised it once all
+        # were in): wait for them to be forwarded before stopping (flush_timeout_s=0).
+        query = "SELECT * FROM alert WHERE rule = 'sink_refused'"
+        await wait_for(lambda: len(db.query(query)) >= 2, timeout=30)
     stored = {(r["door_id"], r["time"]) for r in db.query("SELECT * FROM door_event")}
     assert stored == {(e.door_id, e.time_ns) for e in events}
-    alerts = db.query("SELECT * FROM alert WHERE rule = 'sink_refused'")
+    alerts = db.query(query)
     assert {r["state"] for r in alerts} >= {"open", "resolved"}
 
 

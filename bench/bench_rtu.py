@@ -1,0 +1,122 @@
+"""Modbus RTU: 32 meters on a pty at 9600 baud against the line's frame-time limit.
+
+    .venv/bin/python bench/bench_rtu.py [--seconds 15] [--meters 32]
+
+A PacedRtuSlave in its own process (drivers/sim_meters.py --rtu-paced) holds each request on the
+line for its length in character times and releases its reply byte by byte at 9600 baud, 8N1, with
+2 ms turnaround, as a real RS-485 meter does. The hub's ModbusBusSource polls back to back
+(poll_once in a loop), once with every meter alive and once with one meter dead.
+
+Limit: a reading of the generic profile is one request (8 bytes) and one reply (5 + 2 x 6 register
+bytes), each followed by the 3.5-character silence RTU requires: (8 + 17 + 7) x 10 bit / 9600 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from drivers.modbus_meter import ModbusBusConfig, ModbusBusSource  # noqa: E402
+from hub.clock import SystemClock  # noqa: E402
+from hub.records import Record  # noqa: E402
+from tests.services import PtyPair  # noqa: E402
+
+BAUD = 9600
+CHAR_S = 10 / BAUD
+READING_CHARS = 8 + (5 + 2 * 6) + 2 * 3.5
+
+
+def slave(port: str, meters: int, dead: Sequence[int], report: Path) -> subprocess.Popen[str]:
+    command = [sys.executable, "-m", "drivers.sim_meters", "--rtu-paced", port]
+    command += ["--meters", str(meters), "--report", str(report)]
+    for device_id in dead:
+        command += ["--dead", str(device_id)]
+    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    if "serving" not in proc.stdout.readline():
+        raise SystemExit("the paced RTU simulator did not start")
+    return proc
+
+
+async def poll(port: str, meters: int, seconds: float) -> dict[str, Any]:
+    cfg = ModbusBusConfig.model_validate(
+        {
+            "type": "modbus",
+            "name": "rs485",
+            "transport": "rtu",
+            "serial_port": port,
+            "baudrate": BAUD,
+            "poll_interval_s": 1.5,
+            "timeout_s": 0.5,
+            "meters": [{"meter_id": f"m{i}", "device_id": i} for i in range(1, meters + 1)],
+        }
+    )
+    source = ModbusBusSource(cfg, SystemClock())
+    readings = cycles = 0
+
+    async def publish(records: Sequence[Record]) -> None:
+        return None
+
+    await source.poll_once(publish)  # connect and learn the bus before measuring
+    started = time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        readings += len(await source.poll_once(publish))
+        cycles += 1
+    elapsed = time.perf_counter() - started
+    errors = dict(source.stats.errors)
+    await source.aclose()
+    return {"seconds": elapsed, "readings": readings, "cycles": cycles, "errors": errors}
+
+
+def run(meters: int, dead: Sequence[int], seconds: float, tmp: Path) -> dict[str, Any]:
+    pty = PtyPair(tmp)
+    report = tmp / f"slave-{len(dead)}.json"
+    proc = slave(pty.b, meters, dead, report)
+    try:
+        result = asyncio.run(poll(pty.a, meters, seconds))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(20)
+        pty.close()
+    seen = json.loads(report.read_text(encoding="utf-8"))
+    result["requests"] = sum(seen["requests"].values())
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--meters", type=int, default=32)
+    args = parser.parse_args()
+    limit = 1 / (READING_CHARS * CHAR_S)
+    print(
+        f"{args.meters} meters, RTU {BAUD} 8N1 on a pty, paced slave; frame-time limit "
+        f"{limit:.1f} readings/s ({READING_CHARS * CHAR_S * 1000:.1f} ms per reading)"
+    )
+    print(f"{'case':24} {'readings/s':>10} {'vs limit':>8}  requests, cycles, errors")
+    with tempfile.TemporaryDirectory(prefix="bench-rtu-") as name:
+        for title, dead in (("all meters answer", []), ("one dead meter (m9)", [9])):
+            folder = Path(name) / str(len(dead))
+            folder.mkdir()
+            r = run(args.meters, dead, args.seconds, folder)
+            rate = r["readings"] / r["seconds"]
+            print(
+                f"{title:24} {rate:>10.1f} {rate / limit:>7.2f}x  {r['requests']:,}, "
+                f"{r['cycles']}, {r['errors'] or 'none'}"
+            )
+
+
+if __name__ == "__main__":
+    main()
