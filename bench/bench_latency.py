@@ -27,7 +27,7 @@ import aiomqtt
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from drivers.sim_doors import SIM_MQTT_MAPPING, SimEvent, mqtt_payload  # noqa: E402
+from sim.doors import SIM_MQTT_MAPPING, SimEvent, mqtt_payload  # noqa: E402
 
 
 def hub_source(broker_port: int) -> str:

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_rtu.py [--seconds 15] [--meters 32]
 
-A PacedRtuSlave in its own process (drivers/sim_meters.py --rtu-paced) holds each request on the
+A PacedRtuSlave in its own process (sim/meters.py --rtu-paced) holds each request on the
 line for its length in character times and releases its reply byte by byte at 9600 baud, 8N1, with
 2 ms turnaround, as a real RS-485 meter does. The hub's ModbusBusSource polls back to back
 (poll_once in a loop), once with every meter alive and once with one meter dead.
@@ -39,7 +39,7 @@ READING_CHARS = 8 + (5 + 2 * 6) + 2 * 3.5
 
 
 def slave(port: str, meters: int, dead: Sequence[int], report: Path) -> subprocess.Popen[str]:
-    command = [sys.executable, "-m", "drivers.sim_meters", "--rtu-paced", port]
+    command = [sys.executable, "-m", "sim.meters", "--rtu-paced", port]
     command += ["--meters", str(meters), "--report", str(report)]
     for device_id in dead:
         command += ["--dead", str(device_id)]
