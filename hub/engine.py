@@ -24,9 +24,12 @@ class AlertBatch:
     alerts: list[Alert] = field(default_factory=list)
     state: dict[str, str] = field(default_factory=dict)
     pruned: list[str] = field(default_factory=list)  # alert_state keys to forget
+    # The state of each rule that signalled in this step: committed in the same
+    # transaction as those changes, so a crash cannot keep one without the other.
+    rule_state: dict[str, str] = field(default_factory=dict)
 
     def empty(self) -> bool:
-        return not self.alerts and not self.pruned
+        return not self.alerts and not self.pruned and not self.rule_state
 
     def fill(self, commit: Commit, destinations: Sequence[str]) -> None:
         commit.alert_points = self._points()
@@ -37,6 +40,7 @@ class AlertBatch:
             commit.deliveries = []
         commit.alert_state = list(self.state.items())
         commit.pruned_state = [k for k in self.pruned if k not in self.state]
+        commit.rule_state = list(self.rule_state.items())
 
     def _points(self) -> list[bytes]:
         """One point per change; changes of one subject in this batch (open then resolve in
@@ -93,7 +97,8 @@ class Engine:
                     self._rule_failed(rule.name)
                     continue
                 if signals:
-                    self._apply(signals, now_ns, batch)
+                    self._apply(rule.name, signals, now_ns, batch)
+        self._dirty_states(batch)
         return batch
 
     def on_tick(self, now_ns: int) -> AlertBatch:
@@ -107,7 +112,8 @@ class Engine:
             except Exception:
                 self._rule_failed(rule.name)
                 continue
-            self._apply(signals, now_ns, batch)
+            self._apply(rule.name, signals, now_ns, batch)
+        self._dirty_states(batch)
         return batch
 
     def acknowledge(self, alert_id: str, by: str, now_ns: int) -> AlertBatch:
@@ -117,11 +123,18 @@ class Engine:
             self._record(changed, batch)
         return batch
 
-    def _apply(self, signals: list[Signal], now_ns: int, batch: AlertBatch) -> None:
+    def _apply(self, rule: str, signals: list[Signal], now_ns: int, batch: AlertBatch) -> None:
+        if signals:
+            batch.rule_state[rule] = ""  # filled once at the end of the step
         for signal in signals:
             changed = self.alerts.apply(signal, now_ns)
             if changed:
                 self._record(changed, batch)
+
+    def _dirty_states(self, batch: AlertBatch) -> None:
+        """Serialise, once per step, the state of every rule that signalled."""
+        for name in batch.rule_state:
+            batch.rule_state[name] = json.dumps(self.states[name])
 
     def _record(self, changed: tuple[Alert, str], batch: AlertBatch) -> None:
         alert, entry_json = changed
