@@ -18,8 +18,8 @@ from drivers.registry import SOURCE_TYPES, config_model
 from hub.errors import ConfigError
 from hub.registry.community import CommunityRegistryConfig
 from hub.registry.maritime import MaritimeRegistryConfig
-from hub.rules.community import CommunityRulesConfig
-from hub.rules.maritime import MaritimeRulesConfig
+from hub.rules.community.config import CommunityRulesConfig
+from hub.rules.maritime.config import MaritimeRulesConfig
 from hub.source import SourceConfig
 
 

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from hub.clock import NS_PER_S
 from hub.records import NO_GRID, GridTags, Record, VesselPosition, VesselStatic
 from hub.registry.maritime import MaritimeRegistry
 from hub.rules import Signal
-
-if TYPE_CHECKING:
-    from hub.rules.maritime import MaritimeRulesConfig
+from hub.rules.maritime.config import MaritimeRulesConfig
 
 NS_PER_MIN = 60 * NS_PER_S
 Entry = dict[str, Any]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from hub.clock import NS_PER_S
 from hub.geo import destination, distance_nm
@@ -20,10 +20,7 @@ from hub.rules.maritime._base import (
     _iso,
     _store_fix,
 )
-
-if TYPE_CHECKING:
-    from hub.rules.maritime import MaritimeRulesConfig
-
+from hub.rules.maritime.config import MaritimeRulesConfig
 
 # --- invalid_mmsi
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from hub.clock import NS_PER_S
 from hub.records import VesselPosition
@@ -18,10 +18,7 @@ from hub.rules.maritime._base import (
     _iso,
     _store_fix,
 )
-
-if TYPE_CHECKING:
-    from hub.rules.maritime import MaritimeRulesConfig
-
+from hub.rules.maritime.config import MaritimeRulesConfig
 
 # --- unregistered_vessel
 
