@@ -12,6 +12,7 @@ from typing import Any
 from hub.alerts import Alert, AlertManager
 from hub.outbox import Commit
 from hub.records import Record, to_line
+from hub.registry import Observation
 from hub.rules import Rule, Signal
 
 log = logging.getLogger("hub.engine")
@@ -60,6 +61,21 @@ def _record_types(rule: Rule) -> tuple[type, ...] | None:
     return tuple(types) if types is not None else None
 
 
+def _select(
+    records: list[Record],
+    observations: list[Observation | None],
+    types: tuple[type, ...] | None,
+    observes: bool,
+) -> list[Any]:
+    """The items one rule takes: of its record types, as observations if it observes."""
+    picked = [
+        (o if observes and o is not None else r)
+        for r, o in zip(records, observations, strict=True)
+        if types is None or isinstance(r, types)
+    ]
+    return picked
+
+
 class Engine:
     def __init__(self, rules: Sequence[Rule], alerts: AlertManager) -> None:
         self.rules = list(rules)
@@ -79,15 +95,19 @@ class Engine:
     def snapshot(self) -> dict[str, str]:
         return {name: json.dumps(state) for name, state in self.states.items()}
 
-    def on_records(self, records: Sequence[Record], now_ns: int) -> AlertBatch:
-        """Each rule over the records it takes, in arrival order; rule after rule."""
+    def on_records(self, items: Sequence[Record | Observation], now_ns: int) -> AlertBatch:
+        """Each rule over the records it takes, in arrival order; rule after rule. A rule that
+        declares `observes = True` gets the pipeline's Observation (record plus zones), the
+        others the bare record."""
         batch = AlertBatch()
-        selected: dict[tuple[type, ...] | None, Sequence[Record]] = {None: records}
+        observations = [i if isinstance(i, Observation) else None for i in items]
+        records = [i.record if isinstance(i, Observation) else i for i in items]
+        selected: dict[tuple[tuple[type, ...] | None, bool], Sequence[Any]] = {}
         for rule, types in zip(self.rules, self._rule_types, strict=True):
-            mine = selected.get(types)
+            observes = bool(getattr(rule, "observes", False))
+            mine = selected.get((types, observes))
             if mine is None:
-                assert types is not None
-                mine = selected[types] = [r for r in records if isinstance(r, types)]
+                mine = selected[(types, observes)] = _select(records, observations, types, observes)
             state = self.states[rule.name]
             on_record = rule.on_record
             for record in mine:
