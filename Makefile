@@ -30,13 +30,13 @@ services:
 	fi
 
 test: $(STAMP) services
-	$(BIN)/ruff check hub drivers tests bench dashboards deploy
+	$(BIN)/ruff check hub drivers sim tests bench dashboards deploy
 	$(BIN)/mypy
 	$(BIN)/pytest -q -p no:cacheprovider
 
 lint: $(STAMP)
-	$(BIN)/ruff check hub drivers tests bench dashboards deploy
-	$(BIN)/ruff format --check hub drivers tests bench dashboards deploy
+	$(BIN)/ruff check hub drivers sim tests bench dashboards deploy
+	$(BIN)/ruff format --check hub drivers sim tests bench dashboards deploy
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -165,7 +165,7 @@ def start_simulator(port: int, meters: int, profile: str) -> subprocess.Popen[st
     command = [
         sys.executable,
         "-m",
-        "drivers.sim_meters",
+        "sim.meters",
         "--port",
         str(port),
         "--meters",

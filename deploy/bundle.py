@@ -31,6 +31,10 @@ DEPLOY_FILES = (
     "harbourgrid-hub.service",
     "hub.example.toml",
     "harbourgrid-hub.env.example",
+    "harbourgrid-upgrade.path",  # fleet: root-side hand-over of signed upgrades
+    "harbourgrid-upgrade.service",
+    "harbourgrid-hub-fleet.conf",  # fleet: drop-in letting remote config write /etc/harbourgrid
+    "mosquitto-bridge.conf",
 )
 
 

@@ -22,6 +22,7 @@ HEALTH_URL=""       # default: from [http] in hub.toml
 HEALTH_TIMEOUT=90
 DRY_RUN=0
 START=1
+REMOTE_CONFIG=0     # --remote-config: let signed fleet configs write /etc/harbourgrid
 
 usage() {
     sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
@@ -33,6 +34,8 @@ options:
   --no-start           install and enable, do not (re)start the service
   --health-url URL     what to poll after the restart (default: /healthz of [http] in hub.toml)
   --health-timeout S   how long the new version has to become healthy (default: $HEALTH_TIMEOUT)
+  --remote-config      allow signed remote configuration (fleet): the unit drop-in that lets the
+                       hub write /etc/harbourgrid, which becomes group-writable for harbourgrid
   --dry-run            print every step, change nothing
 exit codes: 0 installed and healthy, 1 failed (nothing switched), 2 config invalid (not switched),
             4 new version unhealthy: rolled back to the previous one
@@ -46,6 +49,7 @@ while [ $# -gt 0 ]; do
         --no-start) START=0; shift ;;
         --health-url) HEALTH_URL="${2:?}"; shift 2 ;;
         --health-timeout) HEALTH_TIMEOUT="${2:?}"; shift 2 ;;
+        --remote-config) REMOTE_CONFIG=1; shift ;;
         --dry-run) DRY_RUN=1; shift ;;
         -h|--help) usage; exit 0 ;;
         *) echo "install.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
@@ -166,10 +170,23 @@ install_files() {
         run cp -r "$dashboards" "$OPT/dashboards"
     fi
     run install -m 0644 "$PAYLOAD/$UNIT" "$UNIT_DIR/$UNIT"
+    # Signed upgrades: the unprivileged hub hands a verified bundle to this root path unit.
+    run install -m 0644 "$PAYLOAD/harbourgrid-upgrade.path" "$PAYLOAD/harbourgrid-upgrade.service" \
+        "$UNIT_DIR/"
+    run mkdir -p "$ETC/trusted_keys"
+    if [ "$REMOTE_CONFIG" = 1 ]; then
+        say "remote configuration allowed: $UNIT_DIR/$UNIT.d/fleet.conf"
+        run mkdir -p "$UNIT_DIR/$UNIT.d"
+        run install -m 0644 "$PAYLOAD/harbourgrid-hub-fleet.conf" "$UNIT_DIR/$UNIT.d/fleet.conf"
+    fi
     if [ -z "$PREFIX" ]; then
         run chown root:harbourgrid "$ETC/hub.env"
         run chown harbourgrid:harbourgrid "$STATE"
         run chmod 0750 "$STATE"
+        if [ "$REMOTE_CONFIG" = 1 ]; then
+            run chgrp harbourgrid "$ETC" "$ETC/registry"
+            run chmod g+w "$ETC" "$ETC/registry"
+        fi
     fi
 }
 
@@ -261,7 +278,7 @@ main() {
     fi
     switch_to "$target"
     run "$SYSTEMCTL" daemon-reload
-    run "$SYSTEMCTL" enable "$UNIT"
+    run "$SYSTEMCTL" enable "$UNIT" harbourgrid-upgrade.path
     if [ "$START" = 0 ] || [ "$DRY_RUN" = 1 ]; then
         say "installed hub $version (not started)"
         return

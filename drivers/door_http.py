@@ -58,10 +58,10 @@ class DoorHttpConfig(SourceConfig):
         return self
 
     def build(self, ctx: SourceContext) -> Source:
-        token = os.environ.get(self.token_env, "")
+        token = os.environ.get(self.token_env, "").strip()
         if not token:
             raise ConfigError(
-                f"door_http {self.name}: environment variable {self.token_env} is not set"
+                f"door_http {self.name}: environment variable {self.token_env} is not set or empty"
             )
         if self.vendor == "hikvision":
             acs_table()  # a broken shipped table is a start-up error, not a 500 per request

@@ -96,6 +96,8 @@ def _password(env_name: str) -> str:
     value = os.environ.get(env_name)
     if value is None:
         raise ConfigError(f"door_mqtt: environment variable {env_name} is not set")
+    if not value.strip():
+        raise ConfigError(f"door_mqtt: environment variable {env_name} is empty")
     return value
 
 
@@ -124,6 +126,7 @@ class DoorMqttSource(Source):
                     log.warning("%s: cannot reach broker (%s); retrying", self.name, exc)
                 self.stats.connected = False
                 self.stats.error("connect")
+                self.stats.last_error = f"broker: {exc}"[:200]
             else:
                 delay_s = self.cfg.reconnect_initial_s
             await asyncio.sleep(delay_s * random.uniform(0.8, 1.2))

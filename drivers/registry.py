@@ -24,7 +24,23 @@ SOURCE_TYPES: dict[str, str] = {
 }
 
 
+# Driver functions the hub's commands call (`hub modbus-probe`, `hub replay` of a capture).
+TOOLS: dict[str, str] = {
+    "modbus_probe": "drivers.modbus_meter.probe:probe_sources",
+    "nmea_file_replay": "drivers.nmea.replay:FileReplay",
+}
+
+
+def _load(ref: str) -> Any:
+    module_name, _, name = ref.partition(":")
+    return getattr(importlib.import_module(module_name), name)
+
+
 def config_model(type_name: str) -> Any:
     """The pydantic model class for a source type; KeyError if the type is unknown."""
-    module_name, _, class_name = SOURCE_TYPES[type_name].partition(":")
-    return getattr(importlib.import_module(module_name), class_name)
+    return _load(SOURCE_TYPES[type_name])
+
+
+def tool(name: str) -> Any:
+    """A driver function or class named in TOOLS; KeyError if there is no such tool."""
+    return _load(TOOLS[name])

@@ -5,6 +5,13 @@ episode carries the same `alert_id` and a growing `seq`, so the platform can de-
 at-least-once deliveries. `hub_id` is random per install (kept in data_dir), so a reinstalled hub,
 whose episode counters start again at 1, never reuses an id the platform has already seen. A subject whose acknowledged alert resolved is not raised again within the cooldown,
 so a vessel drifting across a zone edge does not page the same worker over and over.
+
+The closed loop is measured here too: acknowledging, resolving and reopening an alert, and
+feedback from the platform, each make one `alert_response` point (see `Alert.response_point`).
+A resolved alert is *reopened* when its subject is raised again within the cooldown after it
+resolved: once per episode, whether the new raise is suppressed (it had been acknowledged) or
+opens a new episode (it had not). `reopened` counts reopenings in a row. An acknowledged alert
+never goes back to open: an update keeps its acknowledgement.
 """
 
 from __future__ import annotations
@@ -13,16 +20,19 @@ import hashlib
 import json
 import os
 import secrets
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from hub.records import GridTags, Point
+from hub.feedback import Feedback, is_worker_id
+from hub.records import FieldValue, GridTags, Point
 from hub.rules import SEVERITIES, Signal
 
 SCHEMA_ID = "harbourgrid.alert/2"
 NS = 1_000_000_000
+RECENT_RESOLVED = 10_000  # resolved alerts remembered for late feedback
 
 
 def install_hub_id(data_dir: Path) -> str:
@@ -66,6 +76,8 @@ class Alert:
     acknowledged_by: str = ""
     data: dict[str, Any] = field(default_factory=dict)
     hub_id: str = ""
+    reopened: int = 0  # raised again within the cooldown after resolving, this many times in a row
+    feedback: str = ""  # the platform's verdict: handled | false_alarm
 
     def payload(self) -> dict[str, Any]:
         """The JSON document published to MQTT and the webhook (hub/schemas/alert.schema.json)."""
@@ -113,6 +125,54 @@ class Alert:
         }
         return Point("alert", tags, fields, self.updated_ns + offset_ns)
 
+    def response_point(self, event: str, now_ns: int, offset_ns: int = 0) -> Point:
+        """The `alert_response` point of an acknowledgement, a resolution or a reopening of this
+        resolved alert (`event`: acknowledged | resolved | reopened). Seconds are written once per
+        alert: `seconds_to_ack` only on its acknowledgement, `seconds_to_resolve` only on its
+        resolution, so medians count each alert once. `acknowledged_by` is written only when it
+        is a worker id."""
+        fields: dict[str, FieldValue] = {"alert_id": self.alert_id, "reopened": self.reopened}
+        by = self.acknowledged_by if is_worker_id(self.acknowledged_by) else ""
+        if event == "acknowledged" and self.acknowledged_ns is not None:
+            fields["seconds_to_ack"] = (self.acknowledged_ns - self.opened_ns) / NS
+            fields["acknowledged_by"] = by
+        elif event == "resolved" and self.resolved_ns is not None:
+            fields["seconds_to_resolve"] = (self.resolved_ns - self.opened_ns) / NS
+            fields["resolved_unacknowledged"] = self.acknowledged_ns is None
+            if by:
+                fields["acknowledged_by"] = by
+        elif event == "reopened" and self.resolved_ns is not None:
+            fields["seconds_after_resolve"] = (now_ns - self.resolved_ns) / NS
+            fields["was_acknowledged"] = self.acknowledged_ns is not None  # own name: see README
+        return Point("alert_response", self._response_tags(event), fields, now_ns + offset_ns)
+
+    def feedback_point(self, feedback: Feedback, now_ns: int, offset_ns: int = 0) -> Point:
+        """The `alert_response` point of the platform's feedback: `false_alarm` is 0 or 1, so
+        `sum("false_alarm")` per rule is the number of false alarms to tune its thresholds by."""
+        fields: dict[str, FieldValue] = {
+            "alert_id": self.alert_id,
+            "feedback": feedback.verdict,
+            "false_alarm": int(feedback.verdict == "false_alarm"),
+            "feedback_by": feedback.by,
+        }
+        if feedback.note_id:
+            fields["note_id"] = feedback.note_id
+        return Point("alert_response", self._response_tags("feedback"), fields, now_ns + offset_ns)
+
+    def _response_tags(self, event: str) -> dict[str, str]:
+        """The `alert` point's tags plus `event`, so an acknowledgement, a resolution and
+        feedback of one subject at one instant are three points, not one merged point."""
+        return {
+            "site": self.site,
+            "grid": self.grid.grid,
+            "micro_grid": self.grid.micro_grid,
+            "police_grid": self.grid.police_grid,
+            "rule": self.rule,
+            "severity": self.severity,
+            "subject": self.subject,
+            "event": event,
+        }
+
     def to_json(self) -> dict[str, Any]:
         """Every field in declaration order (what `dataclasses.asdict` gave, without its deep
         copies: this runs for every alert change and the result is serialised at once)."""
@@ -138,6 +198,8 @@ class Alert:
             "acknowledged_by": self.acknowledged_by,
             "data": self.data,
             "hub_id": self.hub_id,
+            "reopened": self.reopened,
+            "feedback": self.feedback,
         }
 
     @classmethod
@@ -168,6 +230,8 @@ class _Entry:
     alert: Alert | None = None  # the open alert, if any
     last_resolved_ns: int | None = None
     last_was_acked: bool = False
+    last: Alert | None = None  # the last resolved alert (feedback may still come for it)
+    came_back: bool = False  # `last` was raised again within the cooldown
 
     def to_json(self) -> str:
         return json.dumps(
@@ -176,14 +240,22 @@ class _Entry:
                 "alert": self.alert.to_json() if self.alert else None,
                 "last_resolved_ns": self.last_resolved_ns,
                 "last_was_acked": self.last_was_acked,
+                "last": self.last.to_json() if self.last else None,
+                "came_back": self.came_back,
             }
         )
 
     @classmethod
     def from_json(cls, raw: dict[str, Any], hub_id: str = "") -> _Entry:
         alert = Alert.from_json(raw["alert"], hub_id) if raw.get("alert") else None
+        last = Alert.from_json(raw["last"], hub_id) if raw.get("last") else None
         return cls(
-            raw["episode"], alert, raw.get("last_resolved_ns"), raw.get("last_was_acked", False)
+            raw["episode"],
+            alert,
+            raw.get("last_resolved_ns"),
+            raw.get("last_was_acked", False),
+            last,
+            raw.get("came_back", False),
         )
 
 
@@ -213,6 +285,18 @@ class _RuleLoad:
 Change = tuple[Alert, str]  # (changed alert, entry json to persist)
 
 
+@dataclass(slots=True, frozen=True)
+class FeedbackResult:
+    """What became of one feedback: `recorded` (with the alert it applies to, and the entry to
+    persist when the entry is still kept), `duplicate` (same verdict again: at-least-once
+    delivery), `conflict` (a different verdict was recorded first) or `unknown` (no such alert,
+    or resolved too long ago)."""
+
+    outcome: str
+    alert: Alert | None = None
+    state: tuple[str, str] | None = None  # (alert_state key, entry json)
+
+
 class AlertManager:
     def __init__(
         self,
@@ -229,6 +313,9 @@ class AlertManager:
         self._entries: dict[str, _Entry] = {}
         self._by_id: dict[str, str] = {}
         self._load: dict[str, _RuleLoad] = {}
+        self._recent: OrderedDict[str, tuple[str, Alert]] = OrderedDict()  # id → (key, resolved)
+        self.false_alarms: Counter[str] = Counter()  # per rule, since start
+        self._comebacks: list[Change] = []  # reopened resolved alerts, for take_comebacks()
         self.suppressed = 0
         self.folded = 0
         self.pruned = 0
@@ -241,6 +328,8 @@ class AlertManager:
                 self._by_id[entry.alert.alert_id] = key
                 if entry.alert.rule != STORM_RULE:
                     self._rule_load(entry.alert.rule).open += 1
+            if entry.last:
+                self._remember(key, entry.last)
 
     def open_alerts(self) -> list[Alert]:
         return [e.alert for e in self._entries.values() if e.alert is not None]
@@ -264,6 +353,7 @@ class AlertManager:
         return self._resolve(entry, alert, signal.message, signal.data, now_ns)
 
     def _open(self, key: str, entry: _Entry | None, signal: Signal, now_ns: int) -> Change | None:
+        reopened = self._came_back(entry, now_ns)
         if entry is not None and self._cooling_down(entry, now_ns):
             self.suppressed += 1
             return None
@@ -289,6 +379,7 @@ class AlertManager:
             updated_ns=now_ns,
             data=signal.data,
             hub_id=self.hub_id,
+            reopened=reopened,
         )
         self._by_id[alert.alert_id] = key
         load.open += 1
@@ -326,7 +417,10 @@ class AlertManager:
         entry.alert = None
         entry.last_resolved_ns = now_ns
         entry.last_was_acked = alert.acknowledged_ns is not None
+        entry.last = resolved
+        entry.came_back = False
         self._by_id.pop(alert.alert_id, None)
+        self._remember(f"{alert.rule}|{alert.subject}", resolved)
         if alert.rule != STORM_RULE:
             self._rule_load(alert.rule).open -= 1
         return resolved, entry.to_json()
@@ -441,6 +535,66 @@ class AlertManager:
         )
         entry.alert = alert
         return alert, entry.to_json()
+
+    # --- feedback and the closed loop ------------------------------------------------------------
+
+    def feedback(self, feedback: Feedback) -> FeedbackResult:
+        """Record the platform's verdict on an open alert or one of the last RECENT_RESOLVED
+        resolved ones; the first verdict stands."""
+        found = self._find(feedback.alert_id)
+        if found is None:
+            return FeedbackResult("unknown")
+        key, alert = found
+        if alert.feedback:
+            return FeedbackResult("duplicate" if alert.feedback == feedback.verdict else "conflict")
+        alert = replace(alert, feedback=feedback.verdict)
+        if feedback.verdict == "false_alarm":
+            self.false_alarms[alert.rule] += 1
+        entry = self._entries.get(key)
+        if alert.resolved_ns is None:
+            assert entry is not None
+            entry.alert = alert
+        else:
+            self._remember(key, alert)
+            if entry is None or entry.last is None or entry.last.alert_id != alert.alert_id:
+                return FeedbackResult("recorded", alert)  # its entry was already forgotten
+            entry.last = alert
+        return FeedbackResult("recorded", alert, (key, entry.to_json()))
+
+    def _find(self, alert_id: str) -> tuple[str, Alert] | None:
+        key = self._by_id.get(alert_id)
+        entry = self._entries.get(key) if key else None
+        if key and entry is not None and entry.alert is not None:
+            return key, entry.alert
+        return self._recent.get(alert_id)
+
+    def _remember(self, key: str, resolved: Alert) -> None:
+        self._recent[resolved.alert_id] = (key, resolved)
+        self._recent.move_to_end(resolved.alert_id)
+        while len(self._recent) > RECENT_RESOLVED:
+            self._recent.popitem(last=False)
+
+    def _came_back(self, entry: _Entry | None, now_ns: int) -> int:
+        """A subject raised again within the cooldown after resolving reopens its last episode:
+        recorded once per episode (for `take_comebacks`), whether the new raise is suppressed
+        (it was acknowledged) or opens a new episode. Returns the count of reopenings in a row
+        (0 if this raise is no reopening)."""
+        if entry is None or entry.last is None or entry.last_resolved_ns is None:
+            return 0
+        if now_ns - entry.last_resolved_ns >= self.cooldown_ns:
+            return 0
+        if not entry.came_back:
+            entry.came_back = True
+            entry.last = replace(entry.last, reopened=entry.last.reopened + 1)
+            key = f"{entry.last.rule}|{entry.last.subject}"
+            self._remember(key, entry.last)
+            self._comebacks.append((entry.last, entry.to_json()))
+        return entry.last.reopened
+
+    def take_comebacks(self) -> list[Change]:
+        """Resolved alerts reopened since the last call, with their entry json to persist."""
+        taken, self._comebacks = self._comebacks, []
+        return taken
 
     def _cooling_down(self, entry: _Entry, now_ns: int) -> bool:
         return (

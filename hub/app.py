@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import secrets
 import time
+from collections import Counter
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +20,10 @@ from hub.clock import Clock, SystemClock
 from hub.config import HubConfig, env_secret
 from hub.engine import Engine
 from hub.errors import ConfigError, HubError
+from hub.feedback import Feedback, parse_feedback
+from hub.fleet.control import FleetControl
+from hub.fleet.reports import Reporter
+from hub.fleet.supervisor import build_control
 from hub.forwarder import Forwarder
 from hub.logs import ThrottledLog, register_secret
 from hub.outbox import Outbox
@@ -39,6 +43,7 @@ from hub.vessels import VesselTable
 
 log = logging.getLogger("hub.app")
 _ack_log = ThrottledLog(log)  # acks come from the network: a flood must not flood the log
+_feedback_log = ThrottledLog(log)
 
 
 @dataclass(slots=True, frozen=True)
@@ -123,9 +128,14 @@ def build_alert_manager(cfg: HubConfig) -> AlertManager:
 
 class Hub:
     def __init__(
-        self, cfg: HubConfig, clock: Clock | None = None, extra_sources: Sequence[Source] = ()
+        self,
+        cfg: HubConfig,
+        clock: Clock | None = None,
+        extra_sources: Sequence[Source] = (),
+        fleet: FleetControl | None = None,
     ) -> None:
         self.cfg = cfg
+        self.fleet = fleet or build_control(cfg, None, Reporter(cfg.hub.site), asyncio.Event())
         self.clock = clock or SystemClock()
         self.secrets = read_secrets(cfg)
         data_dir = cfg.hub.data_dir
@@ -158,6 +168,7 @@ class Hub:
             else None
         )
         self.publishers: list[DeliveryLoop] = []
+        self.feedback_rejected: Counter[str] = Counter()  # invalid | unknown | conflict
         self.mqtt: MqttLink | None = None
         if cfg.mqtt.enabled:
             self.mqtt = MqttLink(
@@ -167,6 +178,8 @@ class Hub:
                 self.outbox,
                 self.clock,
                 self.on_mqtt,
+                self.fleet,
+                self.fleet_status,
             )
             self.publishers.append(self.mqtt)
         if cfg.webhook.enabled:
@@ -188,6 +201,7 @@ class Hub:
         self.started_at = time.time()
         self.http_url = ""
         self.mqtt_errors = 0
+        self._rejected_log = ThrottledLog(log)  # a flood of bad pushes is not a flood of lines
         self._tasks: list[asyncio.Task[Any]] = []
         self._source_tasks: list[asyncio.Task[Any]] = []
         self._http_runner: Any = None
@@ -197,7 +211,11 @@ class Hub:
             CommunityRegistry(self.cfg.registry.community, salt),
             MaritimeRegistry(self.cfg.registry.maritime, salt),
         ]
-        return Registry(parts, overlay_path=self.cfg.hub.data_dir / "registry_pushes.jsonl")
+        return Registry(
+            parts,
+            overlay_path=self.cfg.hub.data_dir / "registry_pushes.jsonl",
+            max_push_bytes=self.cfg.registry.max_push_bytes,
+        )
 
     def _build_vessel_table(self) -> VesselTable:
         maritime = self.registry.parts["maritime"]
@@ -269,17 +287,15 @@ class Hub:
 
     async def stop(self, flush_timeout_s: float = 5.0) -> None:
         """Stop sources, commit what they handed over, flush the sink briefly, persist state."""
-        for task in self._source_tasks:
-            task.cancel()
-        await asyncio.gather(*self._source_tasks, return_exceptions=True)
+        await _cancel_and_wait(self._source_tasks, "sources")
         for source in self.sources:
             with contextlib.suppress(Exception):
                 await source.aclose()
         if self.forwarder and flush_timeout_s > 0:
             await self.forwarder.flush(flush_timeout_s)
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.mqtt is not None:
+            await self.mqtt.goodbye()
+        await _cancel_and_wait(self._tasks, "hub tasks")
         if self._http_runner is not None:
             await self._http_runner.cleanup()
         await self.outbox.save_rule_state(self.engine.snapshot())
@@ -305,12 +321,15 @@ class Hub:
             try:
                 await source.run(self.pipeline.publish)
                 log.warning("source %s returned; restarting", source.name)
+                source.stats.last_error = "stopped; restarting"
             except asyncio.CancelledError:
                 raise
             except HubError as exc:
                 log.error("source %s failed: %s; restarting", source.name, exc)
-            except Exception:
+                source.stats.last_error = str(exc)[:200]
+            except Exception as exc:
                 log.exception("source %s crashed; restarting", source.name)
+                source.stats.last_error = f"crashed: {exc.__class__.__name__}"
             source.stats.restarts += 1
             source.stats.connected = False
             if time.monotonic() - started > 60:  # it ran fine for a while: start over gently
@@ -365,15 +384,22 @@ class Hub:
         prefix = f"{self.cfg.mqtt.topic_prefix}/{self.cfg.hub.site}/"
         tail = topic[len(prefix) :] if topic.startswith(prefix) else topic
         try:
-            if tail in ("acks", "alerts/ack"):
+            if tail == "feedback":
+                await self._on_feedback(topic, payload)
+            elif tail in ("acks", "alerts/ack"):
                 await self._on_ack(topic, tail, payload)
+            elif tail in self.fleet.remote_topics:
+                await self.fleet.on_message(tail, payload)
             elif tail.startswith("registry/") and tail.count("/") == 2:
                 _, part, kind = tail.split("/")
-                self.registry.apply_update(part, kind, json.loads(payload))
+                self.registry.apply_push(part, kind, payload, via="mqtt")
                 log.info("registry update applied: %s/%s", part, kind)
-        except (ValueError, HubError) as exc:
+        except (ValueError, RecursionError, HubError) as exc:
             self.mqtt_errors += 1
-            log.warning("rejected MQTT message on %s: %s", topic, exc)
+            self._rejected_log.warning("rejected MQTT message on %s: %s", topic, exc)
+
+    def fleet_status(self) -> bytes:
+        return self.fleet.status(self)
 
     async def _on_ack(self, topic: str, tail: str, payload: bytes) -> None:
         try:
@@ -386,6 +412,31 @@ class Hub:
             _ack_log.info("ack on deprecated topic %s; publish acks to .../acks", topic)
         await self.acknowledge(alert_id, by)
 
+    async def _on_feedback(self, topic: str, payload: bytes) -> None:
+        try:
+            feedback = parse_feedback(payload)
+        except ValueError as exc:
+            self.mqtt_errors += 1
+            self.reject_feedback(topic, exc)
+            return
+        outcome = await self.feedback(feedback)
+        if outcome in ("unknown", "conflict"):
+            _feedback_log.warning("feedback on %s refused: %s alert", topic, outcome)
+
+    def reject_feedback(self, where: str, exc: ValueError) -> None:
+        """Count and (throttled) log feedback that did not parse, from MQTT or HTTP."""
+        self.feedback_rejected["invalid"] += 1
+        _feedback_log.warning("rejected feedback on %s: %s", where, exc)
+
+    async def feedback(self, feedback: Feedback) -> str:
+        """Record the platform's verdict on an alert; returns the outcome (recorded, duplicate,
+        unknown, conflict). Unknown and conflicting feedback is counted as rejected."""
+        result, batch = self.engine.feedback(feedback, self.clock.now_ns())
+        await self.pipeline.commit_alerts(batch)
+        if result.outcome in ("unknown", "conflict"):
+            self.feedback_rejected[result.outcome] += 1
+        return result.outcome
+
     def dead_tasks(self) -> list[str]:
         """Names of hub tasks that ended; each should run for the hub's whole life."""
         return [t.get_name() for t in self._tasks if t.done()]
@@ -394,3 +445,20 @@ class Hub:
         batch = self.engine.acknowledge(alert_id, by, self.clock.now_ns())
         await self.pipeline.commit_alerts(batch)
         return bool(batch.alerts)
+
+
+async def _cancel_and_wait(
+    tasks: list[asyncio.Task[Any]], what: str, timeout_s: float = 10.0
+) -> None:
+    """Cancel and wait, bounded: a task that swallows its cancellation (a client library stuck
+    in a connect) must not keep the hub from stopping and saving its state."""
+    for task in tasks:
+        task.cancel()
+    if not tasks:
+        return
+    _, pending = await asyncio.wait(tasks, timeout=timeout_s)
+    if pending:
+        names = ", ".join(sorted(t.get_name() for t in pending))
+        log.error(
+            "%s did not stop within %.0f s (%s); stopping without them", what, timeout_s, names
+        )

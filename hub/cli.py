@@ -14,6 +14,7 @@ from typing import Any
 from hub import __version__
 from hub.config import HubConfig, load_config
 from hub.errors import ConfigError, HubError
+from hub.fleet import cli as fleet_cli
 from hub.logs import setup_logging
 
 log = logging.getLogger("hub.cli")
@@ -92,6 +93,7 @@ def _parser() -> argparse.ArgumentParser:
     push.add_argument("--datasource-uid", default="", help="InfluxDB datasource uid to pin")
     push.add_argument("dir", nargs="?", type=Path, default=None, help="dashboards directory")
     push.set_defaults(func=cmd_dashboards_push)
+    fleet_cli.add_parser(sub)
     return parser
 
 
@@ -169,14 +171,13 @@ def _setup_logs(cfg: HubConfig, level: str | None = None) -> None:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
-    from hub.app import read_secrets
-    from hub.clock import SystemClock
-    from hub.source import SourceContext
+    from hub.preflight import preflight
 
-    read_secrets(cfg)  # every named environment variable must be set
-    ctx = SourceContext(site=cfg.hub.site, clock=SystemClock(), data_dir=cfg.hub.data_dir)
-    for source in cfg.sources:  # building opens nothing; it checks what validation cannot
-        source.build(ctx)
+    found = preflight(cfg, args.config)  # secrets, sources, registry files: all, not the first
+    for warning in found.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if found.problems:
+        raise ConfigError("\n".join(found.problems))
     print(
         f"{args.config}: ok — site {cfg.hub.site}, {len(cfg.sources)} source(s), "
         f"influxdb api={cfg.influxdb.api}, mqtt={'on' if cfg.mqtt.enabled else 'off'}, "
@@ -219,8 +220,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 def cmd_modbus_probe(args: argparse.Namespace) -> int:
     """One line per meter; exit 0 only when every meter reads plausibly at its declared base."""
-    from drivers.modbus_meter.probe import probe_sources
+    from hub.wiring import tool
 
+    probe_sources = tool("modbus_probe")
     cfg = load_config(args.config)
     setup_logging("warning", "kv")
     results = asyncio.run(probe_sources(cfg.sources, args.source, args.meter))
@@ -232,7 +234,7 @@ def cmd_modbus_probe(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     _setup_logs(cfg, args.log_level)
-    return asyncio.run(_run(cfg))
+    return asyncio.run(_run(cfg, args.config))
 
 
 def _stop_on_signals() -> asyncio.Event:
@@ -245,20 +247,17 @@ def _stop_on_signals() -> asyncio.Event:
     return stop
 
 
-async def _run(cfg: HubConfig) -> int:
-    from hub.app import Hub
+async def _run(cfg: HubConfig, config_path: Path) -> int:
     from hub.doctor import check_connections
+    from hub.fleet.supervisor import run_supervised
 
     stop = _stop_on_signals()
-    hub = Hub(cfg)
     for problem in await check_connections(cfg, mqtt=False):
         log.warning(
             "%s — the hub starts anyway and buffers in the outbox until it is reachable", problem
         )
-    await hub.start()
-    await stop.wait()
-    await hub.stop()
-    return EXIT_OK
+    # Restarts in-process when a signed remote config is applied (hub/fleet/supervisor.py).
+    return await run_supervised(config_path, cfg, stop)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -269,8 +268,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 async def _demo(args: argparse.Namespace) -> int:
-    from hub.demo import run_demo
+    from hub.wiring import demo_runner
 
+    run_demo = demo_runner()
     return await run_demo(args.duration, args.speed, args.port, stop=_stop_on_signals())
 
 

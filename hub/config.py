@@ -14,13 +14,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
-from drivers.registry import SOURCE_TYPES, config_model
 from hub.errors import ConfigError
+from hub.fleet.settings import FleetSection
+from hub.registry import DEFAULT_MAX_PUSH_BYTES
 from hub.registry.community import CommunityRegistryConfig
 from hub.registry.maritime import MaritimeRegistryConfig
 from hub.rules.community.config import CommunityRulesConfig
 from hub.rules.maritime.config import MaritimeRulesConfig
 from hub.source import SourceConfig
+from hub.wiring import SOURCE_TYPES, config_model
 
 
 class Section(BaseModel):
@@ -28,10 +30,13 @@ class Section(BaseModel):
 
 
 def env_secret(env_name: str, what: str) -> SecretStr:
-    """Read a secret from the environment variable the config names; ConfigError if unset."""
+    """Read a secret from the environment variable the config names; ConfigError if it is
+    unset, empty or only whitespace (an empty HMAC key or token is no secret at all)."""
     value = os.environ.get(env_name)
     if value is None:
         raise ConfigError(f"{what}: environment variable {env_name} is not set")
+    if not value.strip():
+        raise ConfigError(f"{what}: environment variable {env_name} is empty")
     return SecretStr(value)
 
 
@@ -54,8 +59,11 @@ class HttpSection(Section):
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
-    # Bearer token for the ingest and registry endpoints; empty: those endpoints are disabled.
+    # Bearer token for the ingest and registry endpoints and for the status page's details
+    # (alerts, vessels); empty: those endpoints are disabled and the page shows counts only.
     token_env: str = ""
+    # POSTs (ingest, registry pushes, door events) handled at once; more get 503 + Retry-After.
+    max_concurrent_ingest: int = Field(default=4, ge=1, le=256)
 
 
 class OutboxSection(Section):
@@ -145,6 +153,8 @@ class RegistrySection(Section):
     community: CommunityRegistryConfig = CommunityRegistryConfig()
     maritime: MaritimeRegistryConfig = MaritimeRegistryConfig()
     reload_check_s: float = Field(default=5.0, gt=0)
+    # A pushed registry body (MQTT or HTTP) larger than this is refused before it is parsed.
+    max_push_bytes: int = Field(default=DEFAULT_MAX_PUSH_BYTES, ge=1024, le=64 * 1024 * 1024)
 
 
 class HubConfig(Section):
@@ -157,8 +167,23 @@ class HubConfig(Section):
     alerts: AlertsSection = AlertsSection()
     rules: RulesSection = RulesSection()
     registry: RegistrySection = RegistrySection()
+    fleet: FleetSection = FleetSection()
     # Validated per entry against the driver's own model (drivers/registry.py), not here.
     sources: list[SourceConfig] = []
+
+
+def named_secrets(cfg: HubConfig) -> list[tuple[tuple[str, str], str]]:
+    """(config key, environment variable) of every secret this config requires."""
+    keys: list[tuple[tuple[str, str], str]] = [
+        (("influxdb", "password_env"), cfg.influxdb.password_env),
+        (("influxdb", "token_env"), cfg.influxdb.token_env),
+        (("mqtt", "password_env"), cfg.mqtt.password_env),
+        (("http", "token_env"), cfg.http.token_env),
+        (("hub", "hash_salt_env"), cfg.hub.hash_salt_env),
+    ]
+    if cfg.webhook.enabled:
+        keys.append((("webhook", "secret_env"), cfg.webhook.secret_env))
+    return [(key, env) for key, env in keys if env]
 
 
 # --- loading -----------------------------------------------------------------------------------
@@ -182,15 +207,20 @@ def parse_config(text: str, path: Path) -> HubConfig:
     raw_sources = raw.pop("sources", [])
     if not isinstance(raw_sources, list):
         raise ConfigError(f"{path}: 'sources' must be an array of tables ([[sources]])")
-    sources = [_validate_source(i, s, text, path) for i, s in enumerate(raw_sources)]
+    problems: list[str] = []  # every bad entry is reported, not only the first
+    sources: list[SourceConfig] = []
+    for index, raw_source in enumerate(raw_sources):
+        try:
+            sources.append(_validate_source(index, raw_source, text, path))
+        except ConfigError as exc:
+            problems.append(str(exc))
     try:
         config = HubConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, text, path, ())) from exc
-    names = [s.name for s in sources]
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise ConfigError(f"{path}: sources: names must be unique; repeated: {', '.join(dupes)}")
+        problems.insert(0, _describe(exc, text, path, ()))
+    problems += _duplicate_names(raw_sources, text, path)
+    if problems:
+        raise ConfigError("\n".join(problems))
     config = config.model_copy(update={"sources": sources})
     resolved = _resolve_paths(config, path.parent.resolve())
     assert isinstance(resolved, HubConfig)
@@ -215,6 +245,29 @@ def _validate_source(index: int, raw: Any, text: str, path: Path) -> SourceConfi
         raise ConfigError(_describe(exc, text, path, loc)) from exc
     assert isinstance(source, SourceConfig)
     return source
+
+
+def _duplicate_names(raw_sources: list[Any], text: str, path: Path) -> list[str]:
+    names = [s.get("name") if isinstance(s, dict) else None for s in raw_sources]
+    problems = []
+    for index, name in enumerate(names):
+        first = names.index(name)
+        if name is not None and first != index:
+            line = _line_of(text, ("sources", index, "name"))
+            problems.append(
+                f"{path}{line}: sources[{index}].name: {name!r} is already the name of "
+                f"sources[{first}] (line {_line_of(text, ('sources', first, 'name'))[1:]}); "
+                "names must be unique"
+            )
+    return problems
+
+
+def key_line(path: Path, loc: tuple[str | int, ...]) -> str:
+    """':LINE' of the key at `loc` in the config file ('' when it cannot be found)."""
+    try:
+        return _line_of(path.read_text(encoding="utf-8"), loc)
+    except OSError:
+        return ""
 
 
 def _known() -> str:

@@ -9,7 +9,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from hub.alerts import Alert, AlertManager
+from hub.alerts import Alert, AlertManager, FeedbackResult
+from hub.feedback import Feedback
 from hub.outbox import Commit
 from hub.records import Record, to_line
 from hub.registry import Observation
@@ -25,12 +26,15 @@ class AlertBatch:
     alerts: list[Alert] = field(default_factory=list)
     state: dict[str, str] = field(default_factory=dict)
     pruned: list[str] = field(default_factory=list)  # alert_state keys to forget
+    feedback: list[tuple[Alert, Feedback, int]] = field(default_factory=list)  # (…, now_ns)
+    reopened: list[tuple[Alert, int]] = field(default_factory=list)  # (resolved alert, now_ns)
     # The state of each rule that signalled in this step: committed in the same
-    # transaction as those changes, so a crash cannot keep one without the other.
+    # transaction as the alert changes, so a crash cannot keep one without the other
+    # (it rides along; on its own it is left to the periodic snapshot).
     rule_state: dict[str, str] = field(default_factory=dict)
 
     def empty(self) -> bool:
-        return not self.alerts and not self.pruned and not self.rule_state
+        return not self.alerts and not self.pruned and not self.feedback and not self.reopened
 
     def fill(self, commit: Commit, destinations: Sequence[str]) -> None:
         commit.alert_points = self._points()
@@ -44,15 +48,32 @@ class AlertBatch:
         commit.rule_state = list(self.rule_state.items())
 
     def _points(self) -> list[bytes]:
-        """One point per change; changes of one subject in this batch (open then resolve in
+        """One `alert` point per change, and an `alert_response` point per acknowledgement,
+        resolution and feedback; changes of one subject in this batch (open then resolve in
         one step) get timestamps 1 ns apart so none overwrites another in InfluxDB."""
         seen: Counter[tuple[str, str]] = Counter()
-        lines = []
+        points = []
         for alert in self.alerts:
             series = (alert.rule, alert.subject)
-            lines.append(to_line(alert.point(offset_ns=seen[series])).encode())
+            offset = seen[series]
+            points.append(alert.point(offset_ns=offset))
+            if alert.state in RESPONSE_EVENTS:
+                points.append(alert.response_point(alert.state, alert.updated_ns, offset))
             seen[series] += 1
-        return lines
+        fed: Counter[tuple[str, str]] = Counter()
+        for alert, feedback, now_ns in self.feedback:
+            series = (alert.rule, alert.subject)
+            points.append(alert.feedback_point(feedback, now_ns, fed[series]))
+            fed[series] += 1
+        back: Counter[tuple[str, str]] = Counter()
+        for alert, now_ns in self.reopened:
+            series = (alert.rule, alert.subject)
+            points.append(alert.response_point("reopened", now_ns, back[series]))
+            back[series] += 1
+        return [to_line(point).encode() for point in points]
+
+
+RESPONSE_EVENTS = ("acknowledged", "resolved")
 
 
 def _record_types(rule: Rule) -> tuple[type, ...] | None:
@@ -84,6 +105,7 @@ class Engine:
         self.states: dict[str, dict[str, Any]] = {r.name: {} for r in self.rules}
         self.rule_errors: Counter[str] = Counter()
         self.alert_counts: Counter[str] = Counter()
+        self.feedback_counts: Counter[str] = Counter()  # by outcome (recorded, duplicate, …)
         self.listeners: list[Callable[[Alert], None]] = []
 
     def restore(self, rule_state: dict[str, Any], alert_state: dict[str, Any]) -> None:
@@ -143,11 +165,26 @@ class Engine:
             self._record(changed, batch)
         return batch
 
+    def feedback(self, feedback: Feedback, now_ns: int) -> tuple[FeedbackResult, AlertBatch]:
+        """The platform's verdict on an alert; a recorded one becomes an `alert_response` point
+        (and persisted alert state) in the returned batch."""
+        batch = AlertBatch()
+        result = self.alerts.feedback(feedback)
+        self.feedback_counts[result.outcome] += 1
+        if result.alert is not None:
+            batch.feedback.append((result.alert, feedback, now_ns))
+        if result.state is not None:
+            batch.state[result.state[0]] = result.state[1]
+        return result, batch
+
     def _apply(self, rule: str, signals: list[Signal], now_ns: int, batch: AlertBatch) -> None:
         if signals:
             batch.rule_state[rule] = ""  # filled once at the end of the step
         for signal in signals:
             changed = self.alerts.apply(signal, now_ns)
+            for alert, entry_json in self.alerts.take_comebacks():  # before `changed`: older state
+                batch.reopened.append((alert, now_ns))
+                batch.state[f"{alert.rule}|{alert.subject}"] = entry_json
             if changed:
                 self._record(changed, batch)
 

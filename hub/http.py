@@ -1,36 +1,117 @@
-"""The hub's local HTTP server: health, metrics, status page, token-protected ingest and control."""
+"""The hub's local HTTP server: health, metrics, status page, token-protected ingest and control.
+
+Without the bearer token the server shows only health and counts; alert messages, household ids
+and vessel lists need the token. POSTs (ingest, registry pushes, door events) run at most
+`http.max_concurrent_ingest` at a time; the excess is refused at once with 503 and Retry-After.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
+import logging
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from shapely.geometry import mapping
 
 from hub.alerts import iso
 from hub.errors import HubError, ProtocolError
+from hub.feedback import MAX_FEEDBACK_BYTES, parse_feedback
 from hub.ingest import records_from_lines
+from hub.logs import ThrottledLog
 from hub.metrics import render
+from hub.registry import PushTooLarge
+from hub.registry.maritime import MaritimeRegistry
 
 if TYPE_CHECKING:
     from hub.app import Hub
 
 HUB_KEY = web.AppKey("hub", object)
 MAX_BODY = 4 * 1024 * 1024
+MAX_RECORDS = 20_000  # per ingest request; a client sends more in several requests
+MAX_ARRAY_BYTES = 1024 * 1024
+RETRY_AFTER_S = 1
+_rejected_log = ThrottledLog(logging.getLogger("hub.http"))
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class IngestGate(Collector):
+    """At most `limit` POST requests in progress; the excess is refused (503), and counted."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.refused: Counter[str] = Counter()  # by route
+        self.in_progress = 0
+        self.aborted = 0
+        self._slots = asyncio.Semaphore(limit)
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.method != "POST":
+            return await handler(request)  # health, metrics and status always answer
+        if self._slots.locked():
+            route = request.match_info.route.resource
+            self.refused[route.canonical if route else "unknown"] += 1
+            return web.json_response(
+                {"error": f"busy: {self.limit} requests in progress, retry"},
+                status=503,
+                headers={"Retry-After": str(RETRY_AFTER_S)},
+            )
+        async with self._slots:
+            self.in_progress += 1
+            try:
+                return await handler(request)
+            except ConnectionResetError:  # the client left mid-body: its data, its loss
+                self.aborted += 1
+                _rejected_log.info("a client left %s before sending its whole body", request.path)
+                return web.Response(status=400)  # nobody reads it; keeps aiohttp from logging
+            finally:
+                self.in_progress -= 1
+
+    def collect(self) -> Iterator[Metric]:
+        refused = CounterMetricFamily(
+            "hub_http_busy_refused",
+            "POSTs refused with 503: too many in progress",
+            labels=["route"],
+        )
+        for route, n in self.refused.items():
+            refused.add_metric([route], n)
+        yield refused
+        yield CounterMetricFamily(
+            "hub_http_posts_aborted", "POSTs whose client left mid-body", value=self.aborted
+        )
+        yield GaugeMetricFamily(
+            "hub_http_posts_in_progress", "POSTs being handled now", value=self.in_progress
+        )
+        yield GaugeMetricFamily(
+            "hub_http_posts_limit", "POSTs handled at once at most", value=self.limit
+        )
+
+
+GATE_KEY = web.AppKey("ingest_gate", IngestGate)
 
 
 async def start_http(hub: Hub) -> tuple[web.AppRunner, str]:
-    app = web.Application(client_max_size=MAX_BODY)
+    gate = IngestGate(hub.cfg.http.max_concurrent_ingest)
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[gate.middleware])
     app[HUB_KEY] = hub
+    app[GATE_KEY] = gate
     app.router.add_get("/", status_page)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/status", api_status)
     app.router.add_get("/api/vessels", api_vessels)
+    app.router.add_get("/api/zones", api_zones)
     app.router.add_post("/api/v1/ingest", ingest)
     app.router.add_post("/api/v1/alerts/{alert_id}/ack", ack)
+    app.router.add_post("/api/v1/alerts/{alert_id}/feedback", alert_feedback)
     app.router.add_post("/api/v1/registry/{part}/{kind}", registry_update)
     for method, path, handler in hub.ctx.http_routes:
         app.router.add_route(method, path, handler)
@@ -77,15 +158,57 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    return web.Response(body=render(_hub(request)), content_type="text/plain", charset="utf-8")
+    body = render(_hub(request), request.app[GATE_KEY])
+    return web.Response(body=body, content_type="text/plain", charset="utf-8")
 
 
-def status(hub: Hub) -> dict[str, Any]:
+def status(hub: Hub, detail: bool = True) -> dict[str, Any]:
+    """The status page's data. Without `detail` (no token): health and counts only."""
+    body = _health_status(hub)
+    alerts = hub.engine.alerts.open_alerts()
+    body["alert_counts"] = dict(Counter(a.severity for a in alerts))
+    body["vessel_count"] = len(hub.vessels)
+    body["detail"] = detail
+    if detail:
+        body["alerts"] = [a.payload() for a in alerts]
+        body["vessels"] = _map_entries(hub)
+        _add_errors(hub, body)
+    return body
+
+
+def stale_after_s(hub: Hub) -> float:
+    """A vessel not heard for this long is drawn stale: the AIS gap rule's threshold."""
+    return hub.cfg.rules.maritime.ais_gap.gap_minutes * 60
+
+
+def _map_entries(hub: Hub) -> list[dict[str, Any]]:
+    """Vessels, base stations and SAR aircraft the map can place, each marked stale or not."""
+    now_ns, stale_ns = hub.clock.now_ns(), int(stale_after_s(hub) * 1e9)
+    entries = []
+    for v in hub.vessels.latest(500):
+        if v.has_fix:
+            entry = v.to_json()
+            entry["stale"] = now_ns - v.last_seen_ns > stale_ns
+            entries.append(entry)
+    return entries
+
+
+def _add_errors(hub: Hub, body: dict[str, Any]) -> None:
+    """Why a source or an alert destination is down: error texts are shown with the token only."""
+    for source, shown in zip(hub.sources, body["sources"], strict=True):
+        shown["last_error"] = source.stats.last_error
+    for publisher, shown in zip(hub.publishers, body["publishers"], strict=True):
+        shown["last_error"] = publisher.last_error
+
+
+def _health_status(hub: Hub) -> dict[str, Any]:
     st = hub.outbox.stats
     fwd = hub.forwarder
     return {
         "site": hub.cfg.hub.site,
         "now": iso(hub.clock.now_ns()),
+        "utc_offset_hours": hub.cfg.hub.utc_offset_hours,
+        "stale_after_s": stale_after_s(hub),
         "sources": [
             {
                 "name": s.name,
@@ -117,17 +240,27 @@ def status(hub: Hub) -> dict[str, Any]:
             {"destination": p.destination, "connected": p.connected, "sent": p.sent}
             for p in hub.publishers
         ],
-        "alerts": [a.payload() for a in hub.engine.alerts.open_alerts()],
-        "vessels": [v.to_json() for v in hub.vessels.latest(500) if v.position is not None],
     }
 
 
+def _offered_token(request: web.Request) -> bool:
+    return "Authorization" in request.headers or "X-Hub-Token" in request.headers
+
+
 async def api_status(request: web.Request) -> web.Response:
-    return web.json_response(status(_hub(request)))
+    """Anyone may see health and counts; alerts and vessels need the token. A wrong token is
+    a 401 (so the status page asks again), no token the summary."""
+    if _authorised(request):
+        return web.json_response(status(_hub(request), detail=True))
+    if _offered_token(request):
+        return _deny(request)
+    return web.json_response(status(_hub(request), detail=False))
 
 
 async def api_vessels(request: web.Request) -> web.Response:
-    """The live vessel table (newest last); `?limit=N`, at most 20,000."""
+    """The live vessel table (newest last); `?limit=N`, at most 20,000. Needs the token."""
+    if not _authorised(request):
+        return _deny(request)
     hub = _hub(request)
     try:
         limit = min(int(request.query.get("limit", "5000")), 20_000)
@@ -135,6 +268,24 @@ async def api_vessels(request: web.Request) -> web.Response:
         return web.json_response({"error": "limit must be an integer"}, status=400)
     vessels = [v.to_json() for v in hub.vessels.latest(limit)]
     return web.json_response({"count": len(hub.vessels), "vessels": vessels})
+
+
+async def api_zones(request: web.Request) -> web.Response:
+    """The maritime zones as one GeoJSON FeatureCollection, for the status page's map. Only the
+    properties the hub reads are kept (what a push may carry is scrubbed the same way)."""
+    if not _authorised(request):
+        return _deny(request)
+    maritime = _hub(request).registry.parts.get("maritime")
+    zones = maritime.zones if isinstance(maritime, MaritimeRegistry) else ()
+    features = [
+        {
+            "type": "Feature",
+            "properties": {"id": z.id, "kind": z.kind, "name": z.name, "grid": z.tags.grid},
+            "geometry": mapping(z.geometry),
+        }
+        for z in zones
+    ]
+    return web.json_response({"type": "FeatureCollection", "features": features})
 
 
 async def status_page(request: web.Request) -> web.Response:
@@ -149,7 +300,10 @@ async def ingest(request: web.Request) -> web.Response:
     hub = _hub(request)
     body = await request.read()
     now_ns = hub.clock.now_ns()
-    lines = _json_lines(body)
+    try:
+        lines = _json_lines(body)
+    except BodyTooLarge as exc:
+        return web.json_response({"accepted": 0, "errors": [str(exc)]}, status=413)
     parsed = list(records_from_lines(lines, "http", now_ns))
     errors = [str(p) for p in parsed if isinstance(p, ProtocolError)]
     records = [p for p in parsed if not isinstance(p, ProtocolError)]
@@ -160,14 +314,24 @@ async def ingest(request: web.Request) -> web.Response:
 
 
 def _json_lines(body: bytes) -> list[bytes]:
+    """The body's records as JSON lines. Parsed JSON takes up to ~30 times its size in memory,
+    so one array is parsed whole only up to MAX_ARRAY_BYTES; JSON lines are parsed one by one."""
     stripped = body.strip()
     if stripped.startswith(b"["):
+        if len(stripped) > MAX_ARRAY_BYTES:
+            raise BodyTooLarge(f"a JSON array over {MAX_ARRAY_BYTES} bytes: send JSON lines")
         try:
             items = json.loads(stripped)
-        except ValueError:
+        except (ValueError, RecursionError):  # reported per line by records_from_lines
             return [stripped]
-        return [json.dumps(i).encode() for i in items] if isinstance(items, list) else [stripped]
-    return body.splitlines()
+        if not isinstance(items, list):
+            return [stripped]
+        lines = [json.dumps(i).encode() for i in items[: MAX_RECORDS + 1]]
+    else:
+        lines = [line for line in body.splitlines() if line.strip()]
+    if len(lines) > MAX_RECORDS:
+        raise BodyTooLarge(f"more than {MAX_RECORDS} records in one request")
+    return lines
 
 
 async def ack(request: web.Request) -> web.Response:
@@ -179,13 +343,56 @@ async def ack(request: web.Request) -> web.Response:
     return web.json_response({"acknowledged": changed}, status=200 if changed else 404)
 
 
-async def registry_update(request: web.Request) -> web.Response:
+_FEEDBACK_STATUS = {"recorded": 200, "duplicate": 200, "unknown": 404, "conflict": 409}
+
+
+async def alert_feedback(request: web.Request) -> web.Response:
+    """harbourgrid.feedback/1 for the alert in the path; the body is read only up to its limit."""
     if not _authorised(request):
         return _deny(request)
     hub = _hub(request)
+    body = await request.content.read(MAX_FEEDBACK_BYTES + 1)
     try:
-        payload = await request.json()
-        hub.registry.apply_update(request.match_info["part"], request.match_info["kind"], payload)
-    except (ValueError, HubError) as exc:
+        feedback = parse_feedback(body, request.match_info["alert_id"])
+    except ValueError as exc:
+        hub.reject_feedback(request.path[:80], exc)
+        return web.json_response({"error": str(exc)}, status=400)
+    outcome = await hub.feedback(feedback)
+    return web.json_response({"outcome": outcome}, status=_FEEDBACK_STATUS[outcome])
+
+
+async def registry_update(request: web.Request) -> web.Response:
+    if not _authorised(request):
+        return _deny(request)
+    registry = _hub(request).registry
+    part, kind = request.match_info["part"], request.match_info["kind"]
+    try:
+        body = await read_capped(request, registry.max_push_bytes)
+        registry.apply_push(part, kind, body, via="http")
+    except BodyTooLarge as exc:
+        registry.rejected[("http", "too_large")] += 1
+        return web.json_response({"error": str(exc)}, status=413)
+    except PushTooLarge as exc:
+        return web.json_response({"error": str(exc)}, status=413)
+    except HubError as exc:
         return web.json_response({"error": str(exc)}, status=400)
     return web.json_response({"applied": True})
+
+
+class BodyTooLarge(HubError):
+    """A request body over its limit; reading stopped at the limit."""
+
+
+async def read_capped(request: web.Request, limit: int) -> bytes:
+    """The request body, refusing it as soon as it passes `limit` bytes (Content-Length or not),
+    so a huge body never sits in memory whole."""
+    if request.content_length is not None and request.content_length > limit:
+        raise BodyTooLarge(f"body of {request.content_length} bytes > {limit}")
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await request.content.read(64 * 1024):
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(f"body over {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -17,6 +17,8 @@ from hub.errors import FrameError, ProtocolError
 from hub.records import RECORD_TYPES, GridTags, Record
 
 _BY_MEASUREMENT = {cls.measurement: cls for cls in RECORD_TYPES}  # type: ignore[attr-defined]
+MAX_TEXT_CHARS = 128  # ids, names, events: anything longer is not a record of ours
+MAX_LINE_BYTES = 64 * 1024  # refused before parsing: parsed JSON is many times its size
 
 
 def _allowed(cls: type) -> dict[str, tuple[type, ...]]:
@@ -54,6 +56,8 @@ def record_from_json(doc: Any, source: str, now_ns: int) -> Record:
             raise ProtocolError(f"{name}.{key}: expected {'/'.join(t.__name__ for t in types_ok)}")
         if isinstance(value, bool) and bool not in types_ok:
             raise ProtocolError(f"{name}.{key}: booleans are not allowed here")
+        if isinstance(value, str) and len(value) > MAX_TEXT_CHARS:
+            raise ProtocolError(f"{name}.{key}: longer than {MAX_TEXT_CHARS} characters")
         kwargs[key] = value
     kwargs["source"] = source
     try:
@@ -70,9 +74,14 @@ def records_from_lines(
     for line in lines:
         if not line.strip():
             continue
+        if len(line) > MAX_LINE_BYTES:
+            yield FrameError(f"line longer than {MAX_LINE_BYTES} bytes")
+            continue
         try:
             yield record_from_json(json.loads(line), source, now_ns)
         except ValueError as exc:
             yield FrameError(f"not JSON: {exc}")
+        except RecursionError:
+            yield FrameError("not JSON: nested too deeply")
         except ProtocolError as exc:
             yield exc

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -58,6 +58,16 @@ class HubCollector(Collector):
         yield CounterMetricFamily(
             "hub_outbox_dropped", "Readings dropped (budget)", value=st.dropped
         )
+        yield CounterMetricFamily(
+            "hub_outbox_dropped_alert_points",
+            "Alert points dropped (budget full with no reading left)",
+            value=st.dropped_alert_points,
+        )
+        yield CounterMetricFamily(
+            "hub_outbox_dropped_deliveries",
+            "Alert deliveries dropped (budget full with no reading or alert point left)",
+            value=st.dropped_deliveries,
+        )
         yield GaugeMetricFamily(
             "hub_dead_letters",
             "Items refused for good, waiting in the dead-letter table (see hub dead-letters)",
@@ -103,9 +113,17 @@ class HubCollector(Collector):
         pub = CounterMetricFamily(
             "hub_alerts_sent", "Alert deliveries sent", labels=["destination"]
         )
+        up = GaugeMetricFamily(
+            "hub_publisher_up", "1 when the alert destination is reachable", labels=["destination"]
+        )
+        failed = CounterMetricFamily(
+            "hub_publisher_errors", "Failed alert deliveries or connects", labels=["destination"]
+        )
         for p in hub.publishers:
             pub.add_metric([p.destination], p.sent)
-        yield pub
+            up.add_metric([p.destination], 1 if p.connected else 0)
+            failed.add_metric([p.destination], p.errors)
+        yield from (pub, up, failed)
 
     def _alerts(self) -> Iterator[Metric]:
         by_state = GaugeMetricFamily(
@@ -128,6 +146,25 @@ class HubCollector(Collector):
         for rule, n in self.hub.engine.rule_errors.items():
             rule_errors.add_metric([rule], n)
         yield rule_errors
+        yield from self._feedback()
+
+    def _feedback(self) -> Iterator[Metric]:
+        false_alarms = CounterMetricFamily(
+            "hub_alert_false_alarms", "Alerts the platform called false alarms", labels=["rule"]
+        )
+        for rule, n in self.hub.engine.alerts.false_alarms.items():
+            false_alarms.add_metric([rule], n)
+        feedback = CounterMetricFamily(
+            "hub_alert_feedback", "Feedback on alerts by outcome", labels=["outcome"]
+        )
+        for outcome, n in self.hub.engine.feedback_counts.items():
+            feedback.add_metric([outcome], n)
+        rejected = CounterMetricFamily(
+            "hub_alert_feedback_rejected", "Feedback refused, by reason", labels=["reason"]
+        )
+        for reason, n in self.hub.feedback_rejected.items():
+            rejected.add_metric([reason], n)
+        yield from (false_alarms, feedback, rejected)
 
     def _registry(self) -> Iterator[Metric]:
         unknown = CounterMetricFamily(
@@ -146,10 +183,19 @@ class HubCollector(Collector):
             problems = getattr(part, "problems", None)
             if isinstance(problems, list):
                 bad.add_metric([name, "all"], len(problems))
-        yield from (unknown, bad)
+        refused = CounterMetricFamily(
+            "hub_registry_pushes_refused", "Registry pushes refused", labels=["via", "reason"]
+        )
+        for (via, reason), n in self.hub.registry.rejected.items():
+            refused.add_metric([via, reason], n)
+        yield from (unknown, bad, refused)
 
 
-def render(hub: Hub) -> bytes:
+def render(hub: Hub, *collectors: Collector) -> bytes:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(HubCollector(hub))
+    # process_resident_memory_bytes, process_cpu_seconds_total, process_open_fds, ... (Linux)
+    ProcessCollector(registry=registry)
+    for collector in collectors:
+        registry.register(collector)
     return generate_latest(registry)

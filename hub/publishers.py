@@ -2,13 +2,15 @@
 
 A delivery row is deleted only after the broker's PUBACK or the webhook's 2xx, so alerts raised
 while the broker or the platform is down are delivered, in order, when it returns — also across
-restarts. The MQTT link also receives alert acknowledgements (hub/{site}/acks) and registry
+restarts. The MQTT link also receives alert acknowledgements (hub/{site}/acks), feedback
+(hub/{site}/feedback) and registry
 pushes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -26,6 +28,7 @@ from hub.backoff import Backoff
 from hub.clock import Clock
 from hub.config import MqttSection, WebhookSection
 from hub.errors import SinkError, SinkRejected
+from hub.fleet.control import FleetControl
 from hub.outbox import Outbox
 from hub.sinks import classify
 
@@ -94,8 +97,12 @@ class MqttLink(DeliveryLoop):
         outbox: Outbox,
         clock: Clock,
         on_message: MessageHandler,
+        fleet: FleetControl | None = None,
+        status: Callable[[], bytes] | None = None,
     ) -> None:
         super().__init__(outbox, clock)
+        self.fleet = fleet
+        self.status = status
         self.cfg = cfg
         self.password = password
         self.prefix = f"{cfg.topic_prefix}/{site}"
@@ -120,9 +127,11 @@ class MqttLink(DeliveryLoop):
                     if backoff.failures:
                         log.info("MQTT broker %s:%d is back", self.cfg.host, self.cfg.port)
                     backoff.reset()
+                    await client.subscribe(f"{self.prefix}/feedback", qos=1)
                     for topic in self.ack_topics():
                         await client.subscribe(topic, qos=1)
                     await client.subscribe(f"{self.prefix}/registry/#", qos=1)
+                    await self._fleet_subscribe(client)
                     await self._session(client)
             except (aiomqtt.MqttError, SinkError, OSError) as exc:
                 self.errors += 1
@@ -155,7 +164,61 @@ class MqttLink(DeliveryLoop):
             keepalive=self.cfg.keepalive_s,
             tls_context=tls,
             timeout=self.cfg.publish_timeout_s,
+            will=self._will(),
         )
+
+    # --- fleet: presence and state reports (hub/fleet/) -------------------------------------------
+
+    def status_topic(self) -> str:
+        return f"{self.prefix}/status"
+
+    def _will(self) -> aiomqtt.Will | None:
+        """The broker publishes this retained `offline` status if the session dies unannounced."""
+        if self.fleet is None:
+            return None
+        return aiomqtt.Will(self.status_topic(), self.fleet.will(), qos=1, retain=True)
+
+    async def _fleet_subscribe(self, client: aiomqtt.Client) -> None:
+        for tail in self.fleet.remote_topics if self.fleet else ():
+            await client.subscribe(f"{self.prefix}/{tail}", qos=1)
+
+    async def _presence(self, client: aiomqtt.Client) -> None:
+        """Retained status now and every status_interval_s; queued config/upgrade reports."""
+        if self.fleet is None or self.status is None:
+            return
+        reporter, interval_s = self.fleet.reporter, self.fleet.settings.status_interval_s
+        next_status = 0.0
+        while True:
+            if time.monotonic() >= next_status:
+                await self._publish_retained(client, self.status_topic(), self.status())
+                next_status = time.monotonic() + interval_s
+            reports = reporter.take()
+            for i, report in enumerate(reports):
+                try:
+                    topic = f"{self.prefix}/{report.topic_suffix}"
+                    await self._publish_retained(client, topic, report.payload)
+                except SinkError:
+                    reporter.requeue(reports[i:])
+                    raise
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(reporter.event.wait(), next_status - time.monotonic())
+
+    async def _publish_retained(self, client: aiomqtt.Client, topic: str, payload: bytes) -> None:
+        try:
+            await client.publish(
+                topic, payload, qos=1, retain=True, timeout=self.cfg.publish_timeout_s
+            )
+        except aiomqtt.MqttError as exc:
+            raise SinkError(f"MQTT publish to {topic} failed: {exc}") from exc
+
+    async def goodbye(self) -> None:
+        """On a clean stop: retained `offline` (a clean disconnect does not fire the will)."""
+        client = self._client
+        if client is None or self.fleet is None:
+            return
+        with contextlib.suppress(SinkError, TimeoutError):
+            async with asyncio.timeout(self.cfg.publish_timeout_s):
+                await self._publish_retained(client, self.status_topic(), self.fleet.will())
 
     async def _session(self, client: aiomqtt.Client) -> None:
         """Publish and receive until either side fails; the other is cancelled and awaited
@@ -165,6 +228,8 @@ class MqttLink(DeliveryLoop):
             asyncio.create_task(self._publish_forever(), name="mqtt-publish"),
             asyncio.create_task(self._receive(client), name="mqtt-receive"),
         ]
+        if self.fleet is not None and self.status is not None:
+            tasks.append(asyncio.create_task(self._presence(client), name="mqtt-presence"))
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:

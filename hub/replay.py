@@ -6,7 +6,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from hub.app import Hub
 from hub.config import HubConfig
@@ -15,9 +15,16 @@ from hub.ingest import records_from_lines
 from hub.progress import Progress
 from hub.records import Record
 from hub.source import SourceStats
+from hub.wiring import tool
 
-if TYPE_CHECKING:
-    from drivers.nmea.replay import FileReplay
+
+class Batches(Protocol):
+    """What replay reads: record batches, with counters and how far into the file it got."""
+
+    stats: SourceStats
+    bytes_read: int
+
+    def __iter__(self) -> Iterator[list[Record]]: ...
 
 
 class JsonlReplay:
@@ -51,11 +58,9 @@ async def replay(cfg: HubConfig, path: Path, batch: int) -> int:
     hub = Hub(cfg.model_copy(update={"sources": [], "http": http_off}))
     await hub.start()
     if path.suffix == ".jsonl":
-        source: JsonlReplay | FileReplay = JsonlReplay(path, hub.clock.now_ns(), batch)
+        source: Batches = JsonlReplay(path, hub.clock.now_ns(), batch)
     else:
-        from drivers.nmea.replay import FileReplay
-
-        source = FileReplay(path, "replay", hub.clock, batch_lines=batch)
+        source = tool("nmea_file_replay")(path, "replay", hub.clock, batch_lines=batch)
     # A batch job: reading the capture on the loop is the work itself, nothing else waits.
     progress = Progress(path.stat().st_size, "bytes")  # noqa: ASYNC240
     started = time.monotonic()

@@ -13,6 +13,7 @@ import base64
 import gzip
 import re
 import sqlite3
+import threading
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlencode
@@ -199,6 +200,10 @@ class LocalSink:
         self.db.execute(
             "CREATE TABLE IF NOT EXISTS points (measurement TEXT, time_ns INTEGER, line TEXT)"
         )
+        # An insert runs in a worker thread that a cancelled write does not stop: closing the
+        # connection under it crashes the process, so close and insert exclude each other.
+        self._lock = threading.Lock()
+        self._closed = False
 
     async def write(self, lines: list[bytes]) -> None:
         rows = []
@@ -208,8 +213,22 @@ class LocalSink:
         await asyncio.to_thread(self._insert, rows)
 
     def _insert(self, rows: list[tuple[str, int, str]]) -> None:
-        with self.db:
-            self.db.executemany("INSERT INTO points VALUES (?, ?, ?)", rows)
+        with self._lock:
+            if self._closed:
+                raise SinkError("the local store is closed")
+            # isolation_level=None is autocommit: without BEGIN every row is its own transaction.
+            self.db.execute("BEGIN")
+            try:
+                self.db.executemany("INSERT INTO points VALUES (?, ?, ?)", rows)
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
 
     async def aclose(self) -> None:
-        self.db.close()
+        await asyncio.to_thread(self._close)
+
+    def _close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self.db.close()

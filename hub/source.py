@@ -33,6 +33,7 @@ class SourceStats:
     restarts: int = 0
     last_message_ns: int = 0
     connected: bool = False
+    last_error: str = ""  # why it last failed (shown on the status page with the token)
 
     def error(self, kind: str, n: int = 1) -> None:
         self.errors[kind] += n

@@ -55,6 +55,7 @@ class Vessel:
             "cog_deg": fix.cog_deg
             if isinstance(fix, VesselPosition | SarAircraftPosition)
             else None,
+            "heading_deg": pos.heading_deg if pos else None,
             "altitude_m": station.altitude_m if isinstance(station, SarAircraftPosition) else None,
             "registered": pos.registered if pos else None,
             "grid": pos.grid.grid if pos else "",

@@ -6,8 +6,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from tests.services import InfluxDB, Mosquitto, PtyPair, VictoriaMetrics
+
+# No timing assertions in tests: on a loaded 2-core machine one example can take 100x longer than
+# the next, which hypothesis's default 200 ms deadline reports as a failure.
+settings.register_profile(
+    "hub", deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True
+)
+settings.load_profile("hub")
 
 
 @pytest.fixture(scope="session")

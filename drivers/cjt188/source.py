@@ -19,7 +19,8 @@ from drivers.cjt188.meter_data import (
     parse_meter_data,
 )
 from drivers.cjt188.status import DEFAULT_LAYOUT, StatusLayout, status_layout, status_layouts
-from drivers.modbus_meter import ALARM_NAMES, MeterHealth, poll_forever
+from drivers.modbus_meter import ALARM_NAMES
+from drivers.polling import MeterHealth, due_in_order, poll_forever
 from hub.clock import NS_PER_S, Clock
 from hub.errors import ChecksumError, DeviceUnreachable, FrameError, HubError, ProtocolError
 from hub.logs import ThrottledLog
@@ -161,8 +162,7 @@ class Cjt188Source(Source):
         now_ns = self.clock.now_ns()
         if deadline_ns is None:
             deadline_ns = now_ns + int(self.cfg.poll_interval_s * NS_PER_S)
-        due = [m for m in self._meters if m.health.next_probe_ns <= now_ns]
-        due.sort(key=lambda m: m.health.failures > 0)
+        due = due_in_order(self._meters, now_ns)
         timeout_ns = int(self.cfg.timeout_s * NS_PER_S)
         readings: list[WaterMeterReading] = []
         for meter in due:

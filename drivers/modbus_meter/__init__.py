@@ -14,10 +14,8 @@ from drivers.modbus_meter.planning import (
 )
 from drivers.modbus_meter.poller import (
     MeterConfig,
-    MeterHealth,
     ModbusBusConfig,
     ModbusBusSource,
-    poll_forever,
 )
 from drivers.modbus_meter.profiles import (
     ALARM_NAMES,
@@ -50,7 +48,6 @@ __all__ = [
     "MeterAlarm",
     "MeterConfig",
     "MeterField",
-    "MeterHealth",
     "MeterProfile",
     "MeterValues",
     "ModbusBusConfig",
@@ -67,7 +64,6 @@ __all__ = [
     "load_profile",
     "normalise_alarms",
     "plan_reads",
-    "poll_forever",
     "profile_path",
     "shipped_profiles",
 ]

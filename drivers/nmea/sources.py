@@ -185,8 +185,10 @@ class NmeaTcpSource(_NmeaSource):
             log.info("%s: connected to %s:%d", self.name, self.host, self.port)
             await self._read_stream(reader, publish, self.decoder, self.idle_timeout_s)
             self.stats.error("disconnected")
+            self.stats.last_error = f"{self.host}:{self.port}: connection closed"
         except (OSError, TimeoutError) as exc:
             self.stats.error("connect_failed" if not self.stats.connected else "disconnected")
+            self.stats.last_error = f"{self.host}:{self.port}: {exc or type(exc).__name__}"[:200]
             if self.reconnects == 0 or self.stats.connected:
                 log.warning("%s: %s:%d: %s; retrying", self.name, self.host, self.port, exc)
         finally:

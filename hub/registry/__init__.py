@@ -7,6 +7,8 @@ and accepts updates pushed by the platform (MQTT `hub/{site}/registry/...` or lo
 Pushed updates are kept in an overlay file in the data dir and applied again after every start
 and every reload of the files, so "elder away until 2026-12-01" survives a gateway restart and a
 technician's edit of the CSV. A full-table push supersedes the earlier pushes to that table.
+Personal fields (names, phones, owners) are dropped or hashed before a push is applied or stored,
+exactly as when the same table is read from a file.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -23,6 +26,11 @@ from hub.records import Record
 from hub.registry.maritime import MaritimeRegistry, Zone
 
 log = logging.getLogger("hub.registry")
+DEFAULT_MAX_PUSH_BYTES = 4 * 1024 * 1024
+
+
+class PushTooLarge(ConfigError):
+    """A pushed registry body over the size limit; refused before it is parsed."""
 
 
 @dataclass(slots=True, frozen=True, kw_only=True)
@@ -52,16 +60,31 @@ class RegistryPart(Protocol):
         raises ConfigError on a bad payload."""
         ...
 
+    def scrub(self, kind: str, payload: Any) -> Any:
+        """The push as it may be kept: personal fields dropped or hashed as the file readers do.
+        Never raises; a payload of the wrong shape is returned for `apply_update` to refuse."""
+        ...
+
 
 class Registry:
     """All registry parts behind one `tag` call, plus the overlay of platform pushes."""
 
-    def __init__(self, parts: list[RegistryPart], overlay_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        parts: list[RegistryPart],
+        overlay_path: Path | None = None,
+        max_push_bytes: int = DEFAULT_MAX_PUSH_BYTES,
+    ) -> None:
         self.parts = {p.name: p for p in parts}
         self.overlay_path = overlay_path
+        self.max_push_bytes = max_push_bytes
+        self.rejected: Counter[tuple[str, str]] = Counter()  # (via, reason) -> refused pushes
         self._overlay: list[tuple[str, str, Any]] = []
         if overlay_path is not None and overlay_path.exists():
-            self._overlay = _read_overlay(overlay_path)
+            stored = _read_overlay(overlay_path)
+            self._overlay = [(p, k, self._scrub(p, k, v)) for p, k, v in stored]
+            if self._overlay != stored:  # written by an older version that kept personal data
+                _write_overlay(overlay_path, self._overlay)
             for part in self.parts:
                 self._reapply(part)
 
@@ -87,9 +110,27 @@ class Registry:
             self._reapply(name)
         return bool(reloaded)
 
+    def apply_push(self, part: str, kind: str, body: bytes, *, via: str) -> None:
+        """A push as it arrived (JSON bytes from MQTT or HTTP): its size is checked before it
+        is parsed, and every refusal is counted by `via` and reason. Raises ConfigError."""
+        if len(body) > self.max_push_bytes:
+            self.rejected[(via, "too_large")] += 1
+            raise PushTooLarge(f"registry push of {len(body)} bytes > {self.max_push_bytes}")
+        try:
+            payload = json.loads(body)
+        except (ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
+            self.rejected[(via, "not_json")] += 1
+            raise ConfigError(f"registry push is not JSON: {exc.__class__.__name__}") from exc
+        try:
+            self.apply_update(part, kind, payload)
+        except ConfigError:
+            self.rejected[(via, "invalid")] += 1
+            raise
+
     def apply_update(self, part: str, kind: str, payload: Any) -> None:
         if part not in self.parts:
             raise ConfigError(f"unknown registry part {part!r} (known: {sorted(self.parts)})")
+        payload = self._scrub(part, kind, payload)  # nothing personal is applied or stored
         self.parts[part].apply_update(kind, payload)  # raises before anything is persisted
         if kind.endswith("s"):  # a whole table: earlier pushes to it no longer matter
             self._overlay = [
@@ -105,6 +146,9 @@ class Registry:
         self._overlay.append((part, kind, payload))
         if self.overlay_path is not None:
             _write_overlay(self.overlay_path, self._overlay)
+
+    def _scrub(self, part: str, kind: str, payload: Any) -> Any:
+        return self.parts[part].scrub(kind, payload) if part in self.parts else payload
 
     def _reapply(self, part: str) -> None:
         for name, kind, payload in self._overlay:

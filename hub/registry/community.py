@@ -159,6 +159,18 @@ SPECS = {
     "meters": TableSpec("meters", "meter_id", ("meter_id", "household_id")),
     "doors": TableSpec("doors", "door_id", ("door_id", "building")),
 }
+_GRID_COLUMNS = ("grid", "micro_grid", "police_grid")
+# What a push may keep, per table: the columns the parsers read; anything else (a name, a phone,
+# a column nobody asked for) is dropped before the push is applied or written to the data dir.
+KEPT_COLUMNS: dict[str, frozenset[str]] = {
+    "households": frozenset(
+        ("household_id", "building", "unit", "room", *_GRID_COLUMNS, "is_solitary_elder")
+    )
+    | {"away_until"},
+    "meters": frozenset(("meter_id", "household_id", "bus", "device_id", "profile")),
+    "doors": frozenset(("door_id", "building", "unit", "household_id", *_GRID_COLUMNS)),
+}
+KEPT_COLUMNS["household"] = KEPT_COLUMNS["households"]
 PARSERS: dict[str, Callable[[Mapping[str, Any]], Any]] = {
     "households": household_from,
     "meters": meter_from,
@@ -249,6 +261,17 @@ class CommunityRegistry:
         self._install(kind, table)
         log.info("community registry: %s replaced by a platform push (%d rows)", kind, len(table))
 
+    def scrub(self, kind: str, payload: Any) -> Any:
+        """Keep only the columns the parsers read (see KEPT_COLUMNS)."""
+        keep = KEPT_COLUMNS.get(kind)
+        if keep is None:
+            return payload
+        if isinstance(payload, dict):
+            return _kept(payload, keep)
+        if isinstance(payload, list):
+            return [_kept(item, keep) if isinstance(item, dict) else item for item in payload]
+        return payload
+
     def _upsert_household(self, payload: Any) -> None:
         if not isinstance(payload, dict):
             raise ConfigError("community registry: household update must be an object")
@@ -336,6 +359,10 @@ class CommunityRegistry:
 
     def elders(self) -> list[Household]:
         return [h for h in self.households.values() if h.is_solitary_elder]
+
+
+def _kept(item: dict[Any, Any], keep: frozenset[str]) -> dict[str, Any]:
+    return {str(k).strip().lower(): v for k, v in item.items() if str(k).strip().lower() in keep}
 
 
 def _household_row(household: Household) -> dict[str, Any]:

@@ -7,6 +7,7 @@ import dataclasses
 import io
 import json
 import logging
+import re
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ CSV_COLUMNS = ("mmsi", "name", "owner", "home_port", "type", "permits")
 MAX_REPORTED_PROBLEMS = 5
 MAX_PUSHED_ITEMS = 100_000
 SCAN_ZONES = 32  # up to this many zones a linear bounding-box scan beats the STRtree
+_OWNER_HASH = re.compile(r"[0-9a-f]{16}")
 
 
 class MaritimeRegistryConfig(BaseModel):
@@ -187,13 +189,48 @@ def _vessel(entry: VesselEntry, hash_salt: str) -> Vessel:
 
 
 def parse_vessel(raw: Any, hash_salt: str) -> Vessel:
-    """One pushed vessel dict → Vessel; ConfigError on a bad entry."""
+    """One pushed vessel dict → Vessel; ConfigError on a bad entry. A scrubbed push carries
+    `owner_hash` (see `scrub_vessel`) instead of the owner."""
     if not isinstance(raw, Mapping):
         raise ConfigError(f"vessel entry must be an object, got {type(raw).__name__}")
+    fields = dict(raw)
+    owner_hash = fields.pop("owner_hash", None)
+    if owner_hash is not None and not (
+        isinstance(owner_hash, str) and (owner_hash == "" or _OWNER_HASH.fullmatch(owner_hash))
+    ):
+        raise ConfigError("bad vessel entry: owner_hash must be 16 lowercase hex digits or empty")
     try:
-        return _vessel(VesselEntry.model_validate(dict(raw)), hash_salt)
+        vessel = _vessel(VesselEntry.model_validate(fields), hash_salt)
     except ValidationError as exc:
         raise ConfigError(f"bad vessel entry: {_describe(exc)}") from exc
+    if owner_hash and not vessel.owner_hash:
+        vessel = dataclasses.replace(vessel, owner_hash=owner_hash)
+    return vessel
+
+
+def scrub_vessel(raw: Any, hash_salt: str) -> Any:
+    """A pushed vessel as it may be kept: the owner replaced by its salted hash, as the CSV
+    reader does (the vessel's own name is not personal and stays)."""
+    if not isinstance(raw, Mapping) or not isinstance(raw.get("owner"), str):
+        return raw  # no owner, or one of the wrong type that `parse_vessel` refuses
+    fields = {k: v for k, v in raw.items() if k != "owner"}
+    owner = raw["owner"].strip()
+    fields["owner_hash"] = salted_hash(hash_salt, owner) if owner else ""  # "": owner cleared
+    return fields
+
+
+def scrub_zones(doc: Any) -> Any:
+    """Zones as they may be kept: only the feature properties the hub reads (`_ZoneProps`)."""
+    if not isinstance(doc, Mapping) or not isinstance(doc.get("features"), list):
+        return doc
+    features = []
+    for feature in doc["features"]:
+        props = feature.get("properties") if isinstance(feature, Mapping) else None
+        if isinstance(props, Mapping):
+            kept = {k: v for k, v in props.items() if k in _ZoneProps.model_fields}
+            feature = {**feature, "properties": kept}
+        features.append(feature)
+    return {**doc, "features": features}
 
 
 def parse_vessels_csv(text: str, hash_salt: str, label: str) -> tuple[dict[str, Vessel], list[str]]:
@@ -391,6 +428,25 @@ class MaritimeRegistry:
             raise ConfigError(f"unknown maritime registry update {kind!r} (vessels, vessel, zones)")
         log.info("maritime registry %s updated by platform push", kind)
 
+    def scrub(self, kind: str, payload: Any) -> Any:
+        """Owners hashed (as the CSV reader does), unread zone properties dropped."""
+        try:
+            payload = _decode(payload)
+        except ConfigError:
+            return payload  # `apply_update` refuses it
+        if kind == "vessel":
+            return scrub_vessel(payload, self._salt)
+        if kind == "vessels":
+            wrapped = isinstance(payload, Mapping) and isinstance(payload.get("vessels"), list)
+            items = payload["vessels"] if wrapped else payload
+            if not isinstance(items, list):
+                return payload
+            scrubbed = [scrub_vessel(v, self._salt) for v in items]
+            return {**payload, "vessels": scrubbed} if wrapped else scrubbed
+        if kind == "zones":
+            return scrub_zones(payload)
+        return payload
+
     # --- internals
 
     def _vessel_list(self, payload: Any) -> dict[str, Vessel]:
@@ -426,7 +482,7 @@ class MaritimeRegistry:
             kept: dict[str, Any] = {"name": current.name, "home_port": current.home_port}
             kept |= {"type": current.vessel_type, "permits": current.permits}
             vessel = parse_vessel(kept | fields, self._salt)
-            if "owner" not in fields:
+            if "owner" not in fields and "owner_hash" not in fields:
                 vessel = dataclasses.replace(vessel, owner_hash=current.owner_hash)
         vessels[vessel.mmsi] = vessel
         return vessels

@@ -8,9 +8,9 @@ from collections.abc import Sequence
 import pytest
 
 from drivers.cjt188 import Cjt188Config, Cjt188Source
-from drivers.sim_meters import Cjt188MeterSim, Cjt188Simulator, dead, low_battery, normal
 from hub.clock import NS_PER_S, SystemClock
 from hub.records import MeterAlarm, Record, WaterMeterReading
+from sim.meters import Cjt188MeterSim, Cjt188Simulator, dead, low_battery, normal
 
 pytestmark = pytest.mark.integration
 

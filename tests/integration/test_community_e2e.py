@@ -14,8 +14,11 @@ from typing import Any
 import aiomqtt
 import pytest
 
-from drivers.sim_doors import ISAPI_MAC, SIM_MQTT_MAPPING, post_http, publish_mqtt, scenario
-from drivers.sim_meters import (
+from hub.clock import NS_PER_S, AcceleratedClock, Clock
+from hub.config import HubConfig, parse_config
+from hub.source import salted_hash
+from sim.doors import ISAPI_MAC, SIM_MQTT_MAPPING, post_http, publish_mqtt, scenario
+from sim.meters import (
     Cjt188MeterSim,
     Cjt188Simulator,
     MeterSim,
@@ -24,9 +27,6 @@ from drivers.sim_meters import (
     dead,
     normal,
 )
-from hub.clock import NS_PER_S, AcceleratedClock, Clock
-from hub.config import HubConfig, parse_config
-from hub.source import salted_hash
 from tests.hubtest import running
 from tests.services import InfluxDB, Mosquitto, PtyPair
 from tests.util import free_port, wait_for

@@ -13,10 +13,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from drivers.sim_doors import post_http, scenario
 from hub.alerts import Alert
 from hub.app import Hub
 from hub.config import parse_config
+from sim.doors import post_http, scenario
 from tests.hubtest import running
 from tests.services import InfluxDB
 from tests.util import wait_for

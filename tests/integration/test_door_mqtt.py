@@ -12,10 +12,10 @@ import aiomqtt
 import pytest
 
 from drivers.door_mqtt import DoorMqttConfig, DoorMqttSource
-from drivers.sim_doors import SIM_MQTT_MAPPING, SimEvent, publish_mqtt
 from hub.clock import ManualClock
 from hub.records import DoorEvent, Record
 from hub.source import SourceContext, salted_hash
+from sim.doors import SIM_MQTT_MAPPING, SimEvent, publish_mqtt
 from tests.services import Mosquitto
 from tests.util import wait_for
 

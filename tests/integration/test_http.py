@@ -59,7 +59,7 @@ async def test_health_metrics_status_and_ingest(http_cfg: tuple[object, str]) ->
         auth = {"Authorization": f"Bearer {TOKEN}"}
         async with http.post(f"{base}/api/v1/ingest", data=data, headers=auth) as resp:
             assert resp.status == 200 and (await resp.json()) == {"accepted": 3}
-        async with http.get(f"{base}/api/vessels") as resp:
+        async with http.get(f"{base}/api/vessels", headers=auth) as resp:
             vessels = await resp.json()
         assert vessels["count"] == 1 and vessels["vessels"][0]["mmsi"] == "412000001"
         assert vessels["vessels"][0]["lat"] == 30.0

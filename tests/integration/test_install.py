@@ -128,7 +128,7 @@ def _variant(stage: Path, dest: Path, version: str, broken: bool) -> Path:
     """The bundle with its hub wheel rebuilt as `version` (and, if `broken`, a hub whose `run`
     exits at once, as a bad release would)."""
     src = dest / "src"
-    for name in ("hub", "drivers", "pyproject.toml", "README.md"):
+    for name in ("hub", "drivers", "sim", "pyproject.toml", "README.md"):
         copy = shutil.copytree if (ROOT / name).is_dir() else shutil.copy2
         copy(ROOT / name, src / name)  # type: ignore[operator]
     if broken:
@@ -244,9 +244,12 @@ def test_install_upgrade_and_rollback(bundle_x86: Path, root: Path, tmp_path: Pa
     calls = (root / "systemctl.calls").read_text().splitlines()
     assert calls == [
         "daemon-reload",
-        "enable harbourgrid-hub.service",
+        "enable harbourgrid-hub.service harbourgrid-upgrade.path",
         "restart harbourgrid-hub.service",
     ]
+    units = root / "etc" / "systemd" / "system"
+    assert (units / "harbourgrid-upgrade.path").is_file()  # signed upgrades' root hand-over
+    assert not (units / "harbourgrid-hub.service.d").exists()  # remote config only when asked
     outbox = list((root / "var" / "lib" / "harbourgrid").glob("*.sqlite*"))
     assert outbox, "the installed hub ran and made its outbox"
 

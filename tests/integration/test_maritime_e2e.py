@@ -20,9 +20,9 @@ from pyais.stream import IterMessages
 
 from bench.make_ais_capture import generate
 from drivers.nmea.sources import NmeaSerialSource, NmeaTcpSource, NmeaUdpSource
-from drivers.sim_ais import AisUdpScene, SimVessel
 from hub.clock import AcceleratedClock
 from hub.config import HubConfig
+from sim.ais import AisUdpScene, SimVessel
 from tests.hubtest import config, running
 from tests.services import InfluxDB, Mosquitto
 from tests.util import wait_for

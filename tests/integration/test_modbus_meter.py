@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 
 from drivers.modbus_meter import ModbusBusConfig, ModbusBusSource
-from drivers.sim_meters import MeterSim, ModbusMeterServer, dead, leaking, normal, tampered
 from hub.clock import NS_PER_S, SystemClock
 from hub.records import MeterAlarm, Record, WaterMeterReading
+from sim.meters import MeterSim, ModbusMeterServer, dead, leaking, normal, tampered
 from tests.util import free_port, wait_for
 
 pytestmark = pytest.mark.integration
@@ -261,7 +261,7 @@ def paced_slave(
     """A PacedRtuSlave in a subprocess (its timestamps are not delayed by our event loop); the
     yielded dict is filled with what the slave saw once the block exits."""
     report = tmp_path / f"slave-{time.monotonic_ns()}.json"
-    command = [sys.executable, "-m", "drivers.sim_meters", "--rtu-paced", port]
+    command = [sys.executable, "-m", "sim.meters", "--rtu-paced", port]
     command += ["--meters", str(meters), "--report", str(report)]
     for device_id in dead_ids:
         command += ["--dead", str(device_id)]

@@ -118,7 +118,7 @@ def test_alert_changes_committed_together_are_distinct_points() -> None:
     for line in commit.alert_points:
         text = line.decode()
         keys.add((text.split(" ", 1)[0], text.rsplit(" ", 1)[1]))
-    assert len(keys) == 3
+    assert len(keys) == 4  # three alert points and the resolution's alert_response point
     assert any("subject=meter:1" in series for series, _ in keys)
 
 

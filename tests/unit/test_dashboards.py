@@ -267,6 +267,15 @@ def test_install_dry_run_prints_the_plan_and_changes_nothing(tmp_path: Path) -> 
     assert not prefix.exists(), "a dry run must not create anything"
 
 
+def test_install_remote_config_adds_the_fleet_drop_in(tmp_path: Path) -> None:
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    (wheels / "harbourgrid_hub-1.2.3-py3-none-any.whl").write_bytes(b"")
+    out = _dry_run(tmp_path / "root", "--offline", str(wheels), "--remote-config")
+    assert "harbourgrid-hub.service.d/fleet.conf" in out
+    assert "systemctl enable harbourgrid-hub.service harbourgrid-upgrade.path" in out
+
+
 def test_install_dry_run_keeps_an_existing_config(tmp_path: Path) -> None:
     prefix = tmp_path / "root"
     (prefix / "etc" / "harbourgrid").mkdir(parents=True)

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from hub.clock import NS_PER_S, AcceleratedClock, backdated_start_ns
-from hub.demo import DEMO_BACKFILL_S, demo_clock
+from sim.demo import DEMO_BACKFILL_S, demo_clock
 
 
 def test_a_run_of_known_length_ends_at_now() -> None:

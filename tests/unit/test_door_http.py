@@ -17,11 +17,11 @@ from aiohttp.test_utils import TestServer
 from pydantic import ValidationError
 
 from drivers.door_http import DoorHttpConfig, DoorHttpSource, event_parts
-from drivers.sim_doors import SimEvent, isapi_body, post_http
 from hub.clock import ManualClock
 from hub.errors import ConfigError, FrameError
 from hub.records import DoorEvent, Record
 from hub.source import SourceContext, salted_hash
+from sim.doors import SimEvent, isapi_body, post_http
 from tests.util import wait_for
 
 TOKEN = "door-token-0123456789"

@@ -19,10 +19,10 @@ from drivers.door_common import (
     map_event,
 )
 from drivers.door_hikvision import decode_isapi
-from drivers.sim_doors import SIM_MQTT_MAPPING, SimEvent, isapi_json, isapi_xml, mqtt_payload
 from hub.errors import FrameError, ProtocolError
 from hub.records import DOOR_EVENTS
 from hub.source import salted_hash
+from sim.doors import SIM_MQTT_MAPPING, SimEvent, isapi_json, isapi_xml, mqtt_payload
 
 NOW_NS = 1_795_262_400 * 1_000_000_000  # 2026-11-21T12:00:00Z
 SIM = DoorMapping.model_validate(SIM_MQTT_MAPPING)

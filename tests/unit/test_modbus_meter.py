@@ -29,15 +29,15 @@ from drivers.modbus_meter import (
     encode_registers,
     load_profile,
     plan_reads,
-    poll_forever,
     shipped_profiles,
 )
 from drivers.modbus_meter.probe import implausible, probe_meter
 from drivers.modbus_meter.transport import rtu_silence_s
-from drivers.sim_meters import MeterState, register_image
+from drivers.polling import poll_forever
 from hub.clock import ManualClock
 from hub.errors import ConfigError, DeviceUnreachable
 from hub.records import WaterMeterReading
+from sim.meters import MeterState, register_image
 
 SHIPPED = shipped_profiles()
 

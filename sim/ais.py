@@ -15,7 +15,7 @@ from pyais import encode_dict
 
 from hub.clock import NS_PER_S, Clock
 
-log = logging.getLogger("drivers.sim_ais")
+log = logging.getLogger("sim.ais")
 
 
 @dataclass(slots=True)

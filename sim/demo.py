@@ -44,6 +44,7 @@ health_interval_s = 600
 
 [http]
 port = {port}
+token_env = "{door_token_env}"
 
 [influxdb]
 api = "local"
@@ -200,7 +201,7 @@ class Simulators:
     ais_port: int = 0
 
     async def start(self) -> None:
-        from drivers.sim_meters import ModbusMeterServer, building
+        from sim.meters import ModbusMeterServer, building
 
         self.modbus_port = _free_port()
         self.ais_port = _free_udp_port()
@@ -221,7 +222,7 @@ class Simulators:
                 "CJ/T 188 meter skipped: socat is not installed (apt-get install socat)"
             )
             return
-        from drivers.sim_meters import Cjt188MeterSim, Cjt188Simulator, MeterSim
+        from sim.meters import Cjt188MeterSim, Cjt188Simulator, MeterSim
 
         a, b = self.workdir / "ttyHub", self.workdir / "ttyMeter"
         proc = subprocess.Popen(  # noqa: ASYNC220 - starts a long-lived helper, returns at once
@@ -246,14 +247,14 @@ class Simulators:
         self.notes.append(f"CJ/T 188 meter on serial pty {a}")
 
     async def after_hub_start(self, hub: Hub) -> None:
-        from drivers.sim_doors import post_http, scenario
+        from sim.doors import post_http, scenario
 
         url = f"{hub.http_url.rstrip('/')}/ingest/doors/doors-3"
         start_ms = hub.clock.now_ns() // 1_000_000
         # Two residents come home, then a forced door, a held door and five bad cards in a row.
         await post_http(url, os.environ[DOOR_TOKEN_ENV], scenario("1", start_ms))
 
-        from drivers.sim_ais import AisUdpScene, zhoushan_scene
+        from sim.ais import AisUdpScene, zhoushan_scene
 
         ais = AisUdpScene(zhoushan_scene(), self.clock, "127.0.0.1", self.ais_port)
         ais.start()
@@ -342,7 +343,7 @@ async def _start_hub(sims: Simulators, workdir: Path, port: int, speed: float) -
 
 
 def _write_registry(workdir: Path) -> None:
-    from drivers.sim_doors import ISAPI_MAC
+    from sim.doors import ISAPI_MAC
 
     (workdir / "households.csv").write_text(HOUSEHOLDS)
     (workdir / "meters.csv").write_text(METERS)
@@ -358,6 +359,8 @@ def _banner(hub: Hub, speed: float, notes: list[str]) -> None:
         f"clock {(time.time_ns() - hub.clock.now_ns()) / NS_PER_S / 3600:.2f} h behind now: it "
         "catches up as the run ends (then runs at real time), so no data is in the future",
         f"status page: {hub.http_url}   metrics: {hub.http_url}metrics",
+        f"  (alert details on the page need the token in ${DOOR_TOKEN_ENV}, "
+        "by default 'demo-door-token')",
         f"sources: {', '.join(s.name for s in hub.sources)}",
         *(f"  - {note}" for note in notes),
         "alerts print below as they are raised (Ctrl-C to stop):",
