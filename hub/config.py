@@ -19,8 +19,8 @@ from hub.fleet.settings import FleetSection
 from hub.registry import DEFAULT_MAX_PUSH_BYTES
 from hub.registry.community import CommunityRegistryConfig
 from hub.registry.maritime import MaritimeRegistryConfig
-from hub.rules.community import CommunityRulesConfig
-from hub.rules.maritime import MaritimeRulesConfig
+from hub.rules.community.config import CommunityRulesConfig
+from hub.rules.maritime.config import MaritimeRulesConfig
 from hub.source import SourceConfig
 from hub.wiring import SOURCE_TYPES, config_model
 

@@ -13,6 +13,7 @@ from hub.alerts import Alert, AlertManager, FeedbackResult
 from hub.feedback import Feedback
 from hub.outbox import Commit
 from hub.records import Record, to_line
+from hub.registry import Observation
 from hub.rules import Rule, Signal
 
 log = logging.getLogger("hub.engine")
@@ -27,6 +28,10 @@ class AlertBatch:
     pruned: list[str] = field(default_factory=list)  # alert_state keys to forget
     feedback: list[tuple[Alert, Feedback, int]] = field(default_factory=list)  # (…, now_ns)
     reopened: list[tuple[Alert, int]] = field(default_factory=list)  # (resolved alert, now_ns)
+    # The state of each rule that signalled in this step: committed in the same
+    # transaction as the alert changes, so a crash cannot keep one without the other
+    # (it rides along; on its own it is left to the periodic snapshot).
+    rule_state: dict[str, str] = field(default_factory=dict)
 
     def empty(self) -> bool:
         return not self.alerts and not self.pruned and not self.feedback and not self.reopened
@@ -40,6 +45,7 @@ class AlertBatch:
             commit.deliveries = []
         commit.alert_state = list(self.state.items())
         commit.pruned_state = [k for k in self.pruned if k not in self.state]
+        commit.rule_state = list(self.rule_state.items())
 
     def _points(self) -> list[bytes]:
         """One `alert` point per change, and an `alert_response` point per acknowledgement,
@@ -76,6 +82,21 @@ def _record_types(rule: Rule) -> tuple[type, ...] | None:
     return tuple(types) if types is not None else None
 
 
+def _select(
+    records: list[Record],
+    observations: list[Observation | None],
+    types: tuple[type, ...] | None,
+    observes: bool,
+) -> list[Any]:
+    """The items one rule takes: of its record types, as observations if it observes."""
+    picked = [
+        (o if observes and o is not None else r)
+        for r, o in zip(records, observations, strict=True)
+        if types is None or isinstance(r, types)
+    ]
+    return picked
+
+
 class Engine:
     def __init__(self, rules: Sequence[Rule], alerts: AlertManager) -> None:
         self.rules = list(rules)
@@ -96,15 +117,19 @@ class Engine:
     def snapshot(self) -> dict[str, str]:
         return {name: json.dumps(state) for name, state in self.states.items()}
 
-    def on_records(self, records: Sequence[Record], now_ns: int) -> AlertBatch:
-        """Each rule over the records it takes, in arrival order; rule after rule."""
+    def on_records(self, items: Sequence[Record | Observation], now_ns: int) -> AlertBatch:
+        """Each rule over the records it takes, in arrival order; rule after rule. A rule that
+        declares `observes = True` gets the pipeline's Observation (record plus zones), the
+        others the bare record."""
         batch = AlertBatch()
-        selected: dict[tuple[type, ...] | None, Sequence[Record]] = {None: records}
+        observations = [i if isinstance(i, Observation) else None for i in items]
+        records = [i.record if isinstance(i, Observation) else i for i in items]
+        selected: dict[tuple[tuple[type, ...] | None, bool], Sequence[Any]] = {}
         for rule, types in zip(self.rules, self._rule_types, strict=True):
-            mine = selected.get(types)
+            observes = bool(getattr(rule, "observes", False))
+            mine = selected.get((types, observes))
             if mine is None:
-                assert types is not None
-                mine = selected[types] = [r for r in records if isinstance(r, types)]
+                mine = selected[(types, observes)] = _select(records, observations, types, observes)
             state = self.states[rule.name]
             on_record = rule.on_record
             for record in mine:
@@ -114,7 +139,8 @@ class Engine:
                     self._rule_failed(rule.name)
                     continue
                 if signals:
-                    self._apply(signals, now_ns, batch)
+                    self._apply(rule.name, signals, now_ns, batch)
+        self._dirty_states(batch)
         return batch
 
     def on_tick(self, now_ns: int) -> AlertBatch:
@@ -128,7 +154,8 @@ class Engine:
             except Exception:
                 self._rule_failed(rule.name)
                 continue
-            self._apply(signals, now_ns, batch)
+            self._apply(rule.name, signals, now_ns, batch)
+        self._dirty_states(batch)
         return batch
 
     def acknowledge(self, alert_id: str, by: str, now_ns: int) -> AlertBatch:
@@ -150,7 +177,9 @@ class Engine:
             batch.state[result.state[0]] = result.state[1]
         return result, batch
 
-    def _apply(self, signals: list[Signal], now_ns: int, batch: AlertBatch) -> None:
+    def _apply(self, rule: str, signals: list[Signal], now_ns: int, batch: AlertBatch) -> None:
+        if signals:
+            batch.rule_state[rule] = ""  # filled once at the end of the step
         for signal in signals:
             changed = self.alerts.apply(signal, now_ns)
             for alert, entry_json in self.alerts.take_comebacks():  # before `changed`: older state
@@ -158,6 +187,11 @@ class Engine:
                 batch.state[f"{alert.rule}|{alert.subject}"] = entry_json
             if changed:
                 self._record(changed, batch)
+
+    def _dirty_states(self, batch: AlertBatch) -> None:
+        """Serialise, once per step, the state of every rule that signalled."""
+        for name in batch.rule_state:
+            batch.rule_state[name] = json.dumps(self.states[name])
 
     def _record(self, changed: tuple[Alert, str], batch: AlertBatch) -> None:
         alert, entry_json = changed

@@ -82,6 +82,7 @@ class Commit:
     deliveries: Sequence[tuple[str, bytes]] = ()  # (destination, payload)
     alert_state: Sequence[tuple[str, str]] = ()  # (key, json)
     pruned_state: Sequence[str] = ()  # alert_state keys to delete
+    rule_state: Sequence[tuple[str, str]] = ()  # (rule, json) of rules whose alerts changed
 
 
 @dataclass(slots=True)
@@ -211,6 +212,9 @@ class Outbox:
             )
             db.executemany(
                 "DELETE FROM alert_state WHERE key=?", [(k,) for k in batch.pruned_state]
+            )
+            db.executemany(
+                "INSERT OR REPLACE INTO rule_state(rule, value) VALUES (?, ?)", batch.rule_state
             )
             added = sum(len(line) for _, line, _ in points)
             added_deliveries = sum(len(payload) for _, payload in batch.deliveries)

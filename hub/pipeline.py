@@ -80,9 +80,10 @@ class Pipeline:
 
     async def _commit_items(self, items: list[_Item]) -> None:
         now_ns = self.clock.now_ns()
-        records = [self.registry.tag(r) for batch, _ in items for r in batch]
+        observations = [self.registry.observe(r) for batch, _ in items for r in batch]
+        records = [o.record for o in observations]
         commit = Commit(readings=self._encode(records))
-        alerts = self.engine.on_records(records, now_ns)
+        alerts = self.engine.on_records(observations, now_ns)
         alerts.fill(commit, self.destinations)
         await self.outbox.commit(commit)
         self.records_in += len(records)
@@ -90,7 +91,7 @@ class Pipeline:
             if not future.done():
                 future.set_result(None)
         if self.vessels is not None:
-            self.vessels.update(records)
+            self.vessels.update(observations)
         self.engine.notify(alerts.alerts)
 
     async def commit_alerts(self, alerts_batch: AlertBatch) -> None:

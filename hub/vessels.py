@@ -13,6 +13,8 @@ from typing import Any
 
 from hub.alerts import iso
 from hub.records import AisBaseStation, Record, SarAircraftPosition, VesselPosition, VesselStatic
+from hub.registry import Observation
+from hub.registry.maritime import Zone
 
 NS = 1_000_000_000
 ZonesAt = Callable[[float, float], Iterable[str]]
@@ -85,10 +87,14 @@ class VesselTable:
     def get(self, mmsi: str) -> Vessel | None:
         return self._vessels.get(mmsi)
 
-    def update(self, records: Iterable[Record]) -> None:
-        for record in records:
+    def update(self, items: Iterable[Record | Observation]) -> None:
+        """Records as the pipeline observed them (their zones looked up once), or bare records
+        whose zones `zones_at` finds."""
+        for item in items:
+            record = item.record if isinstance(item, Observation) else item
             if isinstance(record, VesselPosition):
-                self._position(record)
+                zones = item.zones if isinstance(item, Observation) else None
+                self._position(record, zones)
             elif isinstance(record, VesselStatic):
                 self._vessel(record.mmsi, record.time_ns).static = record
             elif isinstance(record, AisBaseStation | SarAircraftPosition):
@@ -106,7 +112,7 @@ class VesselTable:
         self._vessels[mmsi] = vessel  # most recently heard last
         return vessel
 
-    def _position(self, record: VesselPosition) -> None:
+    def _position(self, record: VesselPosition, zones: tuple[Zone, ...] | None) -> None:
         vessel = self._vessel(record.mmsi, record.time_ns)
         previous = vessel.position
         if previous is not None and vessel.zones:
@@ -117,7 +123,10 @@ class VesselTable:
         if record.lat is None or record.lon is None:
             return
         vessel.position = record
-        vessel.zones = tuple(self.zones_at(record.lat, record.lon)) if self.zones_at else ()
+        if zones is not None:
+            vessel.zones = tuple(z.id for z in zones)
+        else:
+            vessel.zones = tuple(self.zones_at(record.lat, record.lon)) if self.zones_at else ()
 
     def expire(self, now_ns: int) -> int:
         """Drop vessels not heard for `expiry_s`; returns how many went."""

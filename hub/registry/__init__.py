@@ -17,11 +17,13 @@ import json
 import logging
 import os
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from hub.errors import ConfigError
 from hub.records import Record
+from hub.registry.maritime import MaritimeRegistry, Zone
 
 log = logging.getLogger("hub.registry")
 DEFAULT_MAX_PUSH_BYTES = 4 * 1024 * 1024
@@ -29,6 +31,17 @@ DEFAULT_MAX_PUSH_BYTES = 4 * 1024 * 1024
 
 class PushTooLarge(ConfigError):
     """A pushed registry body over the size limit; refused before it is parsed."""
+
+
+@dataclass(slots=True, frozen=True, kw_only=True)
+class Observation:
+    """A record as the rules and the vessel table see it: tagged by the registries (grid ids,
+    household, `registered`) plus the zones its position is in. The pipeline makes one per
+    record, with one zone lookup; nothing downstream asks the registry where a position is."""
+
+    record: Record
+    zones: tuple[Zone, ...] = ()  # every zone containing the position, in load order
+    sea_grid: Zone | None = None  # the smallest sea-grid zone among them
 
 
 class RegistryPart(Protocol):
@@ -79,6 +92,17 @@ class Registry:
         for part in self.parts.values():
             record = part.tag(record)
         return record
+
+    def observe(self, record: Record) -> Observation:
+        """Tag the record and look up, once, the zones its position is in."""
+        zones: tuple[Zone, ...] = ()
+        sea_grid = None
+        for part in self.parts.values():
+            if isinstance(part, MaritimeRegistry):
+                record, zones, sea_grid = part.observe(record)
+            else:
+                record = part.tag(record)
+        return Observation(record=record, zones=zones, sea_grid=sea_grid)
 
     def reload_if_changed(self) -> bool:
         reloaded = [name for name, p in self.parts.items() if p.reload_if_changed()]

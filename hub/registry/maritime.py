@@ -30,11 +30,8 @@ ZONE_KINDS = ("sea_grid", "restricted", "anchorage")
 CSV_COLUMNS = ("mmsi", "name", "owner", "home_port", "type", "permits")
 MAX_REPORTED_PROBLEMS = 5
 MAX_PUSHED_ITEMS = 100_000
-RECENT_LOOKUPS = 8192  # about one ingest batch of positions
-SCAN_ZONES = 32
-_OWNER_HASH = re.compile(
-    r"[0-9a-f]{16}"
-)  # up to this many zones a linear bounding-box scan beats the STRtree
+SCAN_ZONES = 32  # up to this many zones a linear bounding-box scan beats the STRtree
+_OWNER_HASH = re.compile(r"[0-9a-f]{16}")
 
 
 class MaritimeRegistryConfig(BaseModel):
@@ -118,20 +115,9 @@ class ZoneSet:
             (i, z, z.geometry.bounds, bool(z.geometry.equals(shapely.box(*z.geometry.bounds))))
             for i, z in enumerate(self.zones)
         ]
-        # The tagger and then every rule look up the positions of one batch in turn.
-        self._recent: dict[tuple[float, float], tuple[Zone, ...]] = {}
 
     def at(self, lat: float, lon: float) -> list[Zone]:
-        if not self.zones:
-            return []
-        key = (lat, lon)
-        hits = self._recent.get(key)
-        if hits is None:
-            hits = self._lookup(lat, lon)
-            if len(self._recent) >= RECENT_LOOKUPS:
-                self._recent.clear()
-            self._recent[key] = hits
-        return list(hits)
+        return list(self._lookup(lat, lon)) if self.zones else []
 
     def _lookup(self, lat: float, lon: float) -> tuple[Zone, ...]:
         """Zones containing the point, in load order. A few zones: bounding boxes in Python
@@ -150,8 +136,12 @@ class ZoneSet:
 
     def sea_grid_at(self, lat: float, lon: float) -> Zone | None:
         """The smallest (most specific) sea-grid zone containing the position."""
-        grids = [z for z in self.at(lat, lon) if z.kind == "sea_grid"]
-        return min(grids, key=lambda z: z.area) if grids else None
+        return smallest_sea_grid(self.at(lat, lon))
+
+
+def smallest_sea_grid(zones: Iterable[Zone]) -> Zone | None:
+    grids = [z for z in zones if z.kind == "sea_grid"]
+    return min(grids, key=lambda z: z.area) if grids else None
 
 
 class _ZoneProps(BaseModel):
@@ -383,12 +373,23 @@ class MaritimeRegistry:
                 return dataclasses.replace(record, grid=tags)
         return record
 
-    def _tag_position(self, record: VesselPosition) -> VesselPosition:
+    def observe(self, record: Record) -> tuple[Record, tuple[Zone, ...], Zone | None]:
+        """The tagged record, the zones its position is in and its sea grid: one lookup."""
+        if not isinstance(record, VesselPosition) or record.lat is None or record.lon is None:
+            return self.tag(record), (), None
+        zones = tuple(self._zones.at(record.lat, record.lon))
+        sea = smallest_sea_grid(zones)
+        return self._tag_position(record, sea, looked_up=True), zones, sea
+
+    def _tag_position(
+        self, record: VesselPosition, sea: Zone | None = None, looked_up: bool = False
+    ) -> VesselPosition:
         registered = record.mmsi in self._vessels
         tags = NO_GRID
         if record.lat is not None and record.lon is not None:
-            zone = self._zones.sea_grid_at(record.lat, record.lon)
-            tags = zone.tags if zone is not None else NO_GRID
+            if not looked_up:
+                sea = self._zones.sea_grid_at(record.lat, record.lon)
+            tags = sea.tags if sea is not None else NO_GRID
             self._remember_grid(record.mmsi, tags)
         if registered == record.registered and tags == record.grid:
             return record

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from hub.records import GridTags, MeterAlarm, Record
 from hub.registry.community import CommunityRegistry
 from hub.rules import Signal
-
-if TYPE_CHECKING:
-    from hub.rules.community import CommunityRulesConfig
+from hub.rules.community.config import CommunityRulesConfig
 
 NS = 1_000_000_000
 LITRES_PER_M3 = 1000.0

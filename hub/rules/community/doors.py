@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from hub.alerts import iso
 from hub.records import DoorEvent, Record
 from hub.registry.community import CommunityRegistry
 from hub.rules import Signal
 from hub.rules.community._base import NS, _CommunityRule, _grid_from, _grid_json
-
-if TYPE_CHECKING:
-    from hub.rules.community import CommunityRulesConfig
+from hub.rules.community.config import CommunityRulesConfig
 
 _EVENT_TEXT = {
     "forced": "forced open",

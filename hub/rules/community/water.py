@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from hub.alerts import iso
 from hub.records import GridTags, Record, WaterMeterReading
@@ -18,9 +18,7 @@ from hub.rules.community._base import (
     _grid_json,
     _hours,
 )
-
-if TYPE_CHECKING:
-    from hub.rules.community import CommunityRulesConfig
+from hub.rules.community.config import CommunityRulesConfig
 
 
 class ContinuousFlow(_CommunityRule):

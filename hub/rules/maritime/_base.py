@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from hub.clock import NS_PER_S
 from hub.records import NO_GRID, GridTags, Record, VesselPosition, VesselStatic
+from hub.registry import Observation
 from hub.registry.maritime import MaritimeRegistry
 from hub.rules import Signal
-
-if TYPE_CHECKING:
-    from hub.rules.maritime import MaritimeRulesConfig
+from hub.rules.maritime.config import MaritimeRulesConfig
 
 NS_PER_MIN = 60 * NS_PER_S
 Entry = dict[str, Any]
@@ -55,19 +54,30 @@ class VesselRule:
     """
 
     name = ""
-    # The engine hands this rule only these records (see hub/engine.py).
+    # The engine hands this rule only these records (see hub/engine.py), as the pipeline's
+    # observations: the zones of a position are looked up once, by the pipeline.
     record_types: tuple[type, ...] = (VesselPosition, VesselStatic)
+    observes = True
 
     def __init__(self, common: MaritimeRulesConfig, registry: MaritimeRegistry) -> None:
         self.registry = registry
         self.expiry_ns = int(common.vessel_expiry_minutes * NS_PER_MIN)
         self.max_vessels = common.max_vessels
+        self._observed: Observation | None = None  # the one being handled, for its sea grid
 
     # Rule protocol
 
-    def on_record(self, state: dict[str, Any], record: Record, now_ns: int) -> list[Signal]:
+    def on_record(
+        self, state: dict[str, Any], item: Record | Observation, now_ns: int
+    ) -> list[Signal]:
+        obs = item if isinstance(item, Observation) else self._observe(item)
+        record = obs.record
         if isinstance(record, VesselPosition):
-            signals = self.on_position(state, record, now_ns)
+            self._observed = obs
+            try:
+                signals = self.on_position(state, record, now_ns, obs)
+            finally:
+                self._observed = None
         elif isinstance(record, VesselStatic):
             self._remember_static(state, record, now_ns)
             signals = self.on_static(state, record, now_ns)
@@ -81,9 +91,16 @@ class VesselRule:
     def on_tick(self, state: dict[str, Any], now_ns: int) -> list[Signal]:
         return self.check(state, now_ns) + self._evict(state, now_ns)
 
+    def _observe(self, record: Record) -> Observation:
+        """A bare record handed in directly (not through the pipeline): observed here."""
+        tagged, zones, sea_grid = self.registry.observe(record)
+        return Observation(record=tagged, zones=zones, sea_grid=sea_grid)
+
     # hooks
 
-    def on_position(self, state: dict[str, Any], record: VesselPosition, now: int) -> list[Signal]:
+    def on_position(
+        self, state: dict[str, Any], record: VesselPosition, now: int, obs: Observation
+    ) -> list[Signal]:
         raise NotImplementedError
 
     def on_static(self, state: dict[str, Any], record: VesselStatic, now: int) -> list[Signal]:
@@ -137,7 +154,13 @@ class VesselRule:
     ) -> Signal:
         """A signal whose data carries the vessel, its sea grid and its last position."""
         lat, lon = entry.get("lat"), entry.get("lon")
-        sea = self.registry.sea_grid_at(lat, lon) if lat is not None and lon is not None else None
+        seen = self._observed
+        if seen is not None and (seen.record.lat, seen.record.lon) == (lat, lon):  # type: ignore[union-attr]
+            sea = seen.sea_grid  # the position being handled: already looked up
+        elif lat is not None and lon is not None:
+            sea = self.registry.sea_grid_at(lat, lon)
+        else:
+            sea = None
         data: dict[str, Any] = {
             "mmsi": mmsi,
             "name": self.vessel_name(state, mmsi),

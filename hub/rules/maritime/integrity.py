@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from hub.clock import NS_PER_S
 from hub.geo import destination, distance_nm
 from hub.mid import MID_COUNTRY, MmsiKind, mid_of, mmsi_kind
 from hub.records import VesselPosition, VesselStatic
+from hub.registry import Observation
 from hub.registry.maritime import MaritimeRegistry, Zone
 from hub.rules import Signal
 from hub.rules.maritime._base import (
@@ -20,10 +21,7 @@ from hub.rules.maritime._base import (
     _iso,
     _store_fix,
 )
-
-if TYPE_CHECKING:
-    from hub.rules.maritime import MaritimeRulesConfig
-
+from hub.rules.maritime.config import MaritimeRulesConfig
 
 # --- invalid_mmsi
 
@@ -83,7 +81,9 @@ class InvalidMmsiRule(VesselRule):
         self.cfg = common.invalid_mmsi
         self.quiet_ns = int(self.cfg.quiet_minutes * NS_PER_MIN)
 
-    def on_position(self, state: dict[str, Any], record: VesselPosition, now: int) -> list[Signal]:
+    def on_position(
+        self, state: dict[str, Any], record: VesselPosition, now: int, obs: Observation
+    ) -> list[Signal]:
         problems = mmsi_problems(record.mmsi, self.cfg.check_mid)
         if self.cfg.check_class:
             problems += class_problems(record.mmsi, record)
@@ -152,7 +152,9 @@ class AisGapRule(VesselRule):
     def expires(self, entry: Entry) -> bool:
         return not entry.get("active")  # a dark vessel stays open until it is heard again
 
-    def on_position(self, state: dict[str, Any], record: VesselPosition, now: int) -> list[Signal]:
+    def on_position(
+        self, state: dict[str, Any], record: VesselPosition, now: int, obs: Observation
+    ) -> list[Signal]:
         if not _has_fix(record):
             return []
         mmsi, vessels = record.mmsi, self.vessels(state)
@@ -165,8 +167,7 @@ class AisGapRule(VesselRule):
             signals.append(
                 self.signal(state, mmsi, entry, f"mmsi:{mmsi}", False, msg, reason="reported")
             )
-        assert record.lat is not None and record.lon is not None
-        zone = self._watched_zone(record.lat, record.lon)
+        zone = self._watched_zone(obs.zones)
         if zone is None:
             vessels.pop(mmsi, None)
             return signals
@@ -174,9 +175,9 @@ class AisGapRule(VesselRule):
         _store_fix(entry, record, now)
         return signals
 
-    def _watched_zone(self, lat: float, lon: float) -> Zone | None:
+    def _watched_zone(self, at: tuple[Zone, ...]) -> Zone | None:
         """The largest watched zone containing the position: the one a vessel would leave last."""
-        zones = [z for z in self.registry.zones_at(lat, lon) if z.kind in self.cfg.zone_kinds]
+        zones = [z for z in at if z.kind in self.cfg.zone_kinds]
         return max(zones, key=lambda z: z.area) if zones else None
 
     def check(self, state: dict[str, Any], now_ns: int) -> list[Signal]:
@@ -235,7 +236,9 @@ class PositionJumpRule(VesselRule):
         self.cfg = common.position_jump
         self.quiet_ns = int(self.cfg.quiet_minutes * NS_PER_MIN)
 
-    def on_position(self, state: dict[str, Any], record: VesselPosition, now: int) -> list[Signal]:
+    def on_position(
+        self, state: dict[str, Any], record: VesselPosition, now: int, obs: Observation
+    ) -> list[Signal]:
         if not _has_fix(record):
             return []
         mmsi, vessels = record.mmsi, self.vessels(state)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from hub.clock import NS_PER_S
 from hub.records import VesselPosition
+from hub.registry import Observation
 from hub.registry.maritime import MaritimeRegistry, Zone
 from hub.rules import Signal
 from hub.rules.maritime._base import (
@@ -18,10 +19,7 @@ from hub.rules.maritime._base import (
     _iso,
     _store_fix,
 )
-
-if TYPE_CHECKING:
-    from hub.rules.maritime import MaritimeRulesConfig
-
+from hub.rules.maritime.config import MaritimeRulesConfig
 
 # --- unregistered_vessel
 
@@ -37,18 +35,19 @@ class UnregisteredVesselRule(VesselRule):
         self.dwell_ns = int(self.cfg.dwell_minutes * NS_PER_MIN)
         self.exit_ns = int(self.cfg.exit_minutes * NS_PER_MIN)
 
-    def on_position(self, state: dict[str, Any], record: VesselPosition, now: int) -> list[Signal]:
+    def on_position(
+        self, state: dict[str, Any], record: VesselPosition, now: int, obs: Observation
+    ) -> list[Signal]:
         if not _has_fix(record):
             return []
         mmsi, vessels = record.mmsi, self.vessels(state)
         entry = vessels.get(mmsi)
-        if self.registry.is_registered(mmsi):
+        if record.registered:
             if entry is None:
                 return []
             del vessels[mmsi]
             return self._ended(state, mmsi, entry, "vessel is now whitelisted", "whitelisted")
-        assert record.lat is not None and record.lon is not None
-        sea = self.registry.sea_grid_at(record.lat, record.lon)
+        sea = obs.sea_grid
         if entry is None:
             if sea is None:
                 return []
@@ -109,14 +108,13 @@ class RestrictedZoneRule(VesselRule):
         self.dwell_ns = int(self.cfg.dwell_minutes * NS_PER_MIN)
         self.exit_ns = int(self.cfg.exit_minutes * NS_PER_MIN)
 
-    def on_position(self, state: dict[str, Any], record: VesselPosition, now: int) -> list[Signal]:
+    def on_position(
+        self, state: dict[str, Any], record: VesselPosition, now: int, obs: Observation
+    ) -> list[Signal]:
         if not _has_fix(record):
             return []
-        assert record.lat is not None and record.lon is not None
         mmsi, vessels = record.mmsi, self.vessels(state)
-        restricted = [
-            z for z in self.registry.zones_at(record.lat, record.lon) if z.kind == "restricted"
-        ]
+        restricted = [z for z in obs.zones if z.kind == "restricted"]
         inside = {z.id: z for z in restricted if mmsi not in z.allowed_mmsi}
         entry = vessels.get(mmsi)
         if entry is None:
@@ -241,12 +239,14 @@ class FishingMoratoriumRule(VesselRule):
         vessel = self.registry.vessel(mmsi)
         return vessel is not None and vessel.vessel_type.lower() in self.registry_types
 
-    def on_position(self, state: dict[str, Any], record: VesselPosition, now: int) -> list[Signal]:
+    def on_position(
+        self, state: dict[str, Any], record: VesselPosition, now: int, obs: Observation
+    ) -> list[Signal]:
         if not _has_fix(record):
             return []
         mmsi, vessels = record.mmsi, self.vessels(state)
         entry = vessels.get(mmsi)
-        sea = self._fishing_in_grid(state, record, now)
+        sea = self._fishing_in_grid(state, record, now, obs)
         if entry is None:
             if sea is None:
                 return []
@@ -273,7 +273,7 @@ class FishingMoratoriumRule(VesselRule):
         ]  # fmt: skip
 
     def _fishing_in_grid(
-        self, state: dict[str, Any], record: VesselPosition, now: int
+        self, state: dict[str, Any], record: VesselPosition, now: int, obs: Observation
     ) -> Zone | None:
         """The sea grid when every part of the condition holds for this report, else None."""
         sog = record.sog_kn
@@ -281,8 +281,7 @@ class FishingMoratoriumRule(VesselRule):
             return None
         if not self.in_season(now) or not self.is_fishing(state, record.mmsi):
             return None
-        assert record.lat is not None and record.lon is not None
-        return self.registry.sea_grid_at(record.lat, record.lon)
+        return obs.sea_grid
 
     def _check_end(self, state: dict[str, Any], mmsi: str, entry: Entry, now: int) -> list[Signal]:
         if self.in_season(now) and now - entry["miss"] < self.grace_ns:
