@@ -125,7 +125,7 @@ mke2fs -q -t ext4 -L hgroot -d "$WORK/rootfs" -E root_owner=0:0 "$WORK/root.img"
 
 say "FAT32 config partition (label HGCONFIG)"
 mkfs.vfat -F 32 -n HGCONFIG -C "$WORK/fat.img" $(( FAT_MIB * 1024 )) >/dev/null
-mcopy -i "$WORK/fat.img" -s "$HERE/hgconfig/README.txt" "$HERE/hgconfig/harbourgrid.example" ::/
+MTOOLS_SKIP_CHECK=1 mcopy -i "$WORK/fat.img" -s "$HERE/hgconfig/README.txt" "$HERE/hgconfig/harbourgrid.example" ::/
 
 say "assembling $IMAGE"
 fat_start=2048

@@ -18,14 +18,24 @@ install -m 0640 /dev/null "$R/etc/harbourgrid/hub.env"
 
 rm -rf "$R/tmp/hgbundle"
 cp -a "$BUNDLE_DIR" "$R/tmp/hgbundle"
-chroot "$R" /bin/bash /tmp/hgbundle/install.sh --offline /tmp/hgbundle --no-start
-rm -rf "$R/tmp/hgbundle"
+# No systemd runs in the chroot: reloads are moot, enabling is done on the files (--root).
+cat > "$R/tmp/hg-systemctl" <<'SH'
+#!/bin/sh
+case "$1" in
+    daemon-reload|start|restart|stop) exit 0 ;;
+    *) exec systemctl --root=/ "$@" ;;
+esac
+SH
+chmod 0755 "$R/tmp/hg-systemctl"
+chroot "$R" env SYSTEMCTL=/tmp/hg-systemctl /bin/bash /tmp/hgbundle/install.sh \
+    --offline /tmp/hgbundle --no-start
+rm -rf "$R/tmp/hgbundle" "$R/tmp/hg-systemctl"
 chroot "$R" chown -R root:harbourgrid /etc/harbourgrid
 chroot "$R" chmod -R g-w,o-rwx /etc/harbourgrid
 
 install -D -m 0755 "$PAYLOAD/harbourgrid-provision" "$R/usr/lib/harbourgrid/harbourgrid-provision"
 install -m 0644 "$PAYLOAD/harbourgrid-provision.service" "$R/etc/systemd/system/"
-chroot "$R" systemctl enable harbourgrid-provision.service systemd-networkd.service \
+chroot "$R" systemctl --root=/ enable harbourgrid-provision.service systemd-networkd.service \
     systemd-resolved.service systemd-timesyncd.service ssh.service harbourgrid-hub.service
 
 # Per-gateway identity is made at first boot, never shared by every flashed card.
