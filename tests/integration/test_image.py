@@ -96,7 +96,9 @@ class Gateway:
         self.console = disk.with_suffix(f".console-{self.http}.log")
         accel = accelerator(out / "vmlinuz-amd64")
         self.cmd = [
-            "qemu-system-x86_64", "-accel", accel, "-machine", "q35", "-m", "1024", "-smp", "1",
+            # numpy (shapely) needs x86-64-v2: TCG's default qemu64 CPU lacks SSE4.2/POPCNT.
+            "qemu-system-x86_64", "-accel", accel, "-cpu", "max",
+            "-machine", "q35", "-m", "1024", "-smp", "1",
             "-kernel", str(out / "vmlinuz-amd64"), "-initrd", str(out / "initrd-amd64"),
             "-append", "root=LABEL=hgroot ro console=ttyS0 panic=-1",
             "-drive", f"file={disk},format=raw,if=virtio",
