@@ -237,12 +237,14 @@ def test_image_boots_provisions_and_delivers_readings(
     gw = Gateway(image, disk, key)
     gateways.append(gw)
     print(f"boot to /healthz ({gw.cmd[2]}): {gw.wait_up():.0f}s")
-    rows = wait_for_sync(
-        lambda: db.query("SELECT * FROM water_meter WHERE site = 'image-test'"),
+    meters = {"SIM-001", "SIM-002", "SIM-003"}
+    wait_for_sync(
+        lambda: {r["meter_id"] for r in db.query("SELECT * FROM water_meter")} == meters,
         timeout=gw.timeout,
-        message="readings from the gateway in the host's InfluxDB",
+        message="readings of the 3 simulated meters in the host's InfluxDB",
     )
-    assert {row["meter_id"] for row in rows} <= {"SIM-0", "SIM-1", "SIM-2"}
+    rows = db.query("SELECT * FROM water_meter")
+    assert {row["site"] for row in rows} == {"image-test"}
     assert gw.ssh("hostname") == "hg-test-gw"
     assert gw.ssh("stat -c '%U:%G %a' /etc/harbourgrid/hub.env /etc/harbourgrid/hub.toml "
                   "/etc/harbourgrid/registry/meters.csv").split("\n") == ["root:harbourgrid 640"] * 3  # fmt: skip
