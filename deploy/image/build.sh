@@ -72,7 +72,6 @@ inputs_hash() {
         find hub drivers deploy dashboards pyproject.toml -type f \
             ! -name '*.pyc' ! -path '*/__pycache__/*' -print0 | sort -z | xargs -0 sha256sum
         printf '%s\n' "$ARCH" "$MIRROR" "${PACKAGES[*]}" "$BUNDLE"
-        git -C "$ROOT" describe --tags --always --dirty 2>/dev/null || true
     ) | sha256sum | cut -c1-16
 }
 HASH="$(inputs_hash)"
