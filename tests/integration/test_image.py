@@ -171,7 +171,9 @@ def write_config(disk: Path, files: dict[str, str]) -> None:
         (stage / name).parent.mkdir(parents=True, exist_ok=True)
         # CRLF, as a technician's Windows editor writes it.
         (stage / name).write_bytes(content.replace("\n", "\r\n").encode())
-    mtools(disk, "mmd", "-D", "s", "::/harbourgrid")
+    top = [line.rstrip("/") for line in mtools(disk, "mdir", "-b", "::/").split()]
+    if "::/harbourgrid" not in top:
+        mtools(disk, "mmd", "::/harbourgrid")
     for item in sorted(stage.iterdir()):
         mtools(disk, "mcopy", "-o", "-s", str(item), "::/harbourgrid/")
 
