@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test services lint typecheck bench bundle clean
+.PHONY: demo test services image-tools lint typecheck bench bundle image clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +29,7 @@ services:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
 
-test: $(STAMP) services
+test: $(STAMP) services image-tools
 	$(BIN)/ruff check hub drivers sim tests bench dashboards deploy
 	$(BIN)/mypy
 	$(BIN)/pytest -q -p no:cacheprovider
@@ -49,6 +49,29 @@ bench: $(STAMP)
 PLATFORM ?= $(shell uname -m)
 bundle: $(STAMP)
 	$(BIN)/python deploy/bundle.py --platform $(PLATFORM) --out dist
+
+# Flashable gateway image: `make image ARCH=amd64` writes dist/harbourgrid-gateway-amd64.img
+# (+ vmlinuz-amd64, initrd-amd64 for qemu -kernel). Needs root. Downloaded .debs are cached in
+# IMAGE_CACHE/debs, and an image whose inputs did not change is not rebuilt. ARCH=arm64 cannot
+# be built on this host (no binfmt): see README "Installing a gateway" for the arm64 path.
+ARCH ?= amd64
+IMAGE_CACHE ?= $(HOME)/.cache/harbourgrid-image
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+image-tools:
+	@missing=""; \
+	for b in mmdebstrap:mmdebstrap qemu-system-x86_64:qemu-system-x86 qemu-img:qemu-utils \
+	         mkfs.vfat:dosfstools mcopy:mtools mke2fs:e2fsprogs sfdisk:fdisk ssh:openssh-client; do \
+	  bin=$${b%%:*}; pkg=$${b##*:}; \
+	  command -v $$bin >/dev/null 2>&1 || [ -x /usr/sbin/$$bin ] || [ -x /sbin/$$bin ] || missing="$$missing $$pkg"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+image: $(STAMP) image-tools
+	$(SUDO) env HARBOURGRID_IMAGE_CACHE=$(IMAGE_CACHE) PYTHON=$(abspath $(BIN)/python) \
+	  deploy/image/build.sh --arch $(ARCH) --out dist
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
