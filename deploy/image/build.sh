@@ -69,7 +69,7 @@ mkdir -p "$OUT" "$CACHE/debs"
 inputs_hash() {
     (
         cd "$ROOT"
-        find hub drivers deploy dashboards pyproject.toml -type f \
+        find hub drivers sim deploy dashboards pyproject.toml -type f \
             ! -name '*.pyc' ! -path '*/__pycache__/*' -print0 | sort -z | xargs -0 sha256sum
         printf '%s\n' "$ARCH" "$MIRROR" "${PACKAGES[*]}" "$BUNDLE"
     ) | sha256sum | cut -c1-16
