@@ -216,6 +216,8 @@ health_url() {
     "$LINK/bin/python" - "$ETC/hub.toml" <<'PY'
 import sys, tomllib
 http = tomllib.load(open(sys.argv[1], "rb")).get("http", {})
+if http.get("enabled", True) is False:
+    sys.exit(0)  # no local HTTP server: nothing to poll
 host = http.get("host", "127.0.0.1")
 host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
 print(f"http://{host}:{http.get('port', 8080)}/healthz")
@@ -225,6 +227,10 @@ PY
 wait_healthy() {
     local url deadline
     url="$(health_url)"
+    if [ -z "$url" ]; then
+        say "[http] is disabled in hub.toml: no /healthz to wait for (pass --health-url to check one)"
+        return 0
+    fi
     deadline=$(( $(date +%s) + HEALTH_TIMEOUT ))
     say "waiting up to ${HEALTH_TIMEOUT}s for $url"
     while [ "$(date +%s)" -lt "$deadline" ]; do
