@@ -456,7 +456,10 @@ async def _cancel_and_wait(
         task.cancel()
     if not tasks:
         return
-    _, pending = await asyncio.wait(tasks, timeout=timeout_s)
+    done, pending = await asyncio.wait(tasks, timeout=timeout_s)
+    for task in done:  # retrieved, so asyncio does not warn about them at exit
+        if not task.cancelled():
+            task.exception()
     if pending:
         names = ", ".join(sorted(t.get_name() for t in pending))
         log.error(
