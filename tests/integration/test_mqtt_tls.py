@@ -148,5 +148,7 @@ async def test_wrong_password_is_counted_and_alert_kept(
         await wait_for(lambda: hub.engine.alert_counts["open"] == 1, timeout=15)
         await wait_for(lambda: hub.mqtt.errors >= 1, timeout=15)  # type: ignore[union-attr]
         assert not hub.mqtt.connected
-        assert hub.outbox.stats.deliveries == 1  # kept for when the credentials are fixed
+        # Every alert change is kept for when the credentials are fixed (on a loaded machine the
+        # restarted source may already have resolved and reopened it: count changes, not 1).
+        assert hub.outbox.stats.deliveries == sum(hub.engine.alert_counts.values()) >= 1
         assert "wrong-password" not in hub.mqtt.last_error
