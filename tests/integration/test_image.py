@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from importlib.machinery import SourceFileLoader
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -38,10 +39,18 @@ FAT = "@@1048576"  # the HGCONFIG partition starts at 1 MiB (build.sh)
 TOOLS = ("mmdebstrap", "qemu-system-x86_64", "mcopy", "mkfs.vfat", "mke2fs", "sfdisk", "ssh")
 
 missing = [t for t in TOOLS if not shutil.which(t, path=os.environ["PATH"] + ":/usr/sbin:/sbin")]
-needs_vm = pytest.mark.skipif(
-    os.geteuid() != 0 or bool(missing),
-    reason=f"needs root (mmdebstrap) and {TOOLS}; missing {missing}: `make image-tools`",
-)
+
+
+def needs_vm(test: Any) -> Any:
+    """The boot test fails, never skips, without root or the image tools `make test` installs."""
+
+    @functools.wraps(test)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        assert os.geteuid() == 0, "the image build needs root (mmdebstrap --mode=root)"
+        assert not missing, f"missing {missing}: run `make image-tools`"
+        return test(*args, **kwargs)
+
+    return checked
 
 
 @pytest.fixture(scope="module")
