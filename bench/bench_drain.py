@@ -42,7 +42,7 @@ def make_lines(points: int) -> list[bytes]:
 
 
 async def direct(lines: list[bytes], url: str, db: str, batch: int) -> float:
-    sink = InfluxV1Sink(url, db)
+    sink = InfluxV1Sink(url=url, database=db)
     started = time.perf_counter()
     for start in range(0, len(lines), batch):
         await sink.write(lines[start : start + batch])
@@ -52,12 +52,14 @@ async def direct(lines: list[bytes], url: str, db: str, batch: int) -> float:
 
 
 async def drained(lines: list[bytes], url: str, db: str, batch: int, tmp: Path) -> float:
-    outbox = Outbox(tmp / "outbox.sqlite", max_bytes=2**31)
+    outbox = Outbox(path=tmp / "outbox.sqlite", max_bytes=2**31)
     await outbox.open()
     for start in range(0, len(lines), 10_000):
         await outbox.commit(Commit(readings=lines[start : start + 10_000]))
-    sink = InfluxV1Sink(url, db)
-    forwarder = Forwarder(outbox, sink, SystemClock(), batch_size=batch, flush_interval_s=0.05)
+    sink = InfluxV1Sink(url=url, database=db)
+    forwarder = Forwarder(
+        outbox=outbox, sink=sink, clock=SystemClock(), batch_size=batch, flush_interval_s=0.05
+    )
     started = time.perf_counter()
     task = asyncio.create_task(forwarder.run())
     await forwarder.flush(3600)

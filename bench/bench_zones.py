@@ -86,7 +86,9 @@ def bench_rules(reg: MaritimeRegistry, rng: random.Random) -> None:
         lat += (k // VESSELS) * 0.0002
         now += NS_PER_S // 20
         records.append(
-            VesselPosition(mmsis[v], now, lat=lat, lon=lon, sog_kn=3.0, cog_deg=0.0, msg_type=1)
+            VesselPosition(
+                mmsi=mmsis[v], time_ns=now, lat=lat, lon=lon, sog_kn=3.0, cog_deg=0.0, msg_type=1
+            )
         )
     start = time.perf_counter()
     for i in range(0, len(records), BATCH):  # the engine's order: tag a batch, then rule by rule

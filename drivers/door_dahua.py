@@ -89,7 +89,7 @@ def load_profile(name: str = "dahua_vto") -> DahuaProfile:
         raise ConfigError(f"door profile {name}: {exc}") from exc
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True, frozen=True, kw_only=True)
 class DahuaIds:
     """Names and clocks the mapping needs from the source's configuration."""
 

@@ -38,7 +38,7 @@ MAX_CODE = 2**63 - 1  # stored as an InfluxDB integer field
 DEVICE_KEYS = ("macAddress", "deviceID", "serialNumber", "ipAddress")
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True, frozen=True, kw_only=True)
 class AcsCode:
     major: int
     minor: int
@@ -46,7 +46,7 @@ class AcsCode:
     event: str  # one of DOOR_EVENTS (not "unknown") or "ignore"
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True, frozen=True, kw_only=True)
 class IsapiResult:
     """One decoded notification: a record to store, or a counted reason it is not stored."""
 
@@ -63,7 +63,12 @@ def load_table(path: Path = TABLE_PATH) -> dict[tuple[int, int], AcsCode]:
     allowed = {*DOOR_EVENTS, IGNORE} - {UNKNOWN}
     for n, row in enumerate(csv.DictReader(lines), start=2):
         try:
-            code = AcsCode(int(row["major"]), int(row["minor"]), row["name"], row["event"])
+            code = AcsCode(
+                major=int(row["major"]),
+                minor=int(row["minor"]),
+                name=row["name"],
+                event=row["event"],
+            )
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"{path.name}: bad row {n}: {exc}") from exc
         if code.event not in allowed or code.major not in MAJORS:

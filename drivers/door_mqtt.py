@@ -43,7 +43,7 @@ class DoorMqttConfig(SourceConfig):
         return DoorMqttSource(self, broker_settings(self, ctx), ctx)
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True, frozen=True, kw_only=True)
 class Broker:
     host: str
     port: int

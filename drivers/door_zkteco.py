@@ -70,7 +70,7 @@ def load_profile(name: str = "zkteco_attlog") -> ZktecoProfile:
         raise ConfigError(f"door profile {name}: {exc}") from exc
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True, frozen=True, kw_only=True)
 class AttlogRecord:
     """One ATTLOG line, before the PIN is hashed."""
 

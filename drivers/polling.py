@@ -34,7 +34,7 @@ async def poll_forever(
         await clock.sleep((started_ns + interval_ns - now_ns) / NS_PER_S)
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, kw_only=True)
 class MeterHealth:
     """Consecutive failures of one meter: offline after a threshold, then probed with backoff."""
 

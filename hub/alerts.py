@@ -58,7 +58,7 @@ def iso(ns: int | None) -> str | None:
     )
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True, frozen=True, kw_only=True)
 class Alert:
     alert_id: str
     rule: str
@@ -123,7 +123,9 @@ class Alert:
             "message": self.message,
             "seq": self.seq,
         }
-        return Point("alert", tags, fields, self.updated_ns + offset_ns)
+        return Point(
+            measurement="alert", tags=tags, fields=fields, time_ns=self.updated_ns + offset_ns
+        )
 
     def response_point(self, event: str, now_ns: int, offset_ns: int = 0) -> Point:
         """The `alert_response` point of an acknowledgement, a resolution or a reopening of this
@@ -144,7 +146,12 @@ class Alert:
         elif event == "reopened" and self.resolved_ns is not None:
             fields["seconds_after_resolve"] = (now_ns - self.resolved_ns) / NS
             fields["was_acknowledged"] = self.acknowledged_ns is not None  # own name: see README
-        return Point("alert_response", self._response_tags(event), fields, now_ns + offset_ns)
+        return Point(
+            measurement="alert_response",
+            tags=self._response_tags(event),
+            fields=fields,
+            time_ns=now_ns + offset_ns,
+        )
 
     def feedback_point(self, feedback: Feedback, now_ns: int, offset_ns: int = 0) -> Point:
         """The `alert_response` point of the platform's feedback: `false_alarm` is 0 or 1, so
@@ -157,7 +164,12 @@ class Alert:
         }
         if feedback.note_id:
             fields["note_id"] = feedback.note_id
-        return Point("alert_response", self._response_tags("feedback"), fields, now_ns + offset_ns)
+        return Point(
+            measurement="alert_response",
+            tags=self._response_tags("feedback"),
+            fields=fields,
+            time_ns=now_ns + offset_ns,
+        )
 
     def _response_tags(self, event: str) -> dict[str, str]:
         """The `alert` point's tags plus `event`, so an acknowledgement, a resolution and
@@ -208,7 +220,7 @@ class Alert:
         return cls(**{"hub_id": hub_id, **raw, "grid": GridTags(**raw["grid"])})
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True, frozen=True, kw_only=True)
 class StormLimits:
     """Per-rule storm control: beyond `max_new_per_minute` new subjects in a minute, or with
     `max_open` alerts of the rule open, new subjects are folded into one `alert_storm` alert."""
@@ -222,7 +234,7 @@ class StormLimits:
 STORM_RULE = "alert_storm"
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, kw_only=True)
 class _Entry:
     """What the manager remembers per (rule, subject)."""
 
@@ -250,16 +262,16 @@ class _Entry:
         alert = Alert.from_json(raw["alert"], hub_id) if raw.get("alert") else None
         last = Alert.from_json(raw["last"], hub_id) if raw.get("last") else None
         return cls(
-            raw["episode"],
-            alert,
-            raw.get("last_resolved_ns"),
-            raw.get("last_was_acked", False),
-            last,
-            raw.get("came_back", False),
+            episode=raw["episode"],
+            alert=alert,
+            last_resolved_ns=raw.get("last_resolved_ns"),
+            last_was_acked=raw.get("last_was_acked", False),
+            last=last,
+            came_back=raw.get("came_back", False),
         )
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, kw_only=True)
 class _RuleLoad:
     """New-subject attempts of one rule in fixed one-minute windows, and its open alerts."""
 

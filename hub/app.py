@@ -46,7 +46,7 @@ _ack_log = ThrottledLog(log)  # acks come from the network: a flood must not flo
 _feedback_log = ThrottledLog(log)
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True, frozen=True, kw_only=True)
 class Secrets:
     influx_password: str = ""
     influx_token: str = ""
@@ -94,20 +94,25 @@ def build_sink(cfg: HubConfig, sec: Secrets) -> Sink | None:
     influx = cfg.influxdb
     if influx.api == "v1":
         return InfluxV1Sink(
-            influx.url,
-            influx.database,
-            influx.retention_policy,
-            influx.username,
-            sec.influx_password,
-            influx.gzip,
-            influx.timeout_s,
+            url=influx.url,
+            database=influx.database,
+            retention_policy=influx.retention_policy,
+            username=influx.username,
+            password=sec.influx_password,
+            gzip_body=influx.gzip,
+            timeout_s=influx.timeout_s,
         )
     if influx.api == "v2":
         return InfluxV2Sink(
-            influx.url, influx.org, influx.bucket, sec.influx_token, influx.gzip, influx.timeout_s
+            url=influx.url,
+            org=influx.org,
+            bucket=influx.bucket,
+            token=sec.influx_token,
+            gzip_body=influx.gzip,
+            timeout_s=influx.timeout_s,
         )
     if influx.api == "local":
-        return LocalSink(cfg.hub.data_dir / "store.sqlite")
+        return LocalSink(path=cfg.hub.data_dir / "store.sqlite")
     return None
 
 
@@ -130,6 +135,7 @@ class Hub:
     def __init__(
         self,
         cfg: HubConfig,
+        *,
         clock: Clock | None = None,
         extra_sources: Sequence[Source] = (),
         fleet: FleetControl | None = None,
@@ -151,18 +157,18 @@ class Hub:
         self.registry = self._build_registry(salt)
         self.sources: list[Source] = [s.build(self.ctx) for s in cfg.sources]
         self.sources += list(extra_sources)
-        self.outbox = Outbox(data_dir / "outbox.sqlite", cfg.outbox.max_bytes)
+        self.outbox = Outbox(path=data_dir / "outbox.sqlite", max_bytes=cfg.outbox.max_bytes)
         self.engine = Engine(self._build_rules(), build_alert_manager(cfg))
         self.sink = build_sink(cfg, self.secrets)
         self.forwarder = (
             Forwarder(
-                self.outbox,
-                self.sink,
-                self.clock,
-                cfg.influxdb.batch_size,
-                cfg.influxdb.flush_interval_s,
-                cfg.influxdb.retry_initial_s,
-                cfg.influxdb.retry_max_s,
+                outbox=self.outbox,
+                sink=self.sink,
+                clock=self.clock,
+                batch_size=cfg.influxdb.batch_size,
+                flush_interval_s=cfg.influxdb.flush_interval_s,
+                retry_initial_s=cfg.influxdb.retry_initial_s,
+                retry_max_s=cfg.influxdb.retry_max_s,
             )
             if self.sink
             else None
@@ -172,31 +178,36 @@ class Hub:
         self.mqtt: MqttLink | None = None
         if cfg.mqtt.enabled:
             self.mqtt = MqttLink(
-                cfg.mqtt,
-                self.secrets.mqtt_password,
-                cfg.hub.site,
-                self.outbox,
-                self.clock,
-                self.on_mqtt,
-                self.fleet,
-                self.fleet_status,
+                cfg=cfg.mqtt,
+                password=self.secrets.mqtt_password,
+                site=cfg.hub.site,
+                outbox=self.outbox,
+                clock=self.clock,
+                on_message=self.on_mqtt,
+                fleet=self.fleet,
+                status=self.fleet_status,
             )
             self.publishers.append(self.mqtt)
         if cfg.webhook.enabled:
             self.publishers.append(
-                WebhookPublisher(cfg.webhook, self.secrets.webhook_secret, self.outbox, self.clock)
+                WebhookPublisher(
+                    cfg=cfg.webhook,
+                    secret=self.secrets.webhook_secret,
+                    outbox=self.outbox,
+                    clock=self.clock,
+                )
             )
         self.vessels = self._build_vessel_table()
         self.pipeline = Pipeline(
-            cfg.hub.site,
-            self.clock,
-            self.registry,
-            self.engine,
-            self.outbox,
-            [p.destination for p in self.publishers],
-            cfg.outbox.write_batch,
-            cfg.outbox.queue_batches,
-            self.vessels,
+            site=cfg.hub.site,
+            clock=self.clock,
+            registry=self.registry,
+            engine=self.engine,
+            outbox=self.outbox,
+            destinations=[p.destination for p in self.publishers],
+            write_batch=cfg.outbox.write_batch,
+            queue_batches=cfg.outbox.queue_batches,
+            vessels=self.vessels,
         )
         self.started_at = time.time()
         self.http_url = ""
@@ -357,14 +368,22 @@ class Hub:
     def health_samples(self) -> list[HealthSample]:
         now_ns = self.clock.now_ns()
         samples = [
-            HealthSample(now_ns, s.stats.messages, s.stats.error_total, source=s.name)
+            HealthSample(
+                time_ns=now_ns, msgs=s.stats.messages, errors=s.stats.error_total, source=s.name
+            )
             for s in self.sources
         ]
         stats = self.outbox.stats
         lag = self.forwarder.lag_s if self.forwarder else 0.0
         samples.append(
             HealthSample(
-                now_ns, self.pipeline.records_in, 0, lag, stats.rows, stats.dropped, source="hub"
+                time_ns=now_ns,
+                msgs=self.pipeline.records_in,
+                errors=0,
+                lag_s=lag,
+                outbox_rows=stats.rows,
+                dropped=stats.dropped,
+                source="hub",
             )
         )
         return samples

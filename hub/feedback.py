@@ -22,7 +22,7 @@ OPAQUE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}")
 _KEY = re.compile(r"[a-z_]{1,40}")
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True, frozen=True, kw_only=True)
 class Feedback:
     alert_id: str
     verdict: str  # handled | false_alarm

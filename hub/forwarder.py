@@ -29,7 +29,7 @@ log = logging.getLogger("hub.forwarder")
 IDLE_CHECK_S = 5.0  # an idle forwarder looks again this often (rows requeued by the CLI)
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True, frozen=True, kw_only=True)
 class SinkStatus:
     """A snapshot for /healthz, the status page and /metrics."""
 
@@ -45,6 +45,7 @@ class SinkStatus:
 class Forwarder:
     def __init__(
         self,
+        *,
         outbox: Outbox,
         sink: Sink,
         clock: Clock,
@@ -73,13 +74,13 @@ class Forwarder:
 
     def status(self) -> SinkStatus:
         return SinkStatus(
-            self.sink.name,
-            self.healthy,
-            self.refused,
-            self.last_error,
-            self.lag_s,
-            self.written,
-            self.errors,
+            name=self.sink.name,
+            up=self.healthy,
+            refused=self.refused,
+            last_error=self.last_error,
+            lag_s=self.lag_s,
+            written=self.written,
+            errors=self.errors,
         )
 
     async def run(self) -> None:

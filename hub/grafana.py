@@ -43,7 +43,7 @@ class GrafanaAuthError(GrafanaError):
     """Grafana refused the credentials (401) or their permissions (403)."""
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True, frozen=True, kw_only=True)
 class Pushed:
     title: str
     uid: str

@@ -73,7 +73,7 @@ def _prepare(db: sqlite3.Connection) -> None:
         db.execute("ALTER TABLE dead_letter ADD COLUMN kind INTEGER")
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, kw_only=True)
 class Commit:
     """Everything one pipeline step makes durable in a single transaction."""
 
@@ -85,7 +85,7 @@ class Commit:
     rule_state: Sequence[tuple[str, str]] = ()  # (rule, json) of rules whose alerts changed
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, kw_only=True)
 class OutboxStats:
     rows: int = 0
     bytes: int = 0  # line-protocol bytes of stored points
@@ -100,7 +100,7 @@ class OutboxStats:
 
 
 class Outbox:
-    def __init__(self, path: Path, max_bytes: int, fsync: bool = True) -> None:
+    def __init__(self, *, path: Path, max_bytes: int, fsync: bool = True) -> None:
         self.path = path
         self.max_bytes = max_bytes
         self.stats = OutboxStats()
@@ -451,7 +451,7 @@ def _use_incremental_vacuum(db: sqlite3.Connection) -> None:
         db.execute("VACUUM")
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True, frozen=True, kw_only=True)
 class DeadLetter:
     id: int
     destination: str
@@ -495,7 +495,10 @@ class DeadLetters:
             "ORDER BY id",
             args,
         )
-        return [DeadLetter(int(i), str(d), bytes(p), str(r), int(a)) for i, d, p, r, a in rows]
+        return [
+            DeadLetter(id=int(i), destination=str(d), payload=bytes(p), reason=str(r), at_ns=int(a))
+            for i, d, p, r, a in rows
+        ]
 
     def requeue(self, destination: str | None = None, since_ns: int | None = None) -> int:
         where, args = self._where(destination, since_ns)

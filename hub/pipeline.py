@@ -27,6 +27,7 @@ _Item = tuple[Sequence[Record], "asyncio.Future[None]"]
 class Pipeline:
     def __init__(
         self,
+        *,
         site: str,
         clock: Clock,
         registry: Registry,

@@ -42,7 +42,7 @@ class DeliveryLoop:
 
     destination = ""
 
-    def __init__(self, outbox: Outbox, clock: Clock) -> None:
+    def __init__(self, *, outbox: Outbox, clock: Clock) -> None:
         self.outbox = outbox
         self.clock = clock
         self.sent = 0
@@ -91,6 +91,7 @@ class MqttLink(DeliveryLoop):
 
     def __init__(
         self,
+        *,
         cfg: MqttSection,
         password: str | None,
         site: str,
@@ -100,7 +101,7 @@ class MqttLink(DeliveryLoop):
         fleet: FleetControl | None = None,
         status: Callable[[], bytes] | None = None,
     ) -> None:
-        super().__init__(outbox, clock)
+        super().__init__(outbox=outbox, clock=clock)
         self.fleet = fleet
         self.status = status
         self.cfg = cfg
@@ -281,8 +282,8 @@ def sign(secret: bytes, timestamp: str, body: bytes) -> str:
 class WebhookPublisher(DeliveryLoop):
     destination = "webhook"
 
-    def __init__(self, cfg: WebhookSection, secret: str, outbox: Outbox, clock: Clock) -> None:
-        super().__init__(outbox, clock)
+    def __init__(self, *, cfg: WebhookSection, secret: str, outbox: Outbox, clock: Clock) -> None:
+        super().__init__(outbox=outbox, clock=clock)
         self.cfg = cfg
         self.secret = secret.encode()
         self._session: aiohttp.ClientSession | None = None

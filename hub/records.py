@@ -41,7 +41,7 @@ class MeterAlarm(enum.IntFlag):
     EMPTY_PIPE = 0x40
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True, frozen=True, kw_only=True)
 class WaterMeterReading:
     measurement: ClassVar[str] = "water_meter"
     meter_id: str
@@ -72,7 +72,7 @@ class WaterMeterReading:
 DOOR_EVENTS = ("open", "forced", "held_open", "denied", "alarm", "closed", "unknown")
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True, frozen=True, kw_only=True)
 class DoorEvent:
     measurement: ClassVar[str] = "door_event"
     door_id: str
@@ -97,7 +97,7 @@ class DoorEvent:
         }
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True, frozen=True, kw_only=True)
 class VesselPosition:
     measurement: ClassVar[str] = "vessel_position"
     mmsi: str
@@ -133,7 +133,7 @@ class VesselPosition:
         }
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True, frozen=True, kw_only=True)
 class VesselStatic:
     measurement: ClassVar[str] = "vessel_static"
     mmsi: str
@@ -163,7 +163,7 @@ class VesselStatic:
         }
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True, frozen=True, kw_only=True)
 class AisBaseStation:
     """AIS type 4 base station report: a shore station's surveyed position and its UTC clock.
 
@@ -186,7 +186,7 @@ class AisBaseStation:
         return {"lat": self.lat, "lon": self.lon, "station_utc_s": self.station_utc_s}
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True, frozen=True, kw_only=True)
 class SarAircraftPosition:
     """AIS type 9 search-and-rescue aircraft position; never a vessel (rules do not see it)."""
 
@@ -214,7 +214,7 @@ class SarAircraftPosition:
         }
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True, frozen=True, kw_only=True)
 class GatewayFix:
     """The gateway's own position/heading from $-sentences (GGA, RMC, VTG, HDT)."""
 
@@ -242,7 +242,7 @@ class GatewayFix:
         }
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True, frozen=True, kw_only=True)
 class HealthSample:
     measurement: ClassVar[str] = "hub_health"
     time_ns: int
@@ -289,7 +289,7 @@ RECORD_TYPES: tuple[type, ...] = (
 )
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True, frozen=True, kw_only=True)
 class Point:
     """One InfluxDB point, already tagged; what the outbox stores as line protocol."""
 
@@ -314,7 +314,7 @@ def record_point(record: Record, site: str) -> Point:
         for k, v in record.fields().items()
         if v is not None and not (isinstance(v, float) and not math.isfinite(v))
     }
-    return Point(record.measurement, tags, fields, record.time_ns)
+    return Point(measurement=record.measurement, tags=tags, fields=fields, time_ns=record.time_ns)
 
 
 # --- line protocol (https://docs.influxdata.com/influxdb/v1/write_protocols/line_protocol_reference/)

@@ -87,6 +87,7 @@ class InfluxV1Sink:
 
     def __init__(
         self,
+        *,
         url: str,
         database: str,
         retention_policy: str = "",
@@ -135,6 +136,7 @@ class InfluxV2Sink:
 
     def __init__(
         self,
+        *,
         url: str,
         org: str,
         bucket: str,
@@ -193,7 +195,7 @@ class LocalSink:
 
     name = "local"
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, *, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")

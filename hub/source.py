@@ -20,7 +20,7 @@ from hub.records import Record
 Publish = Callable[[Sequence[Record]], Awaitable[None]]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, kw_only=True)
 class SourceStats:
     """Counters one source keeps; exported on /metrics and as hub_health points."""
 
@@ -61,7 +61,7 @@ class Source(abc.ABC):
         """Release resources (ports, sockets); called once when the hub stops."""
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, kw_only=True)
 class SourceContext:
     """What the hub lends a source when building it from config."""
 

@@ -20,7 +20,7 @@ NS = 1_000_000_000
 ZonesAt = Callable[[float, float], Iterable[str]]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, kw_only=True)
 class Vessel:
     mmsi: str
     first_seen_ns: int
@@ -105,7 +105,7 @@ class VesselTable:
     def _vessel(self, mmsi: str, time_ns: int) -> Vessel:
         vessel = self._vessels.pop(mmsi, None)
         if vessel is None:
-            vessel = Vessel(mmsi, time_ns, time_ns)
+            vessel = Vessel(mmsi=mmsi, first_seen_ns=time_ns, last_seen_ns=time_ns)
             if len(self._vessels) >= self.max_vessels:
                 self._vessels.popitem(last=False)
         vessel.last_seen_ns = max(vessel.last_seen_ns, time_ns)

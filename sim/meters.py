@@ -469,10 +469,10 @@ class Cjt188Simulator:
             return None
         reply = cjt188.build_frame(
             cjt188.Frame(
-                request.meter_type,
-                sim.address,
-                cjt188.CTRL_READ_DATA_REPLY,
-                self._data(sim, request.data[2]),
+                meter_type=request.meter_type,
+                address=sim.address,
+                control=cjt188.CTRL_READ_DATA_REPLY,
+                data=self._data(sim, request.data[2]),
             )
         )
         if self.corrupt_next:

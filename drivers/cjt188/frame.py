@@ -19,7 +19,7 @@ CTRL_ABNORMAL = 0x40
 BROADCAST_ADDRESS = "AAAAAAAAAAAAAA"
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True, frozen=True, kw_only=True)
 class Frame:
     meter_type: int
     address: str  # 14 digits as printed on the meter (A6 .. A0)
@@ -88,4 +88,9 @@ def parse_frame(raw: bytes) -> Frame:
         raise FrameError(f"frame ends with {raw[-1]:#04x}, not 16h")
     if checksum(raw[:-2]) != raw[-2]:
         raise ChecksumError(f"checksum {raw[-2]:#04x}, computed {checksum(raw[:-2]):#04x}")
-    return Frame(raw[1], decode_address(raw[2:9]), raw[9], bytes(raw[HEADER_LEN:-2]))
+    return Frame(
+        meter_type=raw[1],
+        address=decode_address(raw[2:9]),
+        control=raw[9],
+        data=bytes(raw[HEADER_LEN:-2]),
+    )

@@ -60,7 +60,12 @@ def build_read_request(
     di_order: DiOrder = "901F",
 ) -> bytes:
     """The 901F read-metering-data request for one meter, DI in the given wire order."""
-    request = Frame(meter_type, address, CTRL_READ_DATA, DI_BYTES[di_order] + bytes([ser & 0xFF]))
+    request = Frame(
+        meter_type=meter_type,
+        address=address,
+        control=CTRL_READ_DATA,
+        data=DI_BYTES[di_order] + bytes([ser & 0xFF]),
+    )
     return build_frame(request, preamble)
 
 

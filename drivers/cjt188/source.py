@@ -98,7 +98,7 @@ class Cjt188Config(SourceConfig):
 # --- the source -------------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, kw_only=True)
 class _Meter:
     cfg: Cjt188MeterConfig
     di_setting: DiOrderSetting
@@ -126,7 +126,7 @@ class Cjt188Source(Source):
         self.link = link or SerialLink(cfg)
         self._meters = [
             _Meter(
-                m,
+                cfg=m,
                 di_setting=m.di_order or cfg.di_order,
                 layout=status_layout(m.status_layout or cfg.status_layout),
             )

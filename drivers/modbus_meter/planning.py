@@ -95,7 +95,7 @@ def encode_registers(value: Number, data_type: DataType, word_order: WordOrder) 
     return [high, low] if word_order == "big" else [low, high]
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True, frozen=True, kw_only=True)
 class MeterValues:
     total_m3: float | None = None
     flow_m3h: float | None = None

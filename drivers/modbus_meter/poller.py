@@ -102,7 +102,7 @@ class ModbusBusConfig(SourceConfig):
         return ModbusBusSource(self, ctx.clock)
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, kw_only=True)
 class _Meter:
     cfg: MeterConfig
     profile: MeterProfile
@@ -135,7 +135,8 @@ class ModbusBusSource(Source):
     def _meter(self, cfg: MeterConfig) -> _Meter:
         profile = load_profile(cfg.profile, cfg.accumulator)
         gap = self.cfg.max_gap_registers
-        return _Meter(cfg, profile, plan_reads(profile.values, gap, profile.max_read_registers))
+        plan = plan_reads(profile.values, gap, profile.max_read_registers)
+        return _Meter(cfg=cfg, profile=profile, plan=plan)
 
     @property
     def offline_meters(self) -> frozenset[str]:

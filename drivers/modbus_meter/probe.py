@@ -34,7 +34,7 @@ class BaseVerdict:
         return not self.problems
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True, frozen=True, kw_only=True)
 class ProbeResult:
     meter_id: str
     device_id: int
@@ -110,7 +110,12 @@ async def probe_meter(
         verdicts.append(BaseVerdict(other, ("a register of the profile would be below address 0",)))
     else:
         verdicts.append(await _verdict(reader, shifted, meter.device_id, max_gap_registers))
-    return ProbeResult(meter.meter_id, meter.device_id, declared.address_base, tuple(verdicts))
+    return ProbeResult(
+        meter_id=meter.meter_id,
+        device_id=meter.device_id,
+        declared_base=declared.address_base,
+        verdicts=tuple(verdicts),
+    )
 
 
 async def _verdict(

@@ -453,10 +453,10 @@ class NmeaDecoder:
     def _position(self, msg: Any, mmsi: str, time_ns: int, ais_class: str, **kw: Any) -> Record:
         lat, lon = _lat_lon(msg)
         return VesselPosition(
-            mmsi,
-            time_ns,
-            lat,
-            lon,
+            mmsi=mmsi,
+            time_ns=time_ns,
+            lat=lat,
+            lon=lon,
             msg_type=msg.msg_type,
             ais_class=ais_class,
             source=self.source_name,
@@ -470,19 +470,19 @@ class NmeaDecoder:
             lat = lon = None
         sog, cog, heading = msg.speed, msg.course, msg.heading
         return VesselPosition(
-            mmsi,
-            time_ns,
-            lat,
-            lon,
-            None if sog == 102.3 else sog,
-            None if cog == 360.0 else cog,
-            None if heading is None or heading == 511 else float(heading),
-            _nav_status(msg) if ais_class == "A" else None,
-            msg.msg_type,
-            ais_class,
-            False,
-            NO_GRID,
-            self.source_name,
+            mmsi=mmsi,
+            time_ns=time_ns,
+            lat=lat,
+            lon=lon,
+            sog_kn=None if sog == 102.3 else sog,
+            cog_deg=None if cog == 360.0 else cog,
+            heading_deg=None if heading is None or heading == 511 else float(heading),
+            nav_status=_nav_status(msg) if ais_class == "A" else None,
+            msg_type=msg.msg_type,
+            ais_class=ais_class,
+            registered=False,
+            grid=NO_GRID,
+            source=self.source_name,
         )
 
     def _class_a(self, msg: Any, mmsi: str, time_ns: int, _payload: bytes) -> list[Record]:
@@ -497,7 +497,16 @@ class NmeaDecoder:
         if lat is None and utc is None:  # nothing a point could hold
             self.ignored += 1
             return []
-        return [AisBaseStation(mmsi, time_ns, lat, lon, utc, source=self.source_name)]
+        return [
+            AisBaseStation(
+                mmsi=mmsi,
+                time_ns=time_ns,
+                lat=lat,
+                lon=lon,
+                station_utc_s=utc,
+                source=self.source_name,
+            )
+        ]
 
     def _type9(self, msg: Any, mmsi: str, time_ns: int, _payload: bytes) -> list[Record]:
         # ITU-R M.1371 type 9: altitude 4095 and SOG 1023 (whole knots) mean "not available",
@@ -506,13 +515,13 @@ class NmeaDecoder:
         sog, cog = msg.speed, msg.course
         return [
             SarAircraftPosition(
-                mmsi,
-                time_ns,
-                lat,
-                lon,
-                None if msg.alt is None or msg.alt == 4095 else float(msg.alt),
-                None if sog is None or sog == 1023 else float(sog),
-                None if cog is None or cog >= 360.0 else float(cog),
+                mmsi=mmsi,
+                time_ns=time_ns,
+                lat=lat,
+                lon=lon,
+                altitude_m=None if msg.alt is None or msg.alt == 4095 else float(msg.alt),
+                sog_kn=None if sog is None or sog == 1023 else float(sog),
+                cog_deg=None if cog is None or cog >= 360.0 else float(cog),
                 source=self.source_name,
             )
         ]
@@ -520,9 +529,9 @@ class NmeaDecoder:
     def _type19(self, msg: Any, mmsi: str, time_ns: int, payload: bytes) -> list[Record]:
         length, beam = _dims(msg)
         static = VesselStatic(
-            mmsi,
-            time_ns,
-            _text(msg.shipname),
+            mmsi=mmsi,
+            time_ns=time_ns,
+            name=_text(msg.shipname),
             ship_type=_ship_type(payload, 263),
             length_m=length,
             beam_m=beam,
@@ -539,22 +548,24 @@ class NmeaDecoder:
     def _type21(self, msg: Any, mmsi: str, time_ns: int, _payload: bytes) -> list[Record]:
         # Name and extension are each padded with '@' or spaces: strip each before joining.
         name = _text(f"{_text(msg.name) or ''}{_text(msg.name_ext) or ''}")
-        static = VesselStatic(mmsi, time_ns, name, msg_type=21, source=self.source_name)
+        static = VesselStatic(
+            mmsi=mmsi, time_ns=time_ns, name=name, msg_type=21, source=self.source_name
+        )
         return [self._position(msg, mmsi, time_ns, "AtoN"), static]
 
     def _type5(self, msg: Any, mmsi: str, time_ns: int, payload: bytes) -> list[Record]:
         length, beam = _dims(msg)
         return [
             VesselStatic(
-                mmsi,
-                time_ns,
-                _text(msg.shipname),
-                _text(msg.callsign),
-                msg.imo or None,
-                _ship_type(payload, 232),
-                length,
-                beam,
-                5,
+                mmsi=mmsi,
+                time_ns=time_ns,
+                name=_text(msg.shipname),
+                callsign=_text(msg.callsign),
+                imo=msg.imo or None,
+                ship_type=_ship_type(payload, 232),
+                length_m=length,
+                beam_m=beam,
+                msg_type=5,
                 source=self.source_name,
             )
         ]
@@ -563,14 +574,18 @@ class NmeaDecoder:
         if isinstance(msg, MessageType24PartA):
             return [
                 VesselStatic(
-                    mmsi, time_ns, _text(msg.shipname), msg_type=24, source=self.source_name
+                    mmsi=mmsi,
+                    time_ns=time_ns,
+                    name=_text(msg.shipname),
+                    msg_type=24,
+                    source=self.source_name,
                 )
             ]
         length, beam = _dims(msg) if hasattr(msg, "to_bow") else (None, None)
         return [
             VesselStatic(
-                mmsi,
-                time_ns,
+                mmsi=mmsi,
+                time_ns=time_ns,
                 callsign=_text(msg.callsign),
                 ship_type=_ship_type(payload, 40),
                 length_m=length,
@@ -588,4 +603,15 @@ class NmeaDecoder:
             self.ignored += 1
             return []
         lat, lon, sog, cog, heading = read_fix(kind, body)
-        return [GatewayFix(time_ns, lat, lon, sog, cog, heading, kind, source=self.source_name)]
+        return [
+            GatewayFix(
+                time_ns=time_ns,
+                lat=lat,
+                lon=lon,
+                sog_kn=sog,
+                cog_deg=cog,
+                heading_deg=heading,
+                sentence=kind,
+                source=self.source_name,
+            )
+        ]

@@ -14,7 +14,7 @@ from typing import Any
 STATUS_SCHEMA = "harbourgrid.status/1"
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True, frozen=True, kw_only=True)
 class SourceState:
     name: str
     connected: bool
@@ -23,7 +23,7 @@ class SourceState:
     restarts: int
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True, frozen=True, kw_only=True)
 class Identity:
     """What the status and its last will share: fixed for one MQTT session."""
 
@@ -103,7 +103,7 @@ def _base(ident: Identity, state: str, now: float) -> dict[str, Any]:
     }
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True, frozen=True, kw_only=True)
 class GatewayRow:
     site: str
     state: str

@@ -38,7 +38,7 @@ class CommunityRegistryConfig(BaseModel):
     utc_offset_hours: float = Field(default=8.0, ge=-12, le=14)
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True, frozen=True, kw_only=True)
 class Household:
     household_id: str
     building: str = ""
@@ -49,7 +49,7 @@ class Household:
     away_until: date | None = None
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True, frozen=True, kw_only=True)
 class Meter:
     meter_id: str
     household_id: str
@@ -58,7 +58,7 @@ class Meter:
     profile: str = ""
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True, frozen=True, kw_only=True)
 class Door:
     door_id: str
     building: str = ""

@@ -74,7 +74,7 @@ class VesselEntry(BaseModel):
         return value
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True, frozen=True, kw_only=True)
 class Vessel:
     """A whitelisted vessel. The owner is kept only as a salted hash: it names a person."""
 
@@ -86,7 +86,7 @@ class Vessel:
     permits: tuple[str, ...]
 
 
-@dataclass(slots=True, frozen=True, eq=False)
+@dataclass(slots=True, frozen=True, eq=False, kw_only=True)
 class Zone:
     id: str
     kind: str
@@ -185,7 +185,14 @@ def _describe(exc: ValidationError) -> str:
 
 def _vessel(entry: VesselEntry, hash_salt: str) -> Vessel:
     owner_hash = salted_hash(hash_salt, entry.owner) if entry.owner else ""
-    return Vessel(entry.mmsi, entry.name, owner_hash, entry.home_port, entry.type, entry.permits)
+    return Vessel(
+        mmsi=entry.mmsi,
+        name=entry.name,
+        owner_hash=owner_hash,
+        home_port=entry.home_port,
+        vessel_type=entry.type,
+        permits=entry.permits,
+    )
 
 
 def parse_vessel(raw: Any, hash_salt: str) -> Vessel:
@@ -280,7 +287,15 @@ def _zone(feature: Any, index: int, sea_grid_id: str) -> Zone:
     grid = props.grid or (sea_grid_id if props.kind == "sea_grid" else "")
     tags = GridTags(grid, props.micro_grid, props.police_grid)
     allowed = frozenset(props.allowed_mmsi)
-    return Zone(props.id, props.kind, props.name, tags, allowed, geometry, geometry.area)
+    return Zone(
+        id=props.id,
+        kind=props.kind,
+        name=props.name,
+        tags=tags,
+        allowed_mmsi=allowed,
+        geometry=geometry,
+        area=geometry.area,
+    )
 
 
 def parse_zones(doc: Any, sea_grid_id: str) -> ZoneSet:
@@ -395,8 +410,10 @@ class MaritimeRegistry:
             return record
         r = record  # the constructor directly: dataclasses.replace costs 3x on every report
         return VesselPosition(
-            r.mmsi, r.time_ns, r.lat, r.lon, r.sog_kn, r.cog_deg, r.heading_deg, r.nav_status,
-            r.msg_type, r.ais_class, registered, tags, r.source,
+            mmsi=r.mmsi, time_ns=r.time_ns, lat=r.lat, lon=r.lon, sog_kn=r.sog_kn,
+            cog_deg=r.cog_deg, heading_deg=r.heading_deg, nav_status=r.nav_status,
+            msg_type=r.msg_type, ais_class=r.ais_class, registered=registered, grid=tags,
+            source=r.source,
         )  # fmt: skip
 
     def _remember_grid(self, mmsi: str, tags: GridTags) -> None:

@@ -86,7 +86,7 @@ def meter_readings(t0: int) -> Iterator[Record]:
     for meter, household, grid, lph, base, offset, last in METERS:
         for i in range(last + 1):
             yield WaterMeterReading(
-                meter, t0 + i * 10 * MIN + offset, total_m3=base + i * lph / 6 / 1000,
+                meter_id=meter, time_ns=t0 + i * 10 * MIN + offset, total_m3=base + i * lph / 6 / 1000,
                 battery_v=2.9 if meter == "M-C" and i == last else 3.6,
                 household=household, grid=grid, source="modbus",
             )  # fmt: skip
@@ -96,7 +96,7 @@ def vessel_reports(t0: int) -> Iterator[Record]:
     for n, (mmsi, (registered, ais_class, first, second)) in enumerate(VESSELS.items()):
         for i in range(12):
             yield VesselPosition(
-                mmsi, t0 + 2 * HOUR + i * 5 * MIN + n * NS, lat=30.0 + n / 10 + i / 1000,
+                mmsi=mmsi, time_ns=t0 + 2 * HOUR + i * 5 * MIN + n * NS, lat=30.0 + n / 10 + i / 1000,
                 lon=122.2, sog_kn=5.0 + n, cog_deg=90.0, ais_class=ais_class,
                 registered=registered, grid=first if i < 6 else second, source="ais",
             )  # fmt: skip
@@ -106,7 +106,12 @@ def door_events(t0: int) -> Iterator[Record]:
     events = ["open", "open", "denied", "forced", "open", "denied"]
     for i, event in enumerate(events):
         yield DoorEvent(
-            "D-1", t0 + HOUR + i * 7 * MIN, event, building="3", grid=G1, source="doors"
+            door_id="D-1",
+            time_ns=t0 + HOUR + i * 7 * MIN,
+            event=event,
+            building="3",
+            grid=G1,
+            source="doors",
         )
 
 
@@ -114,7 +119,7 @@ def health_samples(t0: int) -> Iterator[Record]:
     for source, last in (("hub", 179), ("ais", 179), ("modbus", 60)):
         for i in range(last + 1):
             yield HealthSample(
-                t0 + i * MIN, msgs=60 * i, errors=i // 30, source=source,
+                time_ns=t0 + i * MIN, msgs=60 * i, errors=i // 30, source=source,
                 lag_s=120.0 if (source, i) == ("hub", 150) else 5.0,
                 outbox_rows=40 if (source, i) == ("hub", 150) else 0,
                 dropped=10 if source == "hub" and i >= 100 else 0,
@@ -138,8 +143,8 @@ def alert_points(t0: int) -> Iterator[Point]:
         for seq, (state, minute) in enumerate(changes, start=1):
             updated = t0 + minute * MIN
             yield Alert(
-                alert_id, rule, subject, state, "warning", f"{rule} on {subject}", SITE, grid,
-                opened, updated, seq=seq,
+                alert_id=alert_id, rule=rule, subject=subject, state=state, severity="warning", message=f"{rule} on {subject}", site=SITE, grid=grid,
+                opened_ns=opened, updated_ns=updated, seq=seq,
             ).point()  # fmt: skip
 
 
@@ -173,14 +178,23 @@ def response_points(t0: int) -> Iterator[Point]:
                 "micro_grid": grid.micro_grid, "police_grid": grid.police_grid, "subject": f"s{n}"}  # fmt: skip
         for i, (event, fields) in enumerate(events):
             at = t0 + 2 * HOUR + n * MIN + i * 10 * NS
-            yield Point("alert_response", {**tags, "event": event}, {"alert_id": f"r{n}", **fields}, at)  # fmt: skip
+            yield Point(measurement="alert_response", tags={**tags, "event": event}, fields={"alert_id": f"r{n}", **fields}, time_ns=at)  # fmt: skip
 
 
 def recent_alert(end: int) -> Point:
     """Opened five minutes before the scenario's end: not yet 'unacknowledged for 30 min'."""
     at = end - 5 * MIN
     return Alert(
-        "a7", "elder_no_water", "household:H-1", "open", "warning", "no water", SITE, G1, at, at
+        alert_id="a7",
+        rule="elder_no_water",
+        subject="household:H-1",
+        state="open",
+        severity="warning",
+        message="no water",
+        site=SITE,
+        grid=G1,
+        opened_ns=at,
+        updated_ns=at,
     ).point()
 
 

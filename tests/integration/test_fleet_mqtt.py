@@ -298,7 +298,14 @@ async def test_fleet_status_table_marks_stale_and_offline(
     now = time.time()
 
     def ident(site: str) -> Identity:
-        return Identity(site, "0123456789abcdef", "0.1.0", iso(now - 3600), "0" * 64, 30.0)
+        return Identity(
+            site=site,
+            hub_id="0123456789abcdef",
+            version="0.1.0",
+            started_at=iso(now - 3600),
+            config_hash="0" * 64,
+            status_interval_s=30.0,
+        )
 
     docs = {
         "alive": online(ident("alive"), now, [], 5, 0, {"dark_vessel": 2}, 3),

@@ -59,7 +59,12 @@ def test_tag_and_field_strings_read_back(influxdb: InfluxDB) -> None:
     @given(a=TEXT, b=TEXT, s=st.text(ALPHABET, max_size=20))
     def check(a: str, b: str, s: str) -> None:
         t = T0 + next(_clock)
-        write(db, to_line(Point("fuzz", {"a": a, "b": b}, {"s": s, "n": 1}, t)))
+        write(
+            db,
+            to_line(
+                Point(measurement="fuzz", tags={"a": a, "b": b}, fields={"s": s, "n": 1}, time_ns=t)
+            ),
+        )
         (row,) = db.query(f"SELECT * FROM fuzz WHERE time = {t}")
         assert row["s"] == s
         assert (row["a"], row["b"]) == (stored_tag(a), stored_tag(b))
@@ -74,7 +79,12 @@ def test_trailing_backslash_tag_is_stored(influxdb: InfluxDB) -> None:
     """The defect of issue 9 item 5: a tag value ending in `\\` was refused and dead-lettered."""
     db = influxdb.create_database("fuzz_trailing")
     for i, value in enumerate(["door\\", "a\\,b", "x\\\\", "sp\\ ace", "eq\\=", "mid\\dle"]):
-        write(db, to_line(Point("m", {"door_id": value}, {"n": i}, T0 + i)))
+        write(
+            db,
+            to_line(
+                Point(measurement="m", tags={"door_id": value}, fields={"n": i}, time_ns=T0 + i)
+            ),
+        )
     rows = db.query("SELECT * FROM m ORDER BY time")
     assert [r["door_id"] for r in rows] == [
         "door＼", "a＼,b", "x\\＼", "sp＼ ace", "eq＼=", "mid\\dle",
@@ -88,7 +98,14 @@ def test_keys_and_measurements_read_back(influxdb: InfluxDB) -> None:
     @given(tag_key=KEYS, field_key=KEYS, measurement=KEYS)
     def check(tag_key: str, field_key: str, measurement: str) -> None:
         t = T0 + next(_clock)
-        write(db, to_line(Point(measurement, {tag_key: "v"}, {field_key: 7}, t)))
+        write(
+            db,
+            to_line(
+                Point(
+                    measurement=measurement, tags={tag_key: "v"}, fields={field_key: 7}, time_ns=t
+                )
+            ),
+        )
         name = stored_measurement(measurement)
         assert name in {r["name"] for r in db.query("SHOW MEASUREMENTS")}
         assert stored_field_key(field_key) in _keys(db, "SHOW FIELD KEYS", name)

@@ -27,14 +27,16 @@ flush_interval_s = 0.05
     start = time.time_ns() - 3600 * 10**9
     readings = meter_readings(1000, start)
     door = DoorEvent(
-        "D-1",
-        start,
-        "forced",
+        door_id="D-1",
+        time_ns=start,
+        event="forced",
         credential_hash="ab12",
         grid=GridTags("G1", "G1-3", "P7"),
         source="test",
     )
-    static = VesselStatic("412345678", start, name='SEA "STAR" 7', ship_type=30, source="test")
+    static = VesselStatic(
+        mmsi="412345678", time_ns=start, name='SEA "STAR" 7', ship_type=30, source="test"
+    )
     async with running(cfg) as hub:
         await hub.pipeline.publish(readings)
         await hub.pipeline.publish([door, static])

@@ -60,7 +60,7 @@ retry_max_s = 0.3
 
 def door_events(n: int, start_ns: int) -> list[DoorEvent]:
     return [
-        DoorEvent(f"D-{i % 20:02d}", start_ns + i * NS, "open", credential_hash=f"{i:08x}",
+        DoorEvent(door_id=f"D-{i % 20:02d}", time_ns=start_ns + i * NS, event="open", credential_hash=f"{i:08x}",
                   source="test")
         for i in range(n)
     ]  # fmt: skip
@@ -165,7 +165,7 @@ async def test_five_swipes_in_one_device_second_are_five_points(
 ) -> None:
     db = influxdb.create_database(f"swipes_{uuid.uuid4().hex[:8]}")
     second = (time.time_ns() // NS - 600) * NS
-    swipes = [DoorEvent("D-7", second, "denied", credential_hash=h, source="test")
+    swipes = [DoorEvent(door_id="D-7", time_ns=second, event="denied", credential_hash=h, source="test")
               for h in ("aa", "bb", "aa", "cc", "dd")]  # fmt: skip
     async with running(hub_config(tmp_path, influxdb, db.db)) as hub:
         await hub.pipeline.publish(swipes[:3])

@@ -84,7 +84,9 @@ flush_interval_s = 0.05
 """,
     )
     readings = meter_readings(64, t0)
-    doors = [DoorEvent(f"D-{i}", t0 + i, "open", source="test") for i in range(10)]
+    doors = [
+        DoorEvent(door_id=f"D-{i}", time_ns=t0 + i, event="open", source="test") for i in range(10)
+    ]
     mixed = readings[:30] + doors + readings[30:]
     async with running(cfg) as hub:
         await hub.pipeline.publish(mixed)
@@ -243,7 +245,9 @@ port = {broker.port}
                 lambda: hub.mqtt is not None and hub.mqtt.connected, message="hub on MQTT"
             )
             broker.stop()
-            forced = DoorEvent("D-7", hub.clock.now_ns(), "forced", source="test")
+            forced = DoorEvent(
+                door_id="D-7", time_ns=hub.clock.now_ns(), event="forced", source="test"
+            )
             await hub.pipeline.publish([forced])
             await wait_for(
                 lambda: hub.engine.alert_counts["open"] == 1, timeout=15, message="alert raised"

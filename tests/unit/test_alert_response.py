@@ -213,7 +213,8 @@ def test_false_alarm_feedback_counted_per_rule_and_written() -> None:
     ids = {a.subject: a.alert_id for a in first}
     loop.set(60, meter_1=False)  # feedback may come after the alert resolved
     result, batch = loop.engine.feedback(
-        Feedback(ids["meter:1"], "false_alarm", "worker-3", "note-88"), loop.at(90)
+        Feedback(alert_id=ids["meter:1"], verdict="false_alarm", by="worker-3", note_id="note-88"),
+        loop.at(90),
     )
     assert result.outcome == "recorded"
     ((tags, fields, ts),) = responses(batch)
@@ -225,14 +226,22 @@ def test_false_alarm_feedback_counted_per_rule_and_written() -> None:
         "feedback_by": "worker-3",
         "note_id": "note-88",
     }
-    handled, batch = loop.engine.feedback(Feedback(ids["meter:2"], "handled", "w4"), loop.at(95))
+    handled, batch = loop.engine.feedback(
+        Feedback(alert_id=ids["meter:2"], verdict="handled", by="w4"), loop.at(95)
+    )
     assert handled.outcome == "recorded" and responses(batch)[0][1]["false_alarm"] == 0
     # at-least-once delivery: the same verdict again is no second false alarm
-    again, batch = loop.engine.feedback(Feedback(ids["meter:1"], "false_alarm", "w3"), loop.at(99))
+    again, batch = loop.engine.feedback(
+        Feedback(alert_id=ids["meter:1"], verdict="false_alarm", by="w3"), loop.at(99)
+    )
     assert again.outcome == "duplicate" and batch.empty()
-    other, _ = loop.engine.feedback(Feedback(ids["meter:1"], "handled", "w3"), loop.at(99))
+    other, _ = loop.engine.feedback(
+        Feedback(alert_id=ids["meter:1"], verdict="handled", by="w3"), loop.at(99)
+    )
     assert other.outcome == "conflict"
-    unknown, _ = loop.engine.feedback(Feedback("0" * 20, "false_alarm", "w3"), loop.at(99))
+    unknown, _ = loop.engine.feedback(
+        Feedback(alert_id="0" * 20, verdict="false_alarm", by="w3"), loop.at(99)
+    )
     assert unknown.outcome == "unknown"
     assert loop.engine.alerts.false_alarms == {"switch": 1}
 
@@ -240,10 +249,15 @@ def test_false_alarm_feedback_counted_per_rule_and_written() -> None:
 def test_feedback_on_open_alert_survives_a_restart() -> None:
     loop = Loop()
     alert_id = loop.set(0, meter_1=True).alerts[0].alert_id
-    _, batch = loop.engine.feedback(Feedback(alert_id, "false_alarm", "w3"), loop.at(5))
+    _, batch = loop.engine.feedback(
+        Feedback(alert_id=alert_id, verdict="false_alarm", by="w3"), loop.at(5)
+    )
     restored = AlertManager("s1", 900)
     restored.restore({k: json.loads(v) for k, v in batch.state.items()})
-    assert restored.feedback(Feedback(alert_id, "false_alarm", "w3")).outcome == "duplicate"
+    assert (
+        restored.feedback(Feedback(alert_id=alert_id, verdict="false_alarm", by="w3")).outcome
+        == "duplicate"
+    )
 
 
 def test_feedback_on_resolved_alert_survives_a_restart_within_the_cooldown() -> None:
@@ -252,7 +266,7 @@ def test_feedback_on_resolved_alert_survives_a_restart_within_the_cooldown() -> 
     resolved = loop.set(30, meter_1=False)
     restored = AlertManager("s1", 900)
     restored.restore({k: json.loads(v) for k, v in resolved.state.items()})
-    result = restored.feedback(Feedback(alert_id, "false_alarm", "w3"))
+    result = restored.feedback(Feedback(alert_id=alert_id, verdict="false_alarm", by="w3"))
     assert result.outcome == "recorded" and result.state is not None
     assert restored.false_alarms == {"switch": 1}
 
@@ -269,8 +283,8 @@ def test_resolved_alerts_kept_for_feedback_are_bounded() -> None:
         ids.append(opened.alert_id)
     mgr.tick(RECENT_RESOLVED + 1)  # past the cooldown: every entry is forgotten
     assert mgr.tracked() == 0
-    assert mgr.feedback(Feedback(ids[0], "handled", "w")).outcome == "unknown"
-    assert mgr.feedback(Feedback(ids[1], "handled", "w")).outcome == "recorded"
+    assert mgr.feedback(Feedback(alert_id=ids[0], verdict="handled", by="w")).outcome == "unknown"
+    assert mgr.feedback(Feedback(alert_id=ids[1], verdict="handled", by="w")).outcome == "recorded"
 
 
 # --- the feedback document ----------------------------------------------------------------------
@@ -292,7 +306,7 @@ def test_valid_feedback_parses_and_matches_schema() -> None:
     payload = doc()
     jsonschema.validate(json.loads(payload), schema)
     assert parse_feedback(payload) == Feedback(
-        "5f0c1d8e2a9b47c3d6e1", "false_alarm", "worker-17", "n-1"
+        alert_id="5f0c1d8e2a9b47c3d6e1", verdict="false_alarm", by="worker-17", note_id="n-1"
     )
     assert (
         parse_feedback(doc(alert_id=None), "5f0c1d8e2a9b47c3d6e1").alert_id

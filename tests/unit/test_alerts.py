@@ -234,7 +234,7 @@ class ScriptedRule:
 
 
 async def test_pruned_alert_state_leaves_the_outbox(tmp_path: Path) -> None:
-    outbox = Outbox(tmp_path / "o.sqlite", max_bytes=10**7)
+    outbox = Outbox(path=tmp_path / "o.sqlite", max_bytes=10**7)
     await outbox.open()
     engine = Engine(
         [ScriptedRule([raise_(), Signal("r", "meter:1", False)])], AlertManager("s", 60)

@@ -64,7 +64,7 @@ def test_address_is_bcd_low_byte_first() -> None:
 
 def test_golden_reply_parses_exactly() -> None:
     frame = parse_frame(GOLDEN_REPLY)
-    assert frame == Frame(0x10, ADDRESS, 0x81, GOLDEN_REPLY[14:-2])
+    assert frame == Frame(meter_type=0x10, address=ADDRESS, control=0x81, data=GOLDEN_REPLY[14:-2])
     data = parse_meter_data(frame)
     assert data.ser == 5
     assert data.total_m3 == 12.34
@@ -78,7 +78,10 @@ def test_golden_reply_parses_exactly() -> None:
 
 def test_encoder_reproduces_the_golden_reply() -> None:
     data = parse_meter_data(parse_frame(GOLDEN_REPLY))
-    rebuilt = build_frame(Frame(0x10, ADDRESS, 0x81, encode_meter_data(data)), preamble=3)
+    rebuilt = build_frame(
+        Frame(meter_type=0x10, address=ADDRESS, control=0x81, data=encode_meter_data(data)),
+        preamble=3,
+    )
     assert rebuilt == GOLDEN_REPLY
 
 
@@ -86,7 +89,9 @@ def test_litre_unit_and_closed_valve() -> None:
     data = bytearray(GOLDEN_REPLY[14:-2])
     data[7] = 0x29  # current total in litres: 12.34 L
     data[20] = 0b01  # valve closed, battery fine
-    frame = parse_frame(build_frame(Frame(0x10, ADDRESS, 0x81, bytes(data))))
+    frame = parse_frame(
+        build_frame(Frame(meter_type=0x10, address=ADDRESS, control=0x81, data=bytes(data)))
+    )
     parsed = parse_meter_data(frame)
     assert parsed.total_m3 == pytest.approx(0.01234)
     flags = status_layout("cjt188-2004").decode(parsed.status)
@@ -97,7 +102,9 @@ def test_litre_unit_and_closed_valve() -> None:
 def test_vendor_status_bits_map_to_alarms() -> None:
     data = bytearray(GOLDEN_REPLY[14:-2])
     data[21] = 0x08  # ST2 bit 3: magnetic attack on some meters (vendor-defined)
-    parsed = parse_meter_data(Frame(0x10, ADDRESS, 0x81, bytes(data)))
+    parsed = parse_meter_data(
+        Frame(meter_type=0x10, address=ADDRESS, control=0x81, data=bytes(data))
+    )
     layout = status_layout("cjt188-2004")
     assert layout.decode(parsed.status).alarm_bits == MeterAlarm.LOW_BATTERY
     tampered = layout.decode(parsed.status, {"tamper": 0x08}).alarm_bits
@@ -141,18 +148,25 @@ def test_bad_reply_content_is_frame_error(index: int, value: int) -> None:
     data = bytearray(GOLDEN_REPLY[14:-2])
     data[index - 14] = value
     with pytest.raises(FrameError):
-        parse_meter_data(Frame(0x10, ADDRESS, 0x81, bytes(data)))
+        parse_meter_data(Frame(meter_type=0x10, address=ADDRESS, control=0x81, data=bytes(data)))
 
 
 def test_abnormal_reply_is_protocol_error() -> None:
     with pytest.raises(ProtocolError, match="abnormal"):
-        parse_meter_data(Frame(0x10, ADDRESS, 0xC1, b"\x90\x1f\x00"))
+        parse_meter_data(
+            Frame(meter_type=0x10, address=ADDRESS, control=0xC1, data=b"\x90\x1f\x00")
+        )
 
 
 def test_impossible_meter_clock_is_none() -> None:
     data = bytearray(GOLDEN_REPLY[14:-2])
     data[13:20] = bytes.fromhex("00001232132620")  # 2026-13-32
-    assert parse_meter_data(Frame(0x10, ADDRESS, 0x81, bytes(data))).meter_time is None
+    assert (
+        parse_meter_data(
+            Frame(meter_type=0x10, address=ADDRESS, control=0x81, data=bytes(data))
+        ).meter_time
+        is None
+    )
 
 
 def test_split_frame_skips_noise_and_waits_for_the_rest() -> None:
@@ -174,7 +188,9 @@ def test_random_bytes_raise_only_hub_errors(raw: bytes) -> None:
 @given(st.binary(min_size=18, max_size=60))
 @settings(max_examples=1000)
 def test_random_data_in_a_valid_frame_raises_only_hub_errors(data: bytes) -> None:
-    raw = build_frame(Frame(0x10, ADDRESS, 0x81, b"\x90\x1f" + data))
+    raw = build_frame(
+        Frame(meter_type=0x10, address=ADDRESS, control=0x81, data=b"\x90\x1f" + data)
+    )
     with contextlib.suppress(HubError):
         parse_meter_data(parse_frame(raw))
 
@@ -210,7 +226,9 @@ class ScriptedLink:
         understood = self.understands.get(address)
         if understood and request_di_order(parse_frame(request)) != understood:
             if address in self.abnormal_if_not_understood:
-                return Frame(0x10, address, 0xC1, parse_frame(request).data)
+                return Frame(
+                    meter_type=0x10, address=address, control=0xC1, data=parse_frame(request).data
+                )
             self.clock.advance(2.0)
             raise DeviceUnreachable("no reply")  # a meter ignores a DI it does not know
         script = self.replies.get(address) or [None]
@@ -228,7 +246,9 @@ def reply_for(address: str, total_m3: float, meter_time: datetime) -> bytes:
     data = MeterData(
         ser=1, total_m3=total_m3, settlement_total_m3=0.0, meter_time=meter_time, status=0
     )
-    return build_frame(Frame(0x10, address, 0x81, encode_meter_data(data)))
+    return build_frame(
+        Frame(meter_type=0x10, address=address, control=0x81, data=encode_meter_data(data))
+    )
 
 
 def make_source(**kw: object) -> tuple[Cjt188Source, ScriptedLink, ManualClock]:
@@ -506,7 +526,9 @@ def test_public_frames_with_bad_checksums_are_refused() -> None:
     with pytest.raises(ChecksumError, match="0xa4, computed 0x8f"):
         parse_frame(raw)
     # its data field still shows the other clock order some vendors use: 20 16 07 15 09 59 59
-    data = parse_meter_data(Frame(raw[1], "77665544332211", raw[9], raw[11:-2]))
+    data = parse_meter_data(
+        Frame(meter_type=raw[1], address="77665544332211", control=raw[9], data=raw[11:-2])
+    )
     assert data.total_m3 == pytest.approx(433323.13)
     assert data.settlement_total_m3 == pytest.approx(443424.14)
     assert data.meter_time == datetime(2016, 7, 15, 9, 59, 59)
@@ -571,9 +593,9 @@ async def test_public_1f90_reply_through_the_source() -> None:
 def test_volume_units_convert_to_m3(unit: int, total_m3: float) -> None:
     data = bytearray(GOLDEN_REPLY[14:-2])
     data[7] = unit
-    assert parse_meter_data(Frame(0x10, ADDRESS, 0x81, bytes(data))).total_m3 == pytest.approx(
-        total_m3
-    )
+    assert parse_meter_data(
+        Frame(meter_type=0x10, address=ADDRESS, control=0x81, data=bytes(data))
+    ).total_m3 == pytest.approx(total_m3)
 
 
 @pytest.mark.parametrize(
@@ -591,7 +613,7 @@ def test_non_volume_units_are_refused(unit: int, kind: str) -> None:
     data = bytearray(GOLDEN_REPLY[14:-2])
     data[12] = unit  # the settlement total
     with pytest.raises(UnitRefused, match=kind):
-        parse_meter_data(Frame(0x10, ADDRESS, 0x81, bytes(data)))
+        parse_meter_data(Frame(meter_type=0x10, address=ADDRESS, control=0x81, data=bytes(data)))
 
 
 async def test_heat_meter_reply_is_a_counted_error_not_a_reading(

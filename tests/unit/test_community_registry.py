@@ -61,7 +61,7 @@ def test_missing_required_column_is_a_config_error(tmp_path: Path) -> None:
 
 def test_empty_config_is_valid_and_tags_nothing() -> None:
     registry = CommunityRegistry(CommunityRegistryConfig())
-    reading = WaterMeterReading("M-1", 1, total_m3=1.0)
+    reading = WaterMeterReading(meter_id="M-1", time_ns=1, total_m3=1.0)
     assert registry.tag(reading) == reading
     assert registry.reload_if_changed() is False
     assert registry.unknown_ids["meter"] == 1
@@ -69,23 +69,23 @@ def test_empty_config_is_valid_and_tags_nothing() -> None:
 
 def test_tags_readings_and_doors(files: dict[str, Path]) -> None:
     registry = _registry(files)
-    reading = registry.tag(WaterMeterReading("M-501", 1, total_m3=12.5))
+    reading = registry.tag(WaterMeterReading(meter_id="M-501", time_ns=1, total_m3=12.5))
     assert isinstance(reading, WaterMeterReading)
     assert reading.household == "3-2-501"
     assert reading.grid == GridTags("G-03", "G-03-2", "PG-07")
-    door = registry.tag(DoorEvent("D-5", 1, "open"))
+    door = registry.tag(DoorEvent(door_id="D-5", time_ns=1, event="open"))
     assert isinstance(door, DoorEvent)
     assert door.building == "5" and door.grid.micro_grid == "G-05-1"
 
 
 def test_unknown_ids_are_counted_and_passed_through(files: dict[str, Path]) -> None:
     registry = _registry(files)
-    reading = WaterMeterReading("M-NOPE", 1, total_m3=1.0)
+    reading = WaterMeterReading(meter_id="M-NOPE", time_ns=1, total_m3=1.0)
     assert registry.tag(reading) is reading
-    orphan = registry.tag(WaterMeterReading("M-ORPHAN", 1, total_m3=1.0))
+    orphan = registry.tag(WaterMeterReading(meter_id="M-ORPHAN", time_ns=1, total_m3=1.0))
     assert isinstance(orphan, WaterMeterReading) and orphan.household == "0-0-000"
     assert orphan.grid == GridTags()
-    door = DoorEvent("D-NOPE", 1, "open")
+    door = DoorEvent(door_id="D-NOPE", time_ns=1, event="open")
     assert registry.tag(door) is door
     assert registry.unknown_ids == {"meter": 1, "household": 1, "door": 1}
 
@@ -176,7 +176,7 @@ def test_names_and_phones_never_reach_records_or_logs(
         registry.apply_update(
             "household", {"household_id": "1-1-101", "phone": "13987654321", "away_until": "x"}
         )
-    reading = registry.tag(WaterMeterReading("M-501", 1, total_m3=1.0))
+    reading = registry.tag(WaterMeterReading(meter_id="M-501", time_ns=1, total_m3=1.0))
     line = to_line(record_point(reading, "site"))
     dumped = repr(registry.households) + repr(vars(registry)) + line + str(bad.value)
     for secret in SECRETS:

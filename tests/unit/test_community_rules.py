@@ -100,7 +100,11 @@ def run_meter(
     for t, used in samples:
         move_to(hub, t)
         total_m3 += used / 1000
-        hub.feed(WaterMeterReading(meter_id, t, total_m3=total_m3, flow_m3h=0.0, battery_v=3.6))
+        hub.feed(
+            WaterMeterReading(
+                meter_id=meter_id, time_ns=t, total_m3=total_m3, flow_m3h=0.0, battery_v=3.6
+            )
+        )
         hub.tick()
     return total_m3
 
@@ -118,7 +122,11 @@ def test_elder_no_water_warns_escalates_with_door_evidence_then_resolves() -> No
     samples = list(elder_day(21, 3, stop_at=(21, 20, 1)))
     first_half = [s for s in samples if s[0] < local_ns(21, 19, 10)]
     total = run_meter(hub, "M-501", iter(first_half), total)
-    hub.feed(DoorEvent("D-3-2", local_ns(21, 19, 10), "open", credential_hash="abc"))
+    hub.feed(
+        DoorEvent(
+            door_id="D-3-2", time_ns=local_ns(21, 19, 10), event="open", credential_hash="abc"
+        )
+    )
     total = run_meter(
         hub, "M-501", iter([s for s in samples if s[0] >= local_ns(21, 19, 10)]), total
     )
@@ -142,13 +150,15 @@ def test_elder_no_water_warns_escalates_with_door_evidence_then_resolves() -> No
     assert critical.data["window_hours"] == 24.0
     # water again → resolved, same alert id
     move_to(hub, local_ns(24, 0, 10))
-    resolved = hub.feed(WaterMeterReading("M-501", local_ns(24, 0, 10), total_m3=total + 0.008))
+    resolved = hub.feed(
+        WaterMeterReading(meter_id="M-501", time_ns=local_ns(24, 0, 10), total_m3=total + 0.008)
+    )
     assert [(a.state, a.alert_id) for a in resolved] == [("resolved", warning.alert_id)]
 
 
 def test_door_not_opened_since_is_in_the_message() -> None:
     hub = Hub()
-    hub.feed(DoorEvent("D-3-2", local_ns(20, 20, 10), "open"))
+    hub.feed(DoorEvent(door_id="D-3-2", time_ns=local_ns(20, 20, 10), event="open"))
     run_meter(hub, "M-501", elder_day(20, 2, stop_at=(20, 21, 1)))
     opened = hub.of("elder_no_water")[0]
     assert opened.message == "elder 3-2-501 has used no water for 12 h, door not opened since 20:10"
@@ -197,7 +207,7 @@ def _readings(
     out = []
     for _ in range(minutes // step_min):
         hub.clock.advance(step_min * MIN)
-        out += hub.feed(WaterMeterReading(meter_id, hub.clock.now_ns(), **fields))
+        out += hub.feed(WaterMeterReading(meter_id=meter_id, time_ns=hub.clock.now_ns(), **fields))
         out += hub.tick()
     return out
 
@@ -222,13 +232,13 @@ def test_continuous_flow_from_totals_when_meter_has_no_flow_register() -> None:
     for _ in range(6 * 6 + 2):
         hub.clock.advance(10 * MIN)
         total += 0.002  # 12 L/h
-        hub.feed(WaterMeterReading("M-502", hub.clock.now_ns(), total_m3=total))
+        hub.feed(WaterMeterReading(meter_id="M-502", time_ns=hub.clock.now_ns(), total_m3=total))
     assert [a.state for a in hub.of("continuous_flow")] == ["open"]
 
 
 def test_meter_offline_on_tick_and_back() -> None:
     hub = Hub()
-    hub.feed(WaterMeterReading("M-502", hub.clock.now_ns(), total_m3=1.0))
+    hub.feed(WaterMeterReading(meter_id="M-502", time_ns=hub.clock.now_ns(), total_m3=1.0))
     hub.clock.advance(59 * MIN)
     assert [a for a in hub.tick() if a.subject == "meter:M-502"] == []
     hub.clock.advance(2 * MIN)
@@ -236,7 +246,7 @@ def test_meter_offline_on_tick_and_back() -> None:
     assert [(a.rule, a.state) for a in raised] == [("meter_offline", "open")]
     assert raised[0].message == "meter M-502 (3-2-502) has sent no reading for 61 min"
     assert [a for a in hub.tick() if a.subject == "meter:M-502"] == []  # raised once only
-    back = hub.feed(WaterMeterReading("M-502", hub.clock.now_ns(), total_m3=1.0))
+    back = hub.feed(WaterMeterReading(meter_id="M-502", time_ns=hub.clock.now_ns(), total_m3=1.0))
     assert [(a.rule, a.state) for a in back] == [("meter_offline", "resolved")]
 
 
@@ -291,7 +301,7 @@ def test_tamper_bit_and_reverse_flow() -> None:
 def test_door_forced_is_critical_routed_and_resolves_after_quiet() -> None:
     cfg = CommunityRulesConfig(routing={"G-03-2": "worker-zhao", "G-03": "grid-office-3"})
     hub = Hub(cfg, start_ns=local_ns(21, 2, 14))
-    raised = hub.feed(DoorEvent("D-3-2", hub.clock.now_ns(), "forced"))
+    raised = hub.feed(DoorEvent(door_id="D-3-2", time_ns=hub.clock.now_ns(), event="forced"))
     assert [(a.rule, a.severity) for a in raised] == [("door_forced", "critical")]
     assert raised[0].message == "door D-3-2 (building 3) forced open at 02:14"
     assert raised[0].data["recipients"] == ["worker-zhao", "grid-office-3"]
@@ -304,18 +314,18 @@ def test_door_forced_is_critical_routed_and_resolves_after_quiet() -> None:
 
 def test_door_held_open_resolves_on_next_open() -> None:
     hub = Hub(start_ns=local_ns(21, 8))
-    raised = hub.feed(DoorEvent("D-5", hub.clock.now_ns(), "held_open"))
+    raised = hub.feed(DoorEvent(door_id="D-5", time_ns=hub.clock.now_ns(), event="held_open"))
     assert [(a.rule, a.state, a.severity) for a in raised] == [
         ("door_held_open", "open", "warning")
     ]
     hub.clock.advance(3 * MIN)
-    closed = hub.feed(DoorEvent("D-5", hub.clock.now_ns(), "open"))
+    closed = hub.feed(DoorEvent(door_id="D-5", time_ns=hub.clock.now_ns(), event="open"))
     assert [(a.rule, a.state) for a in closed] == [("door_held_open", "resolved")]
 
 
 def test_door_held_open_resolves_after_resolve_minutes() -> None:
     hub = Hub()
-    hub.feed(DoorEvent("D-5", hub.clock.now_ns(), "held_open"))
+    hub.feed(DoorEvent(door_id="D-5", time_ns=hub.clock.now_ns(), event="held_open"))
     hub.clock.advance(10 * MIN)
     assert [(a.rule, a.state) for a in hub.tick() if a.rule == "door_held_open"] == [
         ("door_held_open", "resolved")
@@ -327,7 +337,11 @@ def test_denied_n_in_m_window() -> None:
     # 4 denials spread over 20 minutes: never 5 within 10 minutes
     for _ in range(8):
         hub.clock.advance(3 * MIN)
-        hub.feed(DoorEvent("D-3-1", hub.clock.now_ns(), "denied", credential_hash="c1"))
+        hub.feed(
+            DoorEvent(
+                door_id="D-3-1", time_ns=hub.clock.now_ns(), event="denied", credential_hash="c1"
+            )
+        )
         hub.tick()
     assert hub.of("door_denied_repeatedly") == []
     hub.clock.advance(30 * MIN)
@@ -336,7 +350,12 @@ def test_denied_n_in_m_window() -> None:
     for i in range(5):
         hub.clock.advance(MIN)
         raised += hub.feed(
-            DoorEvent("D-3-1", hub.clock.now_ns(), "denied", credential_hash=f"c{i % 3}")
+            DoorEvent(
+                door_id="D-3-1",
+                time_ns=hub.clock.now_ns(),
+                event="denied",
+                credential_hash=f"c{i % 3}",
+            )
         )
     assert [(a.rule, a.state) for a in raised] == [("door_denied_repeatedly", "open")]
     assert (

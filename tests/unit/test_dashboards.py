@@ -92,7 +92,18 @@ def hub_schema() -> dict[str, tuple[set[str], set[str]]]:
         record = cls(**required, grid=GridTags("g", "m", "p"))
         point = record_point(record, "site")
         schema[point.measurement] = (set(point.tags), set(record.fields()))
-    alert = Alert("a", "r", "s", "open", "warning", "m", "site", GridTags("g", "m", "p"), 1, 1)
+    alert = Alert(
+        alert_id="a",
+        rule="r",
+        subject="s",
+        state="open",
+        severity="warning",
+        message="m",
+        site="site",
+        grid=GridTags("g", "m", "p"),
+        opened_ns=1,
+        updated_ns=1,
+    )
     point = alert.point()
     schema[point.measurement] = (set(point.tags), set(point.fields))
     schema.setdefault("alert_response", ALERT_RESPONSE)

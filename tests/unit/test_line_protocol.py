@@ -44,7 +44,7 @@ def line(record: Record, site: str = "site-1") -> str:
 
 def test_water_meter_all_field_types_and_grid_tags() -> None:
     reading = WaterMeterReading(
-        "M-001", T, total_m3=12.5, flow_m3h=0.0, battery_v=3.6, alarm_bits=5, reverse_flow=False,
+        meter_id="M-001", time_ns=T, total_m3=12.5, flow_m3h=0.0, battery_v=3.6, alarm_bits=5, reverse_flow=False,
         household="H 7", grid=GridTags("g1", "mg,2", "pg=3"), source="modbus",
     )  # fmt: skip
     assert line(reading) == (
@@ -55,22 +55,26 @@ def test_water_meter_all_field_types_and_grid_tags() -> None:
 
 
 def test_none_nan_and_inf_fields_are_dropped_empty_tags_omitted() -> None:
-    reading = WaterMeterReading("M-2", T, total_m3=math.nan, flow_m3h=math.inf, battery_v=-0.5)
+    reading = WaterMeterReading(
+        meter_id="M-2", time_ns=T, total_m3=math.nan, flow_m3h=math.inf, battery_v=-0.5
+    )
     assert line(reading, "s") == f"water_meter,meter_id=M-2,site=s battery_v=-0.5 {T}"
-    assert "-inf" not in line(WaterMeterReading("M-2", T, total_m3=-math.inf, battery_v=1.0))
+    assert "-inf" not in line(
+        WaterMeterReading(meter_id="M-2", time_ns=T, total_m3=-math.inf, battery_v=1.0)
+    )
 
 
 def test_no_fields_left_is_an_error() -> None:
-    assert line(VesselPosition("412345678", T, lat=math.nan), "s") == (
+    assert line(VesselPosition(mmsi="412345678", time_ns=T, lat=math.nan), "s") == (
         f"vessel_position,mmsi=412345678,registered=false,site=s msg_type=0i {T}"
     )
     with pytest.raises(ValueError):
-        to_line(Point("m", {"t": "v"}, {}, T))
+        to_line(Point(measurement="m", tags={"t": "v"}, fields={}, time_ns=T))
 
 
 def test_string_field_escapes_quotes_and_backslashes_keeps_newlines() -> None:
     static = VesselStatic(
-        "412345678", T, name='SEA "KING"\\1\nX', callsign="B, =Q", imo=9_000_001, ship_type=30,
+        mmsi="412345678", time_ns=T, name='SEA "KING"\\1\nX', callsign="B, =Q", imo=9_000_001, ship_type=30,
         length_m=42.0, beam_m=8.25, msg_type=5, source="ais tcp",
     )  # fmt: skip
     assert line(static) == (
@@ -81,7 +85,9 @@ def test_string_field_escapes_quotes_and_backslashes_keeps_newlines() -> None:
 
 
 def test_tag_values_escape_comma_space_equals_newline() -> None:
-    door = DoorEvent("D 1,=x\ny\\z", T, "open", credential_hash="abc", building="B=2")
+    door = DoorEvent(
+        door_id="D 1,=x\ny\\z", time_ns=T, event="open", credential_hash="abc", building="B=2"
+    )
     assert line(door) == (
         r"door_event,building=B\=2,door_id=D\ 1\,\=x\ny\z,event=open,site=site-1 "
         f'count=1i,credential_hash="abc" {T}'
@@ -90,18 +96,20 @@ def test_tag_values_escape_comma_space_equals_newline() -> None:
 
 def test_backslash_that_would_escape_or_end_a_tag_is_written_wide() -> None:
     """InfluxDB refuses a tag ending in a backslash and never unescapes `\\` (models/points.go)."""
-    door = DoorEvent("D1\\", T, "open", building="a\\,b\\ c\\=d\\\\e\\f")
+    door = DoorEvent(door_id="D1\\", time_ns=T, event="open", building="a\\,b\\ c\\=d\\\\e\\f")
     assert line(door) == (
         "door_event,building=a\uff3c\\,b\uff3c\\ c\uff3c\\=d\\\\e\\f,door_id=D1\uff3c,"
         f"event=open,site=site-1 count=1i {T}"
     )
     assert stored_tag("a\\,b\\") == "a\uff3c,b\uff3c"
-    assert to_line(Point("m\\", {"k\\": "v"}, {"f\\": 1}, 1)) == ("m\uff3c,k\uff3c=v f\uff3c=1i 1")
+    assert to_line(Point(measurement="m\\", tags={"k\\": "v"}, fields={"f\\": 1}, time_ns=1)) == (
+        "m\uff3c,k\uff3c=v f\uff3c=1i 1"
+    )
 
 
 def test_vessel_position_bool_tag_and_ints() -> None:
     pos = VesselPosition(
-        "412345678", T, lat=22.25, lon=113.5, sog_kn=3.1, cog_deg=1e-05, heading_deg=None,
+        mmsi="412345678", time_ns=T, lat=22.25, lon=113.5, sog_kn=3.1, cog_deg=1e-05, heading_deg=None,
         nav_status=0, msg_type=1, ais_class="A", registered=True, source="replay",
     )  # fmt: skip
     assert line(pos) == (
@@ -111,23 +119,28 @@ def test_vessel_position_bool_tag_and_ints() -> None:
 
 
 def test_gateway_fix_and_health() -> None:
-    fix = GatewayFix(T, lat=-33.5, lon=-70.25, sentence="GGA", source="gps")
+    fix = GatewayFix(time_ns=T, lat=-33.5, lon=-70.25, sentence="GGA", source="gps")
     assert line(fix, "") == f"gateway_fix,sentence=GGA,source=gps lat=-33.5,lon=-70.25 {T}"
-    health = HealthSample(T, msgs=10, errors=0, lag_s=0.25)
+    health = HealthSample(time_ns=T, msgs=10, errors=0, lag_s=0.25)
     assert line(health) == (
         f"hub_health,site=site-1 msgs=10i,errors=0i,lag_s=0.25,outbox_rows=0i,dropped=0i {T}"
     )
 
 
 def test_measurement_and_field_key_escapes() -> None:
-    point = Point("a b,c=d", {"k y": "v", "e": ""}, {"f=1 x": True, "g,h": "q"}, 5)
+    point = Point(
+        measurement="a b,c=d",
+        tags={"k y": "v", "e": ""},
+        fields={"f=1 x": True, "g,h": "q"},
+        time_ns=5,
+    )
     assert to_line(point) == r'a\ b\,c=d,k\ y=v f\=1\ x=true,g\,h="q" 5'
 
 
 def test_alert_point() -> None:
     alert = Alert(
-        "abc", "unregistered_vessel", "mmsi:412345678", "open", "warning", 'said "hi", ok',
-        "site 1", GridTags("sea", "", ""), 1, T,
+        alert_id="abc", rule="unregistered_vessel", subject="mmsi:412345678", state="open", severity="warning", message='said "hi", ok',
+        site="site 1", grid=GridTags("sea", "", ""), opened_ns=1, updated_ns=T,
     )  # fmt: skip
     assert to_line(alert.point()) == (
         r"alert,grid=sea,rule=unregistered_vessel,severity=warning,site=site\ 1,"
@@ -143,19 +156,26 @@ text = st.text(alphabet=st.sampled_from('ab 9,="\\\n\té'), max_size=6)
 floats = st.none() | st.floats(allow_nan=True, allow_infinity=True)
 ints = st.none() | st.integers(-(2**40), 2**40)
 grids = st.builds(GridTags, text, text, text)
+times = st.integers(0, 2**62)
+counts = st.integers(0, 10**9)
 records = st.one_of(
-    st.builds(WaterMeterReading, text, ints.map(lambda v: v or 0), floats, floats, floats, ints,
-              st.none() | st.booleans(), text, grids, text),
-    st.builds(DoorEvent, text, st.integers(0, 2**62), text, text, text, grids, text),
-    st.builds(VesselPosition, text, st.integers(0, 2**62), floats, floats, floats, floats, floats,
-              ints, st.integers(0, 27), text, st.booleans(), grids, text),
-    st.builds(VesselStatic, text, st.integers(0, 2**62), st.none() | text, st.none() | text, ints,
-              ints, floats, floats, st.integers(0, 27), grids, text),
-    st.builds(GatewayFix, st.integers(0, 2**62), floats, floats, floats, floats, floats, text,
-              grids, text),
-    st.builds(HealthSample, st.integers(0, 2**62), st.integers(0, 10**9), st.integers(0, 10**9),
-              st.floats(allow_nan=True, allow_infinity=True), st.integers(0, 10**9),
-              st.integers(0, 10**9), grids, text),
+    st.builds(WaterMeterReading, meter_id=text, time_ns=ints.map(lambda v: v or 0),
+              total_m3=floats, flow_m3h=floats, battery_v=floats, alarm_bits=ints,
+              reverse_flow=st.none() | st.booleans(), household=text, grid=grids, source=text),
+    st.builds(DoorEvent, door_id=text, time_ns=times, event=text, credential_hash=text,
+              building=text, grid=grids, source=text),
+    st.builds(VesselPosition, mmsi=text, time_ns=times, lat=floats, lon=floats, sog_kn=floats,
+              cog_deg=floats, heading_deg=floats, nav_status=ints,
+              msg_type=st.integers(0, 27), ais_class=text, registered=st.booleans(), grid=grids,
+              source=text),
+    st.builds(VesselStatic, mmsi=text, time_ns=times, name=st.none() | text,
+              callsign=st.none() | text, imo=ints, ship_type=ints, length_m=floats,
+              beam_m=floats, msg_type=st.integers(0, 27), grid=grids, source=text),
+    st.builds(GatewayFix, time_ns=times, lat=floats, lon=floats, sog_kn=floats, cog_deg=floats,
+              heading_deg=floats, sentence=text, grid=grids, source=text),
+    st.builds(HealthSample, time_ns=times, msgs=counts, errors=counts,
+              lag_s=st.floats(allow_nan=True, allow_infinity=True), outbox_rows=counts,
+              dropped=counts, grid=grids, source=text),
 )  # fmt: skip
 
 
@@ -174,7 +194,14 @@ def test_record_and_point_paths_agree(record: Record, site: str) -> None:
 
 def test_point_non_finite_fields_are_left_out() -> None:
     """NaN and inf cannot be written in line protocol; every path leaves them out."""
-    assert to_line(Point("m", {}, {"x": math.nan, "y": -math.inf, "n": 3}, 1)) == "m n=3i 1"
+    assert (
+        to_line(
+            Point(
+                measurement="m", tags={}, fields={"x": math.nan, "y": -math.inf, "n": 3}, time_ns=1
+            )
+        )
+        == "m n=3i 1"
+    )
 
 
 # --- every stored point is unique on (series, timestamp) ----------------------------------------
@@ -187,29 +214,32 @@ def _times(records: list[Record], times: UniqueTimes) -> list[int]:
 
 def test_same_second_swipes_get_distinct_stable_times() -> None:
     second = 1_795_262_000 * 10**9
-    swipes = [DoorEvent("D1", second, "denied", credential_hash=f"h{i % 3}") for i in range(5)]
+    swipes = [
+        DoorEvent(door_id="D1", time_ns=second, event="denied", credential_hash=f"h{i % 3}")
+        for i in range(5)
+    ]
     times = UniqueTimes()
     first = _times(swipes, times)
     assert len(set(first)) == 5
     assert first[0] == second and all(0 <= t - second < 1_000_000 for t in first)
     assert _times(swipes, times) == first  # a redelivery overwrites, never doubles
     assert _times(swipes, UniqueTimes()) == first  # and a restart assigns the same times
-    later = DoorEvent("D1", second, "denied", credential_hash="new")
+    later = DoorEvent(door_id="D1", time_ns=second, event="denied", credential_hash="new")
     assert _times([later], times)[0] not in first  # another event in a later batch
-    other_door = DoorEvent("D2", second, "denied", credential_hash="h0")
+    other_door = DoorEvent(door_id="D2", time_ns=second, event="denied", credential_hash="h0")
     assert _times([other_door], times) == [second]  # another series keeps its time
 
 
 def test_unique_times_memory_is_bounded() -> None:
     times = UniqueTimes(limit=100)
-    _times([DoorEvent("D", i, "open") for i in range(1000)], times)
+    _times([DoorEvent(door_id="D", time_ns=i, event="open") for i in range(1000)], times)
     assert times.remembered <= 100
 
 
 def test_alert_to_json_matches_asdict() -> None:
     """The persisted alert form (hand-written for speed) is exactly what asdict gave."""
     alert = Alert(
-        "abc", "r", "s", "resolved", "info", "m", "site", GridTags("a", "b", "c"), 1, 2, seq=3,
+        alert_id="abc", rule="r", subject="s", state="resolved", severity="info", message="m", site="site", grid=GridTags("a", "b", "c"), opened_ns=1, updated_ns=2, seq=3,
         resolved_ns=2, acknowledged_ns=None, acknowledged_by="x", data={"k": [1, {"n": None}]},
     )  # fmt: skip
     expected = dataclasses.asdict(alert)

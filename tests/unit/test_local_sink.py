@@ -22,7 +22,7 @@ async def test_close_during_an_insert_waits_for_it_and_later_writes_fail_cleanly
     ]
     for attempt in range(5):
         path = tmp_path / f"local-{attempt}.sqlite"
-        sink = LocalSink(path)
+        sink = LocalSink(path=path)
         task = asyncio.create_task(sink.write(lines))
         await asyncio.sleep(0)  # let the insert start in its worker thread
         task.cancel()  # a hub stopped with flush_timeout_s=0 does this

@@ -47,7 +47,7 @@ def bump(path: Path, text: str) -> None:
 
 def test_empty_config_is_valid_and_tags_nothing() -> None:
     reg = MaritimeRegistry(MaritimeRegistryConfig())
-    rec = VesselPosition("412401001", 1, lat=SEA[0], lon=SEA[1])
+    rec = VesselPosition(mmsi="412401001", time_ns=1, lat=SEA[0], lon=SEA[1])
     assert reg.tag(rec) == rec
     assert reg.zones == () and reg.zones_at(*SEA) == [] and not reg.reload_if_changed()
 
@@ -124,19 +124,19 @@ def test_nested_sea_grids_pick_the_smallest(tmp_path: Path) -> None:
 
 def test_tag_position_static_and_other_records(files: tuple[Path, Path]) -> None:
     reg = make(files)
-    inside = reg.tag(VesselPosition("412401001", 1, lat=SEA[0], lon=SEA[1]))
+    inside = reg.tag(VesselPosition(mmsi="412401001", time_ns=1, lat=SEA[0], lon=SEA[1]))
     assert isinstance(inside, VesselPosition)
     assert inside.registered and inside.grid.grid == "ZS-SEA-01"
-    stranger = reg.tag(VesselPosition("412000123", 2, lat=OUTSIDE[0], lon=OUTSIDE[1]))
+    stranger = reg.tag(VesselPosition(mmsi="412000123", time_ns=2, lat=OUTSIDE[0], lon=OUTSIDE[1]))
     assert isinstance(stranger, VesselPosition)
     assert not stranger.registered and stranger.grid == NO_GRID
-    no_fix = reg.tag(VesselPosition("413801234", 3))
+    no_fix = reg.tag(VesselPosition(mmsi="413801234", time_ns=3))
     assert isinstance(no_fix, VesselPosition) and no_fix.registered and no_fix.grid == NO_GRID
-    static = reg.tag(VesselStatic("412401001", 4, name="ZHEDAIYU 01001"))
+    static = reg.tag(VesselStatic(mmsi="412401001", time_ns=4, name="ZHEDAIYU 01001"))
     assert static.grid.grid == "ZS-SEA-01"  # remembered from its last position
-    unknown_static = reg.tag(VesselStatic("412999999", 5))
+    unknown_static = reg.tag(VesselStatic(mmsi="412999999", time_ns=5))
     assert unknown_static.grid == NO_GRID
-    meter = WaterMeterReading("M-1", 6, total_m3=1.0)
+    meter = WaterMeterReading(meter_id="M-1", time_ns=6, total_m3=1.0)
     assert reg.tag(meter) is meter
 
 

@@ -77,13 +77,15 @@ class Harness:
         ais_class: str = "A",
     ) -> list[Signal]:
         record = VesselPosition(
-            mmsi, self.clock.now_ns(), lat=where[0], lon=where[1], sog_kn=sog, cog_deg=cog,
+            mmsi=mmsi, time_ns=self.clock.now_ns(), lat=where[0], lon=where[1], sog_kn=sog, cog_deg=cog,
             msg_type=msg_type, ais_class=ais_class,
         )  # fmt: skip
         return self.send(record)
 
     def static(self, mmsi: str, name: str | None = None, ship_type: int | None = None) -> None:
-        self.send(VesselStatic(mmsi, self.clock.now_ns(), name=name, ship_type=ship_type))
+        self.send(
+            VesselStatic(mmsi=mmsi, time_ns=self.clock.now_ns(), name=name, ship_type=ship_type)
+        )
 
     def every(self, minutes: float, step_s: float, mmsi: str, where: tuple[float, float],
               **kw: Any) -> list[Signal]:  # fmt: skip
@@ -563,7 +565,9 @@ def test_rules_ignore_other_records(registry: MaritimeRegistry) -> None:
 
     for rule in build_maritime_rules(MaritimeRulesConfig(), registry):
         state: dict[str, Any] = {}
-        assert rule.on_record(state, WaterMeterReading("M", 1, total_m3=1.0), 1) == []
+        assert (
+            rule.on_record(state, WaterMeterReading(meter_id="M", time_ns=1, total_m3=1.0), 1) == []
+        )
         assert rule.on_tick(state, 1) == []
 
 
@@ -578,7 +582,7 @@ def test_through_the_engine_open_then_resolved(registry: MaritimeRegistry) -> No
 
     def step(where: tuple[float, float]) -> None:
         clock.advance(60)
-        record = registry.tag(VesselPosition(STRANGER, clock.now_ns(), lat=where[0], lon=where[1],
+        record = registry.tag(VesselPosition(mmsi=STRANGER, time_ns=clock.now_ns(), lat=where[0], lon=where[1],
                                              sog_kn=8.0, cog_deg=90.0, msg_type=1))  # fmt: skip
         for batch in (engine.on_records([record], clock.now_ns()), engine.on_tick(clock.now_ns())):
             seen.extend((a.rule, a.state, a.subject) for a in batch.alerts)

@@ -117,7 +117,16 @@ def test_type5_two_sentences_to_static() -> None:
     [rec] = decode(lines)
     assert isinstance(rec, VesselStatic)
     assert rec == VesselStatic(
-        "413999001", NOW, "ZHE DAI YU 01234", "BZAB1", 9123456, 30, 32.0, 7.0, 5, source="test"
+        mmsi="413999001",
+        time_ns=NOW,
+        name="ZHE DAI YU 01234",
+        callsign="BZAB1",
+        imo=9123456,
+        ship_type=30,
+        length_m=32.0,
+        beam_m=7.0,
+        msg_type=5,
+        source="test",
     )
 
 

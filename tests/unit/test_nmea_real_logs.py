@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import re
 import subprocess
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -283,7 +284,7 @@ def test_maritime_rules_never_see_aircraft_or_base_stations() -> None:
             zones_geojson=DATA / "maritime" / "zones.geojson",
         )
     )
-    sea = (30.0, 122.3)  # inside the test sea grid, where an unregistered vessel raises
+    lat, lon = 30.0, 122.3  # inside the test sea grid, where an unregistered vessel raises
 
     def run(make: Any) -> list[str]:
         engine = Engine(build_maritime_rules(MaritimeRulesConfig(), registry), AlertManager("s", 0))
@@ -295,10 +296,13 @@ def test_maritime_rules_never_see_aircraft_or_base_stations() -> None:
         return raised
 
     mmsi = "111412001"  # a SAR aircraft MMSI (ITU-R M.585: 111 MID xxx), not whitelisted
-    assert run(lambda t: SarAircraftPosition(mmsi, t, *sea, 300.0, 120.0, 90.0)) == []
-    assert run(lambda t: AisBaseStation("004123456", t, *sea, t // S)) == []
+    aircraft = partial(SarAircraftPosition, altitude_m=300.0, sog_kn=120.0, cog_deg=90.0)
+    assert run(lambda t: aircraft(mmsi=mmsi, time_ns=t, lat=lat, lon=lon)) == []
+    station = partial(AisBaseStation, mmsi="004123456", lat=lat, lon=lon)
+    assert run(lambda t: station(time_ns=t, station_utc_s=t // S)) == []
     # The same reports as a vessel do raise: the rules are live in this test.
-    vessel = run(lambda t: VesselPosition(mmsi, t, *sea, 8.0, 90.0, None, 0, 1, "A"))
+    moving = partial(VesselPosition, sog_kn=8.0, cog_deg=90.0, nav_status=0, msg_type=1)
+    vessel = run(lambda t: moving(mmsi=mmsi, time_ns=t, lat=lat, lon=lon, ais_class="A"))
     assert "unregistered_vessel" in vessel
 
 

@@ -51,10 +51,18 @@ async def test_one_zone_lookup_per_position_through_tagger_rules_and_vessel_tabl
     )
     clock = ManualClock()
     engine = Engine(build_maritime_rules(MaritimeRulesConfig(), maritime), AlertManager("s", 600))
-    outbox = Outbox(tmp_path / "o.sqlite", max_bytes=10**7)
+    outbox = Outbox(path=tmp_path / "o.sqlite", max_bytes=10**7)
     await outbox.open()
     vessels = VesselTable()
-    pipeline = Pipeline("s", clock, Registry([maritime]), engine, outbox, [], vessels=vessels)
+    pipeline = Pipeline(
+        site="s",
+        clock=clock,
+        registry=Registry([maritime]),
+        engine=engine,
+        outbox=outbox,
+        destinations=[],
+        vessels=vessels,
+    )
     writer = asyncio.create_task(pipeline.run())
     opened: list[tuple[str, str]] = []
     engine.listeners.append(lambda a: opened.append((a.rule, a.state)))
@@ -65,8 +73,8 @@ async def test_one_zone_lookup_per_position_through_tagger_rules_and_vessel_tabl
             where = RESTRICTED if minute < 12 else OUTSIDE
             batch = [
                 VesselPosition(
-                    mmsi,
-                    clock.now_ns(),
+                    mmsi=mmsi,
+                    time_ns=clock.now_ns(),
                     lat=where[0],
                     lon=where[1],
                     sog_kn=8.0,

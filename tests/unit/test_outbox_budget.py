@@ -19,7 +19,7 @@ def payload(i: int) -> bytes:
 
 async def test_deliveries_count_and_readings_go_first(tmp_path: Path) -> None:
     budget = 64 * 1024
-    outbox = Outbox(tmp_path / "o.sqlite", max_bytes=budget)
+    outbox = Outbox(path=tmp_path / "o.sqlite", max_bytes=budget)
     await outbox.open()
     for start in range(0, 2000, 200):
         await outbox.commit(Commit(readings=[line(i, "r") for i in range(start, start + 200)]))
@@ -38,7 +38,7 @@ async def test_alerts_alone_past_the_budget_drop_oldest_points_then_deliveries(
     tmp_path: Path,
 ) -> None:
     budget = 64 * 1024
-    outbox = Outbox(tmp_path / "o.sqlite", max_bytes=budget)
+    outbox = Outbox(path=tmp_path / "o.sqlite", max_bytes=budget)
     await outbox.open()
     for start in range(0, 1000, 50):
         await outbox.commit(
@@ -56,7 +56,7 @@ async def test_alerts_alone_past_the_budget_drop_oldest_points_then_deliveries(
     points = await outbox.peek_points(10_000)
     assert len(points) + st.dropped_alert_points == 1000
     await outbox.close()
-    reopened = Outbox(tmp_path / "o.sqlite", max_bytes=budget)
+    reopened = Outbox(path=tmp_path / "o.sqlite", max_bytes=budget)
     await reopened.open()
     again = reopened.stats
     assert (again.deliveries, again.delivery_bytes) == (st.deliveries, st.delivery_bytes)
@@ -79,7 +79,7 @@ async def test_file_from_an_older_hub_is_converted_to_incremental_vacuum(tmp_pat
         )
         old.commit()
         assert old.execute("PRAGMA auto_vacuum").fetchone()[0] == 0
-    outbox = Outbox(path, max_bytes=8 * 1024)
+    outbox = Outbox(path=path, max_bytes=8 * 1024)
     await outbox.open()
     assert outbox.stats.rows == 300  # nothing lost in the conversion
     await outbox.commit(Commit(readings=[line(i, "r") for i in range(300, 400)]))

@@ -40,7 +40,7 @@ def line(i: int, tag: str = "ok") -> bytes:
 
 
 async def test_budget_drops_oldest_readings_never_alerts(tmp_path: Path) -> None:
-    outbox = Outbox(tmp_path / "o.sqlite", max_bytes=64 * 1024)
+    outbox = Outbox(path=tmp_path / "o.sqlite", max_bytes=64 * 1024)
     await outbox.open()
     alert_lines = [line(i, "alert") for i in range(50)]
     await outbox.commit(Commit(alert_points=alert_lines))
@@ -55,23 +55,23 @@ async def test_budget_drops_oldest_readings_never_alerts(tmp_path: Path) -> None
     assert readings[-1] == line(4999)  # the newest readings survive, the oldest went
     assert len(readings) + outbox.stats.dropped == 5000
     await outbox.close()
-    reopened = Outbox(tmp_path / "o.sqlite", max_bytes=64 * 1024)
+    reopened = Outbox(path=tmp_path / "o.sqlite", max_bytes=64 * 1024)
     await reopened.open()
     assert (reopened.stats.rows, reopened.stats.dropped) == (len(kept), 5000 - len(readings))
     await reopened.close()
 
 
 async def test_forwarder_retries_then_isolates_refused_lines(tmp_path: Path) -> None:
-    outbox = Outbox(tmp_path / "o.sqlite", max_bytes=10**8)
+    outbox = Outbox(path=tmp_path / "o.sqlite", max_bytes=10**8)
     await outbox.open()
     good = [line(i) for i in range(100)]
     bad = [line(1000, "BAD"), line(1001, "BAD")]
     await outbox.commit(Commit(readings=good[:40] + bad[:1] + good[40:70] + bad[1:] + good[70:]))
     sink = FlakySink(fail_times=3)
     fwd = Forwarder(
-        outbox,
-        sink,
-        SystemClock(),
+        outbox=outbox,
+        sink=sink,
+        clock=SystemClock(),
         batch_size=64,
         flush_interval_s=0.01,
         retry_initial_s=0.01,
@@ -115,13 +115,13 @@ class RefusingSink:
 
 def forwarder(outbox: Outbox, sink: RefusingSink | FlakySink, batch: int = 64) -> Forwarder:
     return Forwarder(
-        outbox, sink, SystemClock(), batch_size=batch, flush_interval_s=0.01,
+        outbox=outbox, sink=sink, clock=SystemClock(), batch_size=batch, flush_interval_s=0.01,
         retry_initial_s=0.01, retry_max_s=0.05,
     )  # fmt: skip
 
 
 async def test_refused_sink_keeps_every_row_then_delivers(tmp_path: Path) -> None:
-    outbox = Outbox(tmp_path / "o.sqlite", max_bytes=10**8)
+    outbox = Outbox(path=tmp_path / "o.sqlite", max_bytes=10**8)
     await outbox.open()
     lines = [line(i) for i in range(200)] + [line(999, "HUGE")]
     await outbox.commit(Commit(readings=lines))
@@ -145,7 +145,7 @@ async def test_refused_sink_keeps_every_row_then_delivers(tmp_path: Path) -> Non
 
 
 async def test_dead_letters_list_requeue_purge(tmp_path: Path) -> None:
-    outbox = Outbox(tmp_path / "o.sqlite", max_bytes=10**8)
+    outbox = Outbox(path=tmp_path / "o.sqlite", max_bytes=10**8)
     await outbox.open()
     await outbox.commit(
         Commit(readings=[line(i) for i in range(6)], alert_points=[b"alert x=1i 1"])

@@ -17,16 +17,23 @@ from hub.registry import Registry
 
 
 def reading(i: int) -> WaterMeterReading:
-    return WaterMeterReading(f"M-{i}", 1_767_225_600 * 10**9 + i, total_m3=float(i), source="t")
+    return WaterMeterReading(
+        meter_id=f"M-{i}", time_ns=1_767_225_600 * 10**9 + i, total_m3=float(i), source="t"
+    )
 
 
 async def test_failed_commit_is_reported_and_the_writer_goes_on(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    outbox = Outbox(tmp_path / "o.sqlite", max_bytes=10**7)
+    outbox = Outbox(path=tmp_path / "o.sqlite", max_bytes=10**7)
     await outbox.open()
     pipeline = Pipeline(
-        "s", ManualClock(), Registry([]), Engine([], AlertManager("s", 0)), outbox, []
+        site="s",
+        clock=ManualClock(),
+        registry=Registry([]),
+        engine=Engine([], AlertManager("s", 0)),
+        outbox=outbox,
+        destinations=[],
     )
     writer = asyncio.create_task(pipeline.run())
     real_commit = outbox.commit
@@ -55,10 +62,15 @@ async def test_failed_commit_is_reported_and_the_writer_goes_on(
 async def test_concurrent_publishers_share_one_commit(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    outbox = Outbox(tmp_path / "o.sqlite", max_bytes=10**7)
+    outbox = Outbox(path=tmp_path / "o.sqlite", max_bytes=10**7)
     await outbox.open()
     pipeline = Pipeline(
-        "s", ManualClock(), Registry([]), Engine([], AlertManager("s", 0)), outbox, []
+        site="s",
+        clock=ManualClock(),
+        registry=Registry([]),
+        engine=Engine([], AlertManager("s", 0)),
+        outbox=outbox,
+        destinations=[],
     )
     commits = 0
     real_commit = outbox.commit

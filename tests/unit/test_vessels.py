@@ -14,13 +14,16 @@ def in_box(lat: float, lon: float) -> list[str]:
 
 
 def pos(mmsi: str, t_s: float, lon: float = 122.3) -> VesselPosition:
-    return VesselPosition(mmsi, T0 + int(t_s * NS), lat=30.0, lon=lon, sog_kn=5.0)
+    return VesselPosition(mmsi=mmsi, time_ns=T0 + int(t_s * NS), lat=30.0, lon=lon, sog_kn=5.0)
 
 
 def test_position_and_static_merge_with_first_and_last_seen() -> None:
     table = VesselTable(in_box)
     table.update(
-        [pos("412000001", 0), VesselStatic("412000001", T0 + NS, name="HAI 1", ship_type=30)]
+        [
+            pos("412000001", 0),
+            VesselStatic(mmsi="412000001", time_ns=T0 + NS, name="HAI 1", ship_type=30),
+        ]
     )
     table.update([pos("412000001", 60)])
     vessel = table.get("412000001")
@@ -49,7 +52,12 @@ def test_bounded_by_count_and_expiry() -> None:
 
 def test_missing_position_keeps_last_known_fix() -> None:
     table = VesselTable(in_box)
-    table.update([pos("9", 0), VesselPosition("9", T0 + 10 * NS, lat=None, lon=None, sog_kn=3.0)])
+    table.update(
+        [
+            pos("9", 0),
+            VesselPosition(mmsi="9", time_ns=T0 + 10 * NS, lat=None, lon=None, sog_kn=3.0),
+        ]
+    )
     vessel = table.get("9")
     assert vessel is not None and vessel.position is not None and vessel.position.lat == 30.0
     assert vessel.last_seen_ns == T0 + 10 * NS
