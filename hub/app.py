@@ -39,6 +39,14 @@ from hub.rules.core import SinkRefusedRule, SourceSilent
 from hub.rules.maritime import build_maritime_rules
 from hub.sinks import InfluxV1Sink, InfluxV2Sink, LocalSink, Sink
 from hub.source import Source, SourceContext
+from hub.status import (
+    HubCounters,
+    HubStatus,
+    VesselTableView,
+    hub_counters,
+    hub_status,
+    vessel_table_view,
+)
 from hub.vessels import VesselTable
 
 log = logging.getLogger("hub.app")
@@ -418,7 +426,7 @@ class Hub:
             self._rejected_log.warning("rejected MQTT message on %s: %s", topic, exc)
 
     def fleet_status(self) -> bytes:
-        return self.fleet.status(self)
+        return self.fleet.status(self.status())
 
     async def _on_ack(self, topic: str, tail: str, payload: bytes) -> None:
         try:
@@ -459,6 +467,20 @@ class Hub:
     def dead_tasks(self) -> list[str]:
         """Names of hub tasks that ended; each should run for the hub's whole life."""
         return [t.get_name() for t in self._tasks if t.done()]
+
+    # --- snapshots: what surfaces (HTTP, /metrics, fleet reports) read -------------------------
+
+    def status(self) -> HubStatus:
+        """Health, queues, connections and open alerts now, detached from the live services."""
+        return hub_status(self)
+
+    def counters(self) -> HubCounters:
+        """Counters since start, detached from the live services."""
+        return hub_counters(self)
+
+    def vessel_table(self, limit: int) -> VesselTableView:
+        """The `limit` most recently heard entries of the vessel table (newest last), copied."""
+        return vessel_table_view(self, limit)
 
     async def acknowledge(self, alert_id: str, by: str) -> bool:
         batch = self.engine.acknowledge(alert_id, by, self.clock.now_ns())

@@ -32,6 +32,7 @@ from hub.registry.maritime import MaritimeRegistry
 
 if TYPE_CHECKING:
     from hub.app import Hub
+    from hub.status import HubStatus
 
 HUB_KEY = web.AppKey("hub", object)
 MAX_BODY = 4 * 1024 * 1024
@@ -143,36 +144,36 @@ def _deny(request: web.Request) -> web.Response:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    hub = _hub(request)
-    dead = hub.dead_tasks()
-    refused = hub.forwarder.refused if hub.forwarder else ""
-    ok = not dead and not refused
+    st = _hub(request).status()
+    refused = st.sink_refused
+    ok = not st.dead_tasks and not refused
     body = {
         "status": "ok" if ok else "degraded",
-        "dead_tasks": dead,
-        "outbox_rows": hub.outbox.stats.rows,
-        "sink_ok": hub.forwarder.healthy if hub.forwarder else None,
+        "dead_tasks": list(st.dead_tasks),
+        "outbox_rows": st.outbox.rows,
+        "sink_ok": st.sink.up if st.sink else None,
         "sink_refused": refused,
     }
     return web.json_response(body, status=200 if ok else 503)
 
 
 async def metrics(request: web.Request) -> web.Response:
-    body = render(_hub(request), request.app[GATE_KEY])
+    hub = _hub(request)
+    body = render(hub.status(), hub.counters(), request.app[GATE_KEY])
     return web.Response(body=body, content_type="text/plain", charset="utf-8")
 
 
 def status(hub: Hub, detail: bool = True) -> dict[str, Any]:
     """The status page's data. Without `detail` (no token): health and counts only."""
-    body = _health_status(hub)
-    alerts = hub.engine.alerts.open_alerts()
-    body["alert_counts"] = dict(Counter(a.severity for a in alerts))
-    body["vessel_count"] = len(hub.vessels)
+    st = hub.status()
+    body = _health_status(hub, st)
+    body["alert_counts"] = dict(Counter(a.severity for a in st.open_alerts))
+    body["vessel_count"] = st.vessel_count
     body["detail"] = detail
     if detail:
-        body["alerts"] = [a.payload() for a in alerts]
-        body["vessels"] = _map_entries(hub)
-        _add_errors(hub, body)
+        body["alerts"] = [a.payload() for a in st.open_alerts]
+        body["vessels"] = _map_entries(hub, st.now_ns)
+        _add_errors(st, body)
     return body
 
 
@@ -181,64 +182,61 @@ def stale_after_s(hub: Hub) -> float:
     return hub.cfg.rules.maritime.ais_gap.gap_minutes * 60
 
 
-def _map_entries(hub: Hub) -> list[dict[str, Any]]:
+def _map_entries(hub: Hub, now_ns: int) -> list[dict[str, Any]]:
     """Vessels, base stations and SAR aircraft the map can place, each marked stale or not."""
-    now_ns, stale_ns = hub.clock.now_ns(), int(stale_after_s(hub) * 1e9)
-    entries = []
-    for v in hub.vessels.latest(500):
-        if v.has_fix:
-            entry = v.to_json()
-            entry["stale"] = now_ns - v.last_seen_ns > stale_ns
-            entries.append(entry)
-    return entries
+    stale_ns = int(stale_after_s(hub) * 1e9)
+    return [
+        {**v.entry, "stale": now_ns - v.last_seen_ns > stale_ns}
+        for v in hub.vessel_table(500).latest
+        if v.has_fix
+    ]
 
 
-def _add_errors(hub: Hub, body: dict[str, Any]) -> None:
+def _add_errors(st: HubStatus, body: dict[str, Any]) -> None:
     """Why a source or an alert destination is down: error texts are shown with the token only."""
-    for source, shown in zip(hub.sources, body["sources"], strict=True):
-        shown["last_error"] = source.stats.last_error
-    for publisher, shown in zip(hub.publishers, body["publishers"], strict=True):
+    for source, shown in zip(st.sources, body["sources"], strict=True):
+        shown["last_error"] = source.last_error
+    for publisher, shown in zip(st.publishers, body["publishers"], strict=True):
         shown["last_error"] = publisher.last_error
 
 
-def _health_status(hub: Hub) -> dict[str, Any]:
-    st = hub.outbox.stats
-    fwd = hub.forwarder
+def _health_status(hub: Hub, st: HubStatus) -> dict[str, Any]:
+    sink, outbox = st.sink, st.outbox
     return {
-        "site": hub.cfg.hub.site,
-        "now": iso(hub.clock.now_ns()),
+        "site": st.site,
+        "now": iso(st.now_ns),
         "utc_offset_hours": hub.cfg.hub.utc_offset_hours,
         "stale_after_s": stale_after_s(hub),
         "sources": [
             {
                 "name": s.name,
                 "kind": s.kind,
-                "connected": s.stats.connected,
-                "messages": s.stats.messages,
-                "errors": dict(s.stats.errors),
-                "restarts": s.stats.restarts,
-                "last_message": iso(s.stats.last_message_ns or None),
+                "connected": s.connected,
+                "messages": s.messages,
+                "errors": dict(s.errors),
+                "restarts": s.restarts,
+                "last_message": iso(s.last_message_ns or None),
             }
-            for s in hub.sources
+            for s in st.sources
         ],
         "outbox": {
-            "rows": st.rows,
-            "bytes": st.bytes,
-            "dropped": st.dropped,
-            "dead_letters": st.dead_letters,
-            "alert_deliveries": st.deliveries,
+            "rows": outbox.rows,
+            "bytes": outbox.bytes,
+            "dropped": outbox.dropped,
+            "dead_letters": outbox.dead_letters,
+            "alert_deliveries": outbox.deliveries,
         },
         "sink": {
-            "api": hub.cfg.influxdb.api,
-            "ok": fwd.healthy if fwd else None,
-            "lag_s": round(fwd.lag_s, 1) if fwd else None,
-            "written": fwd.written if fwd else 0,
-            "last_error": fwd.last_error if fwd else "",
-            "refused": fwd.refused if fwd else "",
+            "api": st.sink_api,
+            "ok": sink.up if sink else None,
+            "lag_s": round(sink.lag_s, 1) if sink else None,
+            "written": sink.written if sink else 0,
+            "last_error": sink.last_error if sink else "",
+            "refused": sink.refused if sink else "",
         },
         "publishers": [
             {"destination": p.destination, "connected": p.connected, "sent": p.sent}
-            for p in hub.publishers
+            for p in st.publishers
         ],
     }
 
@@ -266,8 +264,9 @@ async def api_vessels(request: web.Request) -> web.Response:
         limit = min(int(request.query.get("limit", "5000")), 20_000)
     except ValueError:
         return web.json_response({"error": "limit must be an integer"}, status=400)
-    vessels = [v.to_json() for v in hub.vessels.latest(limit)]
-    return web.json_response({"count": len(hub.vessels), "vessels": vessels})
+    table = hub.vessel_table(limit)
+    vessels = [dict(v.entry) for v in table.latest]
+    return web.json_response({"count": table.count, "vessels": vessels})
 
 
 async def api_zones(request: web.Request) -> web.Response:

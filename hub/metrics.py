@@ -1,4 +1,4 @@
-"""Prometheus metrics, collected from the live services at scrape time (no double bookkeeping)."""
+"""Prometheus metrics, from the hub's status and counter snapshots taken at scrape time."""
 
 from __future__ import annotations
 
@@ -10,12 +10,13 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
-    from hub.app import Hub
+    from hub.status import HubCounters, HubStatus
 
 
 class HubCollector(Collector):
-    def __init__(self, hub: Hub) -> None:
-        self.hub = hub
+    def __init__(self, *, status: HubStatus, counters: HubCounters) -> None:
+        self.status = status
+        self.counters = counters
 
     def collect(self) -> Iterator[Metric]:
         yield from self._sources()
@@ -37,19 +38,18 @@ class HubCollector(Collector):
             "Accepted inputs by kind (ignored, unknown)",
             labels=["source", "kind"],
         )
-        for s in self.hub.sources:
-            msgs.add_metric([s.name], s.stats.messages)
-            restarts.add_metric([s.name], s.stats.restarts)
-            up.add_metric([s.name], 1 if s.stats.connected else 0)
-            for kind, n in s.stats.errors.items():
+        for s in self.status.sources:
+            msgs.add_metric([s.name], s.messages)
+            restarts.add_metric([s.name], s.restarts)
+            up.add_metric([s.name], 1 if s.connected else 0)
+            for kind, n in s.errors.items():
                 errors.add_metric([s.name, kind], n)
-            for kind, n in s.stats.counts.items():
+            for kind, n in s.counts.items():
                 counted.add_metric([s.name, kind], n)
         yield from (msgs, errors, restarts, up, counted)
 
     def _outbox(self) -> Iterator[Metric]:
-        hub = self.hub
-        st = hub.outbox.stats
+        st = self.status.outbox
         yield GaugeMetricFamily("hub_outbox_rows", "Points waiting in the outbox", value=st.rows)
         yield GaugeMetricFamily("hub_outbox_bytes", "Bytes of points in the outbox", value=st.bytes)
         yield GaugeMetricFamily(
@@ -73,32 +73,36 @@ class HubCollector(Collector):
             "Items refused for good, waiting in the dead-letter table (see hub dead-letters)",
             value=st.dead_letters,
         )
-        yield CounterMetricFamily("hub_records", "Records committed", value=hub.pipeline.records_in)
+        counters = self.counters
+        yield CounterMetricFamily("hub_records", "Records committed", value=counters.records_in)
         unstorable = CounterMetricFamily(
             "hub_records_unstorable", "Records with no field to store", labels=["measurement"]
         )
-        for measurement, n in hub.pipeline.encode_errors.items():
+        for measurement, n in counters.unstorable.items():
             unstorable.add_metric([measurement], n)
         yield unstorable
         yield CounterMetricFamily(
             "hub_outbox_commit_failures",
             "Failed outbox commits",
-            value=hub.pipeline.commit_failures,
+            value=counters.commit_failures,
         )
-        fwd = hub.forwarder
+        yield from self._sink()
+        yield from self._publishers()
+
+    def _sink(self) -> Iterator[Metric]:
+        sink = self.status.sink
         yield GaugeMetricFamily(
             "hub_forwarder_lag_seconds",
             "Seconds since the oldest unsent point was queued (grows during an outage)",
-            value=fwd.lag_s if fwd else 0.0,
+            value=sink.lag_s if sink else 0.0,
         )
         yield CounterMetricFamily(
-            "hub_forwarder_points", "Points written to the sink", value=fwd.written if fwd else 0
+            "hub_forwarder_points", "Points written to the sink", value=sink.written if sink else 0
         )
         yield CounterMetricFamily(
-            "hub_forwarder_errors", "Failed sink writes", value=fwd.errors if fwd else 0
+            "hub_forwarder_errors", "Failed sink writes", value=sink.errors if sink else 0
         )
-        if fwd is not None:
-            sink = fwd.status()
+        if sink is not None:
             up = GaugeMetricFamily(
                 "hub_sink_up", "1 when the last write to the sink succeeded", labels=["sink"]
             )
@@ -110,6 +114,8 @@ class HubCollector(Collector):
             )
             refused.add_metric([sink.name], 1 if sink.refused else 0)
             yield from (up, refused)
+
+    def _publishers(self) -> Iterator[Metric]:
         pub = CounterMetricFamily(
             "hub_alerts_sent", "Alert deliveries sent", labels=["destination"]
         )
@@ -119,7 +125,7 @@ class HubCollector(Collector):
         failed = CounterMetricFamily(
             "hub_publisher_errors", "Failed alert deliveries or connects", labels=["destination"]
         )
-        for p in hub.publishers:
+        for p in self.status.publishers:
             pub.add_metric([p.destination], p.sent)
             up.add_metric([p.destination], 1 if p.connected else 0)
             failed.add_metric([p.destination], p.errors)
@@ -132,18 +138,18 @@ class HubCollector(Collector):
             labels=["rule", "severity", "state"],
         )
         counts: dict[tuple[str, str, str], int] = {}
-        for alert in self.hub.engine.alerts.open_alerts():
+        for alert in self.status.open_alerts:
             key = (alert.rule, alert.severity, alert.state)
             counts[key] = counts.get(key, 0) + 1
         for key, n in counts.items():
             by_state.add_metric(list(key), n)
         yield by_state
         changes = CounterMetricFamily("hub_alert_changes", "Alert state changes", labels=["state"])
-        for state, n in self.hub.engine.alert_counts.items():
+        for state, n in self.counters.alert_changes.items():
             changes.add_metric([state], n)
         yield changes
         rule_errors = CounterMetricFamily("hub_rule_errors", "Rule failures", labels=["rule"])
-        for rule, n in self.hub.engine.rule_errors.items():
+        for rule, n in self.counters.rule_errors.items():
             rule_errors.add_metric([rule], n)
         yield rule_errors
         yield from self._feedback()
@@ -152,17 +158,17 @@ class HubCollector(Collector):
         false_alarms = CounterMetricFamily(
             "hub_alert_false_alarms", "Alerts the platform called false alarms", labels=["rule"]
         )
-        for rule, n in self.hub.engine.alerts.false_alarms.items():
+        for rule, n in self.counters.false_alarms.items():
             false_alarms.add_metric([rule], n)
         feedback = CounterMetricFamily(
             "hub_alert_feedback", "Feedback on alerts by outcome", labels=["outcome"]
         )
-        for outcome, n in self.hub.engine.feedback_counts.items():
+        for outcome, n in self.counters.feedback.items():
             feedback.add_metric([outcome], n)
         rejected = CounterMetricFamily(
             "hub_alert_feedback_rejected", "Feedback refused, by reason", labels=["reason"]
         )
-        for reason, n in self.hub.feedback_rejected.items():
+        for reason, n in self.counters.feedback_rejected.items():
             rejected.add_metric([reason], n)
         yield from (false_alarms, feedback, rejected)
 
@@ -175,25 +181,21 @@ class HubCollector(Collector):
         bad = GaugeMetricFamily(
             "hub_registry_bad_rows", "Registry rows skipped as invalid", labels=["part", "kind"]
         )
-        for name, part in self.hub.registry.parts.items():
-            for kind, n in getattr(part, "unknown_ids", {}).items():
-                unknown.add_metric([name, kind], n)
-            for kind, n in getattr(part, "bad_rows", {}).items():
-                bad.add_metric([name, kind], n)
-            problems = getattr(part, "problems", None)
-            if isinstance(problems, list):
-                bad.add_metric([name, "all"], len(problems))
+        for name, kind, n in self.counters.registry_unknown_ids:
+            unknown.add_metric([name, kind], n)
+        for name, kind, n in self.counters.registry_bad_rows:
+            bad.add_metric([name, kind], n)
         refused = CounterMetricFamily(
             "hub_registry_pushes_refused", "Registry pushes refused", labels=["via", "reason"]
         )
-        for (via, reason), n in self.hub.registry.rejected.items():
+        for via, reason, n in self.counters.registry_pushes_refused:
             refused.add_metric([via, reason], n)
         yield from (unknown, bad, refused)
 
 
-def render(hub: Hub, *collectors: Collector) -> bytes:
+def render(status: HubStatus, counters: HubCounters, *collectors: Collector) -> bytes:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(HubCollector(hub))
+    registry.register(HubCollector(status=status, counters=counters))
     # process_resident_memory_bytes, process_cpu_seconds_total, process_open_fds, ... (Linux)
     ProcessCollector(registry=registry)
     for collector in collectors:

@@ -369,10 +369,11 @@ def _banner(hub: Hub, speed: float, notes: list[str]) -> None:
 
 
 def _summary(hub: Hub) -> None:
-    written = hub.forwarder.written if hub.forwarder else 0
-    changes: dict[str, Any] = dict(hub.engine.alert_counts)
+    status, counters = hub.status(), hub.counters()
+    written = status.sink.written if status.sink else 0
+    changes: dict[str, Any] = dict(counters.alert_changes)
     print(
-        f"demo finished: {hub.pipeline.records_in} records, {written} stored in the local store, "
-        f"alert changes {changes}, outbox rows left {hub.outbox.stats.rows}",
+        f"demo finished: {counters.records_in} records, {written} stored in the local store, "
+        f"alert changes {changes}, outbox rows left {status.outbox.rows}",
         flush=True,
     )

@@ -20,7 +20,7 @@ from hub.fleet.settings import FleetSection
 from hub.fleet.upgrade import UpgradeFailed, Upgrader
 
 if TYPE_CHECKING:
-    from hub.app import Hub
+    from hub.status import HubStatus
 
 log = logging.getLogger("hub.fleet")
 
@@ -71,19 +71,20 @@ class FleetControl:
     def will(self) -> bytes:
         return offline_will(self.identity, time.time())
 
-    def status(self, hub: Hub) -> bytes:
+    def status(self, snapshot: HubStatus) -> bytes:
+        """The fleet status document of the hub's status snapshot."""
         sources = [
             SourceState(
                 name=s.name,
-                connected=s.stats.connected,
-                messages=s.stats.messages,
-                errors=s.stats.error_total,
-                restarts=s.stats.restarts,
+                connected=s.connected,
+                messages=s.messages,
+                errors=s.error_total,
+                restarts=s.restarts,
             )
-            for s in hub.sources
+            for s in snapshot.sources
         ]
-        by_rule = Counter(a.rule for a in hub.engine.alerts.open_alerts())
-        stats = hub.outbox.stats
+        by_rule = Counter(a.rule for a in snapshot.open_alerts)
+        stats = snapshot.outbox
         version = self.applier.applied_version if self.applier else 0
         return online(
             self.identity, time.time(), sources, stats.rows, stats.dead_letters, by_rule, version

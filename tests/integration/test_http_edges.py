@@ -62,8 +62,8 @@ async def test_status_without_token_shows_only_counts_and_health(
     cfg, base = http_config(tmp_path)
     async with running(cfg) as hub, aiohttp.ClientSession() as http:
         await _raise_household_alert(http, base)
-        await wait_for(lambda: hub.engine.alerts.open_alerts(), message="low-battery alert")
-        await wait_for(lambda: len(hub.vessels) == 1, message="vessel in the table")
+        await wait_for(lambda: hub.status().open_alerts, message="low-battery alert")
+        await wait_for(lambda: hub.status().vessel_count == 1, message="vessel in the table")
 
         async with http.get(f"{base}/api/status") as resp:
             assert resp.status == 200
@@ -307,7 +307,7 @@ def test_status_page_asks_for_the_token_and_then_shows_alerts(
         try:
             async with aiohttp.ClientSession() as http:
                 await _raise_household_alert(http, base)
-            await wait_for(lambda: hub.engine.alerts.open_alerts(), message="alert")
+            await wait_for(lambda: hub.status().open_alerts, message="alert")
             ready.set()
             await asyncio.to_thread(done.wait)
         finally:

@@ -177,9 +177,9 @@ async def test_status_page_draws_zones_and_markers_in_chromium(
         data = "\n".join(json.dumps(r) for r in _records(hub.clock.now_ns()))
         async with http.post(f"{base}/api/v1/ingest", data=data, headers=AUTH) as resp:
             assert resp.status == 200, await resp.text()
-        await wait_for(lambda: len(hub.vessels) == 5, message="five map entries")
-        await wait_for(lambda: all(p.last_error for p in hub.publishers), timeout=30)
-        await wait_for(lambda: hub.sources[0].stats.last_error, timeout=30)
+        await wait_for(lambda: hub.status().vessel_count == 5, message="five map entries")
+        await wait_for(lambda: all(p.last_error for p in hub.status().publishers), timeout=30)
+        await wait_for(lambda: hub.status().sources[0].last_error, timeout=30)
         async with http.get(f"{base}/api/zones") as resp:
             assert resp.status == 401  # zones, like vessels, need the token
         async with http.get(f"{base}/api/zones", headers=AUTH) as resp:
@@ -282,7 +282,7 @@ async def test_stale_is_the_ais_gap_threshold_and_fixes_of_every_kind_are_listed
         data = "\n".join(json.dumps(r) for r in records)
         async with http.post(f"{base}/api/v1/ingest", data=data, headers=AUTH) as resp:
             assert resp.status == 200, await resp.text()
-        await wait_for(lambda: len(hub.vessels) == 4, message="four table entries")
+        await wait_for(lambda: hub.status().vessel_count == 4, message="four table entries")
         async with http.get(f"{base}/api/status", headers=AUTH) as resp:
             status = await resp.json()
     assert status["stale_after_s"] == 15 * 60 and status["utc_offset_hours"] == 8
