@@ -8,6 +8,7 @@ breaking what operators see.
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -24,8 +25,9 @@ Counts = Mapping[str, int]
 
 
 def _frozen(counts: Mapping[str, int]) -> Counts:
-    """A read-only copy, in the order the live counter has (so /metrics prints in that order)."""
-    return MappingProxyType(dict(counts))
+    """A read-only copy in the live counter's order (so /metrics prints in that order); like a
+    Counter, it answers 0 for a key never counted."""
+    return MappingProxyType(Counter(counts))
 
 
 @dataclass(slots=True, frozen=True, kw_only=True)

@@ -78,7 +78,7 @@ async def test_logger_captures_land_in_influxdb_at_logger_time(
         )
         stations = db.query('SELECT * FROM "ais_base_station"')
         aircraft = db.query('SELECT * FROM "sar_aircraft"')
-        errors, unstorable = dict(source.stats.errors), sum(hub.pipeline.encode_errors.values())
+        errors, unstorable = dict(source.stats.errors), sum(hub.counters().unstorable.values())
     finally:
         await hub.stop()
     assert len(positions) == 673  # the USCG log's, all at its 2006-07-15 logger times

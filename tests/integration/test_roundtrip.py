@@ -84,7 +84,8 @@ flush_interval_s = 0.05
         await hub.pipeline.publish(readings)
         assert hub.forwarder is not None
         assert await hub.forwarder.flush(30)
-        assert hub.forwarder.written == 200
+        sink = hub.status().sink
+        assert sink is not None and sink.written == 200
 
     def exported() -> list[dict[str, object]]:
         series = victoria.export('{__name__="water_meter_total_m3",meter_id=~"V2-.*"}')

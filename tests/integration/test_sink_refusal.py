@@ -89,7 +89,7 @@ async def equals(hub: Hub, name: str, value: float) -> bool:
 
 
 def sink_alerts(hub: Hub) -> list[str]:
-    return [a.state for a in hub.engine.alerts.open_alerts() if a.rule == "sink_refused"]
+    return [a.state for a in hub.status().open_alerts if a.rule == "sink_refused"]
 
 
 def count(db: InfluxDB, measurement: str, field: str) -> int:
@@ -104,11 +104,10 @@ async def test_missing_database_keeps_all_1000_then_delivers(
     cfg = hub_config(tmp_path, influxdb, name)
     events = door_events(1000, time.time_ns() - 3600 * NS)
     async with running(cfg) as hub:
-        assert hub.forwarder is not None
         for start in range(0, 1000, 100):
             await hub.pipeline.publish(events[start : start + 100])  # acknowledged
-        await wait_for(lambda: hub.forwarder and hub.forwarder.refused, timeout=30)
-        assert "database not found" in hub.forwarder.refused
+        await wait_for(lambda: hub.status().sink_refused, timeout=30)
+        assert "database not found" in hub.status().sink_refused
         await wait_for(lambda: sink_alerts(hub) == ["open"], timeout=30)
         status, body = await get(f"{hub.http_url.rstrip('/')}/healthz")
         assert status == 503 and "database not found" in json.loads(body)["sink_refused"]
@@ -118,14 +117,15 @@ async def test_missing_database_keeps_all_1000_then_delivers(
         assert await metric(hub, 'hub_sink_up{sink="influxdb"}') == 0.0
         first_lag = await metric(hub, "hub_forwarder_lag_seconds")
         await wait_for(lambda: above(hub, first_lag), timeout=30)
-        assert hub.outbox.stats.dead_letters == 0 and hub.outbox.stats.rows >= 1000
+        outbox = hub.status().outbox
+        assert outbox.dead_letters == 0 and outbox.rows >= 1000
 
         db = influxdb.create_database(name)  # the operator fixes the sink
         await wait_for(lambda: count(db, "door_event", "count") == 1000, timeout=60)
         await wait_for(lambda: not sink_alerts(hub), timeout=30)
         assert (await get(f"{hub.http_url.rstrip('/')}/healthz"))[0] == 200
         assert await metric(hub, 'hub_sink_up{sink="influxdb"}') == 1.0
-        assert hub.outbox.stats.dead_letters == 0
+        assert hub.status().outbox.dead_letters == 0
         # The alert points are committed after the 1000 events (the alert tick raised it once all
         # were in): wait for them to be forwarded before stopping (flush_timeout_s=0).
         query = "SELECT * FROM alert WHERE rule = 'sink_refused'"
@@ -151,7 +151,7 @@ async def test_lag_grows_during_a_real_outage(tmp_path: Path) -> None:
             await wait_for(lambda: equals(hub, 'hub_sink_up{sink="influxdb"}', 0.0), timeout=30)
             lag = await metric(hub, "hub_forwarder_lag_seconds")
             await wait_for(lambda: above(hub, lag + 1), timeout=30)
-            assert hub.forwarder is not None and hub.forwarder.refused == ""  # down, not refusing
+            assert hub.status().sink_refused == ""  # down, not refusing
             influx.start()
             await wait_for(lambda: count(influx, "door_event", "count") == 100, timeout=60)
             await wait_for(lambda: equals(hub, "hub_forwarder_lag_seconds", 0.0), timeout=30)
@@ -192,7 +192,7 @@ async def test_dead_letters_requeued_after_the_fix_all_arrive(
     urllib.request.urlopen(write, timeout=10)  # someone wrote `count` as a string (same shard)
     async with running(cfg) as hub:
         await hub.pipeline.publish(events)
-        await wait_for(lambda: hub.outbox.stats.dead_letters == 40, timeout=60)
+        await wait_for(lambda: hub.status().outbox.dead_letters == 40, timeout=60)
         config = str(tmp_path / "hub.toml")
         assert main(["dead-letters", "list", "-c", config, "--destination", "influxdb"]) == 0
         listed = capsys.readouterr()
@@ -308,17 +308,17 @@ async def test_unknown_user_keeps_rows_until_granted(
         events = door_events(300, time.time_ns() - 3600 * NS)
         async with running(cfg) as hub:
             await hub.pipeline.publish(events)
-            await wait_for(lambda: hub.forwarder and "authorization failed" in hub.forwarder.refused,
-                           timeout=30)  # fmt: skip
+            await wait_for(lambda: "authorization failed" in hub.status().sink_refused, timeout=30)
             await wait_for(lambda: sink_alerts(hub) == ["open"], timeout=30)
-            assert hub.outbox.stats.dead_letters == 0 and hub.outbox.stats.rows >= 300
+            outbox = hub.status().outbox
+            assert outbox.dead_letters == 0 and outbox.rows >= 300
             influx.admin_query("CREATE USER writer WITH PASSWORD 'writer-pw'")
-            await wait_for(lambda: hub.forwarder and "not authorized" in hub.forwarder.refused,
-                           timeout=30)  # 403 now: the user exists but may not write  # fmt: skip
+            # 403 now: the user exists but may not write
+            await wait_for(lambda: "not authorized" in hub.status().sink_refused, timeout=30)
             influx.admin_query(f'GRANT WRITE ON "{influx.db}" TO writer')
             await wait_for(lambda: influx.admin_count("door_event") == 300, timeout=60)
             await wait_for(lambda: not sink_alerts(hub), timeout=30)
-            assert hub.outbox.stats.dead_letters == 0
+            assert hub.status().outbox.dead_letters == 0
         again = await asyncio.to_thread(check_connect, text)
         assert again.returncode == 0, again.stderr
     finally:
