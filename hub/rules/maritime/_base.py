@@ -46,6 +46,17 @@ def _store_fix(entry: Entry, record: VesselPosition, now_ns: int) -> None:
     entry["seen"] = now_ns
 
 
+class _UntypedState(dict[str, Any]):
+    """Interim: the maritime rules' dict state until they share one typed vessel table."""
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self)
+
+    @classmethod
+    def from_json(cls, data: Any) -> _UntypedState:
+        return cls(data)
+
+
 class VesselRule:
     """Base of the maritime rules: state["v"] holds per-MMSI entries, state["s"] static data.
 
@@ -58,6 +69,7 @@ class VesselRule:
     # observations: the zones of a position are looked up once, by the pipeline.
     record_types: tuple[type, ...] = (VesselPosition, VesselStatic)
     observes = True
+    state_class = _UntypedState
 
     def __init__(self, common: MaritimeRulesConfig, registry: MaritimeRegistry) -> None:
         self.registry = registry
@@ -176,7 +188,15 @@ class VesselRule:
         data.update(extra)
         tags = grid if grid is not None else (sea.tags if sea else NO_GRID)
         sev = severity if active else "info"
-        return Signal(self.name, subject, active, sev, message, data, tags)
+        return Signal(
+            rule=self.name,
+            subject=subject,
+            active=active,
+            severity=sev,
+            message=message,
+            data=data,
+            grid=tags,
+        )
 
     def _remember_static(self, state: dict[str, Any], record: VesselStatic, now_ns: int) -> None:
         if record.name is None and record.ship_type is None:
