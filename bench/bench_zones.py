@@ -75,7 +75,7 @@ def bench_lookups(reg: MaritimeRegistry, points: list[tuple[float, float]]) -> f
 
 def bench_rules(reg: MaritimeRegistry, rng: random.Random) -> None:
     rules = build_maritime_rules(MaritimeRulesConfig(), reg)
-    states: dict[str, dict[str, Any]] = {r.name: {} for r in rules}
+    states: dict[str, Any] = {r.name: r.state_class() for r in rules}
     mmsis = [f"412{n:06d}" for n in range(VESSELS)]
     points = random_points(VESSELS, rng)
     now = 1_780_000_000 * NS_PER_S
@@ -102,9 +102,9 @@ def bench_rules(reg: MaritimeRegistry, rng: random.Random) -> None:
     for rule in rules:
         rule.on_tick(states[rule.name], now)
     tick_s = time.perf_counter() - start
-    state_bytes = sum(len(json.dumps(s)) for s in states.values())
+    state_bytes = sum(len(json.dumps(s.to_json())) for s in states.values())
     print(
-        f"tag + {len(rules)} rules, {VESSELS} vessels, batches of {BATCH}: "
+        f"tag + {len(rules)} rule group(s), {VESSELS} vessels, batches of {BATCH}: "
         f"{rate(RECORDS, records_s)} positions; one tick {tick_s * 1000:.1f} ms; "
         f"rule state {state_bytes / 1e6:.1f} MB as JSON"
     )

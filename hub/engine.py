@@ -15,6 +15,7 @@ from hub.outbox import Commit
 from hub.records import Record, to_line
 from hub.registry import Observation
 from hub.rules import Rule, Signal
+from hub.rules.state import RuleState
 
 log = logging.getLogger("hub.engine")
 
@@ -28,9 +29,9 @@ class AlertBatch:
     pruned: list[str] = field(default_factory=list)  # alert_state keys to forget
     feedback: list[tuple[Alert, Feedback, int]] = field(default_factory=list)  # (…, now_ns)
     reopened: list[tuple[Alert, int]] = field(default_factory=list)  # (resolved alert, now_ns)
-    # The state of each rule that signalled in this step: committed in the same
-    # transaction as the alert changes, so a crash cannot keep one without the other
-    # (it rides along; on its own it is left to the periodic snapshot).
+    # The state (JSON of its `to_json()`) of each rule that signalled in this step: committed
+    # in the same transaction as the alert changes, so a crash cannot keep one without the
+    # other (it rides along; on its own it is left to the periodic snapshot).
     rule_state: dict[str, str] = field(default_factory=dict)
 
     def empty(self) -> bool:
@@ -97,25 +98,54 @@ def _select(
     return picked
 
 
+def _dump(state: RuleState) -> str:
+    return json.dumps(state.to_json(), separators=(",", ":"))
+
+
+def _load_state(rule: Rule, raw: Any) -> RuleState:
+    try:
+        return rule.state_class.from_json(raw)
+    except Exception as exc:  # any unreadable state: this rule starts afresh, the hub runs on
+        log.warning(
+            "rule %s: persisted state not restored (%s: %s); starting with a fresh state",
+            rule.name,
+            type(exc).__name__,
+            exc,
+        )
+        return rule.state_class()
+
+
 class Engine:
     def __init__(self, rules: Sequence[Rule], alerts: AlertManager) -> None:
         self.rules = list(rules)
         self._rule_types = [_record_types(rule) for rule in self.rules]
         self.alerts = alerts
-        self.states: dict[str, dict[str, Any]] = {r.name: {} for r in self.rules}
+        self.states: dict[str, RuleState] = {r.name: r.state_class() for r in self.rules}
         self.rule_errors: Counter[str] = Counter()
+        for rule in self.rules:
+            if hasattr(rule, "report_failure"):  # a rule group: its parts fail one by one
+                rule.report_failure = self._rule_failed
         self.alert_counts: Counter[str] = Counter()
         self.feedback_counts: Counter[str] = Counter()  # by outcome (recorded, duplicate, …)
         self.listeners: list[Callable[[Alert], None]] = []
 
     def restore(self, rule_state: dict[str, Any], alert_state: dict[str, Any]) -> None:
-        for name, state in rule_state.items():
-            if name in self.states and isinstance(state, dict):
-                self.states[name] = state
+        """Rule states from their persisted JSON (as parsed), alert states likewise. A rule
+        group that replaced several rules (`legacy_names`) is restored from their rows when
+        it has none of its own. A state this hub cannot read starts afresh, with a warning."""
+        for rule in self.rules:
+            raw = rule_state.get(rule.name)
+            if raw is None:
+                legacy = {
+                    n: rule_state[n] for n in getattr(rule, "legacy_names", ()) if n in rule_state
+                }
+                raw = legacy or None
+            if raw is not None:
+                self.states[rule.name] = _load_state(rule, raw)
         self.alerts.restore(alert_state)
 
     def snapshot(self) -> dict[str, str]:
-        return {name: json.dumps(state) for name, state in self.states.items()}
+        return {name: _dump(state) for name, state in self.states.items()}
 
     def on_records(self, items: Sequence[Record | Observation], now_ns: int) -> AlertBatch:
         """Each rule over the records it takes, in arrival order; rule after rule. A rule that
@@ -191,7 +221,7 @@ class Engine:
     def _dirty_states(self, batch: AlertBatch) -> None:
         """Serialise, once per step, the state of every rule that signalled."""
         for name in batch.rule_state:
-            batch.rule_state[name] = json.dumps(self.states[name])
+            batch.rule_state[name] = _dump(self.states[name])
 
     def _record(self, changed: tuple[Alert, str], batch: AlertBatch) -> None:
         alert, entry_json = changed

@@ -1,7 +1,8 @@
 """Rules: pure logic over (persisted state, record, clock time) that emits alert signals.
 
 A rule never talks to the network or the database. The engine (hub/engine.py) owns each rule's
-state dict (JSON-serialisable, persisted in SQLite) and turns signals into alert lifecycle events.
+state (an instance of the rule's `state_class`, see hub/rules/state.py), persists it in SQLite
+with the alert changes it caused, and turns signals into alert lifecycle events.
 """
 
 from __future__ import annotations
@@ -10,11 +11,12 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from hub.records import NO_GRID, GridTags, Record
+from hub.rules.state import RuleState
 
 SEVERITIES = ("info", "warning", "critical")
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True, frozen=True, kw_only=True)
 class Signal:
     """A rule's verdict about one subject: `active=True` raises or updates, False resolves.
 
@@ -33,17 +35,24 @@ class Signal:
 
 
 def resolve(rule: str, subject: str, message: str = "", **data: Any) -> Signal:
-    return Signal(rule, subject, active=False, severity="info", message=message, data=data)
+    return Signal(
+        rule=rule, subject=subject, active=False, severity="info", message=message, data=data
+    )
 
 
 class Rule(Protocol):
-    """What the engine calls. `state` is this rule's own dict, mutated in place and persisted."""
+    """What the engine calls. `state` is this rule's own `state_class` instance, mutated in
+    place and persisted; the engine creates it (`state_class()`) and restores it
+    (`state_class.from_json`)."""
 
     name: str
 
-    def on_record(self, state: dict[str, Any], record: Record, now_ns: int) -> list[Signal]: ...
+    @property
+    def state_class(self) -> type[RuleState]: ...
 
-    def on_tick(self, state: dict[str, Any], now_ns: int) -> list[Signal]: ...
+    def on_record(self, state: Any, record: Record, now_ns: int) -> list[Signal]: ...
+
+    def on_tick(self, state: Any, now_ns: int) -> list[Signal]: ...
 
 
 def enabled_rules(cfg: Any, classes: dict[str, Any], registry: Any) -> list[Rule]:

@@ -17,6 +17,7 @@ from hub.feedback import MAX_FEEDBACK_BYTES, Feedback, parse_feedback
 from hub.outbox import Commit
 from hub.records import GridTags, Record
 from hub.rules import Signal
+from hub.rules.state import NoState
 
 NS = 1_000_000_000
 GRID = GridTags("G1", "M1", "P1")
@@ -26,16 +27,25 @@ class Switch:
     """A rule whose alerts the test turns on and off: {subject: active}, read on each tick."""
 
     name = "switch"
+    state_class = NoState
 
     def __init__(self) -> None:
         self.wanted: dict[str, bool] = {}
 
-    def on_record(self, state: dict[str, Any], record: Record, now_ns: int) -> list[Signal]:
+    def on_record(self, state: NoState, record: Record, now_ns: int) -> list[Signal]:
         return []
 
-    def on_tick(self, state: dict[str, Any], now_ns: int) -> list[Signal]:
+    def on_tick(self, state: NoState, now_ns: int) -> list[Signal]:
         signals = [
-            Signal("switch", subject, active, "critical", "m", {}, GRID)
+            Signal(
+                rule="switch",
+                subject=subject,
+                active=active,
+                severity="critical",
+                message="m",
+                data={},
+                grid=GRID,
+            )
             for subject, active in self.wanted.items()
         ]
         self.wanted = {}
@@ -187,7 +197,15 @@ def test_acknowledged_alert_coming_back_is_suppressed_but_counted_once() -> None
     assert loop.set(95, meter_1=True).empty()  # still there: no second reopening
     restored = AlertManager("s1", 600)  # the reopening is persisted with its entry
     restored.restore({k: json.loads(v) for k, v in batch.state.items()})
-    signal = Signal("switch", "meter:1", True, "critical", "m", {}, GRID)
+    signal = Signal(
+        rule="switch",
+        subject="meter:1",
+        active=True,
+        severity="critical",
+        message="m",
+        data={},
+        grid=GRID,
+    )
     assert restored.apply(signal, loop.at(100)) is None and restored.take_comebacks() == []
 
 
@@ -277,9 +295,17 @@ def test_resolved_alerts_kept_for_feedback_are_bounded() -> None:
     )
     ids = []
     for i in range(RECENT_RESOLVED + 1):
-        signal = Signal("r", f"meter:{i}", True, "warning", "m", {}, GRID)
+        signal = Signal(
+            rule="r",
+            subject=f"meter:{i}",
+            active=True,
+            severity="warning",
+            message="m",
+            data={},
+            grid=GRID,
+        )
         opened, _ = mgr.apply(signal, i)  # type: ignore[misc]
-        mgr.apply(Signal("r", f"meter:{i}", False), i)
+        mgr.apply(Signal(rule="r", subject=f"meter:{i}", active=False), i)
         ids.append(opened.alert_id)
     mgr.tick(RECENT_RESOLVED + 1)  # past the cooldown: every entry is forgotten
     assert mgr.tracked() == 0

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 import jsonschema
 import pytest
@@ -16,6 +15,7 @@ from hub.outbox import Commit, Outbox
 from hub.publishers import parse_ack
 from hub.records import GridTags, Record, WaterMeterReading
 from hub.rules import Signal
+from hub.rules.state import NoState
 
 NS = 1_000_000_000
 T0 = 1_767_225_600 * NS
@@ -23,7 +23,13 @@ T0 = 1_767_225_600 * NS
 
 def raise_(severity: str = "warning", message: str = "m") -> Signal:
     return Signal(
-        "r", "meter:1", True, severity, message, {"litres": 0}, GridTags("G1", "M1", "P1")
+        rule="r",
+        subject="meter:1",
+        active=True,
+        severity=severity,
+        message=message,
+        data={"litres": 0},
+        grid=GridTags("G1", "M1", "P1"),
     )
 
 
@@ -36,7 +42,7 @@ def test_lifecycle_keeps_id_and_grows_seq() -> None:
     assert (updated.state, updated.seq, updated.alert_id) == ("updated", 2, opened.alert_id)
     acked, _ = mgr.acknowledge(opened.alert_id, "worker-7", T0 + 3 * NS)  # type: ignore[misc]
     assert acked.state == "acknowledged" and acked.acknowledged_by == "worker-7"
-    resolved, _ = mgr.apply(Signal("r", "meter:1", False), T0 + 4 * NS)  # type: ignore[misc]
+    resolved, _ = mgr.apply(Signal(rule="r", subject="meter:1", active=False), T0 + 4 * NS)  # type: ignore[misc]
     assert (resolved.state, resolved.seq, resolved.alert_id) == ("resolved", 4, opened.alert_id)
     assert mgr.open_alerts() == []
 
@@ -45,7 +51,7 @@ def test_acknowledged_alert_not_reraised_within_cooldown_then_new_episode() -> N
     mgr = AlertManager("s", cooldown_s=600)
     first, _ = mgr.apply(raise_(), T0)  # type: ignore[misc]
     mgr.acknowledge(first.alert_id, "w", T0 + NS)
-    mgr.apply(Signal("r", "meter:1", False), T0 + 2 * NS)
+    mgr.apply(Signal(rule="r", subject="meter:1", active=False), T0 + 2 * NS)
     assert mgr.apply(raise_(), T0 + 300 * NS) is None  # drifting back in: suppressed
     assert mgr.suppressed == 1
     second, _ = mgr.apply(raise_(), T0 + 700 * NS)  # type: ignore[misc]
@@ -65,7 +71,7 @@ def test_payload_matches_published_schema() -> None:
     schema = json.loads(resources.files("hub").joinpath("schemas/alert.schema.json").read_text())
     mgr = AlertManager("s", cooldown_s=0, hub_id="0123456789abcdef")
     opened, _ = mgr.apply(raise_(), T0)  # type: ignore[misc]
-    resolved, _ = mgr.apply(Signal("r", "meter:1", False), T0 + NS)  # type: ignore[misc]
+    resolved, _ = mgr.apply(Signal(rule="r", subject="meter:1", active=False), T0 + NS)  # type: ignore[misc]
     for alert in (opened, resolved):
         jsonschema.validate(alert.payload(), schema)
     assert opened.payload()["grid"] == "G1" and opened.payload()["data"] == {"litres": 0}
@@ -95,7 +101,7 @@ def test_alert_ids_stay_unique_after_state_is_pruned() -> None:
     seen = set()
     for i in range(3):
         opened, _ = mgr.apply(raise_(), T0 + 10 * i * NS)  # type: ignore[misc]
-        mgr.apply(Signal("r", "meter:1", False), T0 + (10 * i + 1) * NS)
+        mgr.apply(Signal(rule="r", subject="meter:1", active=False), T0 + (10 * i + 1) * NS)
         assert mgr.tick(T0 + (10 * i + 2) * NS)[1] == ["r|meter:1"]  # forgotten at once
         seen.add(opened.alert_id)
     assert len(seen) == 3
@@ -108,9 +114,9 @@ def test_alert_changes_committed_together_are_distinct_points() -> None:
     mgr = AlertManager("s", cooldown_s=0)
     batch = AlertBatch()
     for subject in ("meter:1", "meter:2"):
-        opened, _ = mgr.apply(Signal("r", subject, True, message="m"), T0)  # type: ignore[misc]
+        opened, _ = mgr.apply(Signal(rule="r", subject=subject, active=True, message="m"), T0)  # type: ignore[misc]
         batch.alerts.append(opened)
-    resolved, _ = mgr.apply(Signal("r", "meter:1", False), T0)  # type: ignore[misc]
+    resolved, _ = mgr.apply(Signal(rule="r", subject="meter:1", active=False), T0)  # type: ignore[misc]
     batch.alerts.append(resolved)
     commit = Commit()
     batch.fill(commit, [])
@@ -126,7 +132,13 @@ def test_alert_changes_committed_together_are_distinct_points() -> None:
 
 
 def invalid(i: int) -> Signal:
-    return Signal("invalid_mmsi", f"mmsi:{i:05d}", True, "warning", "bad mmsi")
+    return Signal(
+        rule="invalid_mmsi",
+        subject=f"mmsi:{i:05d}",
+        active=True,
+        severity="warning",
+        message="bad mmsi",
+    )
 
 
 def test_storm_folds_new_subjects_into_one_alert_then_ends() -> None:
@@ -164,7 +176,7 @@ def test_storm_when_too_many_alerts_of_a_rule_are_open() -> None:
     assert rules == ["invalid_mmsi"] * 3 + [STORM_RULE]
     assert mgr.apply(invalid(4), T0 + 600 * NS) is None  # folded into the open storm alert
     assert mgr.apply(invalid(5), T0 + 700 * NS) is None
-    mgr.apply(Signal("invalid_mmsi", "mmsi:00000", False), T0 + 800 * NS)
+    mgr.apply(Signal(rule="invalid_mmsi", subject="mmsi:00000", active=False), T0 + 800 * NS)
     (end,), _ = mgr.tick(T0 + 900 * NS)  # 2 open, quiet: the storm is over
     assert end[0].state == "resolved" and end[0].data["folded"] == 3
 
@@ -172,8 +184,8 @@ def test_storm_when_too_many_alerts_of_a_rule_are_open() -> None:
 def test_resolved_state_is_pruned_after_the_cooldown() -> None:
     mgr = AlertManager("s", cooldown_s=600)
     for i in range(100):
-        mgr.apply(Signal("r", f"meter:{i}", True, message="m"), T0)
-        mgr.apply(Signal("r", f"meter:{i}", False), T0 + NS)
+        mgr.apply(Signal(rule="r", subject=f"meter:{i}", active=True, message="m"), T0)
+        mgr.apply(Signal(rule="r", subject=f"meter:{i}", active=False), T0 + NS)
     assert mgr.tracked() == 100
     assert mgr.tick(T0 + 300 * NS)[1] == []  # still within the cooldown: kept
     _, pruned = mgr.tick(T0 + 602 * NS)
@@ -222,14 +234,15 @@ class ScriptedRule:
     """A rule that answers each record with the next of its signals."""
 
     name = "r"
+    state_class = NoState
 
     def __init__(self, signals: list[Signal]) -> None:
         self.signals = signals
 
-    def on_record(self, state: dict[str, Any], record: Record, now_ns: int) -> list[Signal]:
+    def on_record(self, state: NoState, record: Record, now_ns: int) -> list[Signal]:
         return [self.signals.pop(0)]
 
-    def on_tick(self, state: dict[str, Any], now_ns: int) -> list[Signal]:
+    def on_tick(self, state: NoState, now_ns: int) -> list[Signal]:
         return []
 
 
@@ -237,7 +250,8 @@ async def test_pruned_alert_state_leaves_the_outbox(tmp_path: Path) -> None:
     outbox = Outbox(path=tmp_path / "o.sqlite", max_bytes=10**7)
     await outbox.open()
     engine = Engine(
-        [ScriptedRule([raise_(), Signal("r", "meter:1", False)])], AlertManager("s", 60)
+        [ScriptedRule([raise_(), Signal(rule="r", subject="meter:1", active=False)])],
+        AlertManager("s", 60),
     )
     reading = WaterMeterReading(meter_id="1", time_ns=T0, total_m3=1.0)
     for _ in range(2):  # opened, then resolved

@@ -14,7 +14,12 @@ from hub.errors import ConfigError
 from hub.records import VesselPosition, VesselStatic
 from hub.registry.maritime import MaritimeRegistry, MaritimeRegistryConfig
 from hub.rules import SEVERITIES
-from hub.rules.maritime import MaritimeRulesConfig, build_maritime_rules
+from hub.rules.maritime import (
+    MaritimeRules,
+    MaritimeRulesConfig,
+    MaritimeState,
+    build_maritime_rules,
+)
 
 DATA = Path(__file__).parent.parent / "data" / "maritime"
 REGISTRY = MaritimeRegistry(
@@ -50,23 +55,26 @@ steps = st.lists(
 @settings(max_examples=150, deadline=None)
 @given(steps)
 def test_any_record_stream_keeps_rules_sane(stream: list[tuple[int, Any]]) -> None:
-    rules = build_maritime_rules(CFG, REGISTRY)
-    states: dict[str, dict[str, Any]] = {r.name: {} for r in rules}
+    (group,) = build_maritime_rules(CFG, REGISTRY)
+    assert isinstance(group, MaritimeRules)
+    names = {r.name for r in group.rules}
+    state = MaritimeState()
     now = T0
     for advance_s, item in stream:
         now += advance_s * NS_PER_S
-        for rule in rules:
-            state = states[rule.name]
-            if item == "tick":
-                signals = rule.on_tick(state, now)
-                assert len(state.get("v", {})) <= CFG.max_vessels
-            else:
-                signals = rule.on_record(state, item, now)
-            for sig in signals:
-                assert sig.rule == rule.name and sig.severity in SEVERITIES
-                json.dumps(sig.data, allow_nan=False)
-            states[rule.name] = json.loads(json.dumps(state, allow_nan=False))
-            assert len(state.get("v", {})) <= 2 * CFG.max_vessels + 1
+        if item == "tick":
+            signals = group.on_tick(state, now)
+            assert len(state) <= CFG.max_vessels
+        else:
+            signals = group.on_record(state, item, now)
+        for sig in signals:
+            assert sig.rule in names and sig.severity in SEVERITIES
+            json.dumps(sig.data, allow_nan=False)
+        saved = json.loads(json.dumps(state.to_json(), allow_nan=False))
+        assert MaritimeState.from_json(saved) == state
+        state = MaritimeState.from_json(saved)
+        assert len(state) <= 2 * CFG.max_vessels + 1
+    assert group.errors == {}
 
 
 json_values = st.recursive(

@@ -18,7 +18,9 @@ from hub.rules.maritime import (
     FishingMoratoriumConfig,
     FishingMoratoriumRule,
     InvalidMmsiRule,
+    MaritimeRules,
     MaritimeRulesConfig,
+    MaritimeState,
     PositionJumpRule,
     RestrictedZoneRule,
     UnregisteredVesselRule,
@@ -49,11 +51,13 @@ class Harness:
 
     def __init__(self, rule: Rule, clock: ManualClock) -> None:
         self.rule, self.clock = rule, clock
-        self.state: dict[str, Any] = {}
+        self.state: MaritimeState = MaritimeState()
         self.signals: list[Signal] = []
 
     def _persist(self) -> None:
-        self.state = json.loads(json.dumps(self.state))
+        restored = MaritimeState.from_json(json.loads(json.dumps(self.state.to_json())))
+        assert restored == self.state
+        self.state = restored
 
     def send(self, record: Record) -> list[Signal]:
         out = self.rule.on_record(self.state, record, self.clock.now_ns())
@@ -139,7 +143,7 @@ def test_registered_and_outside_vessels_never_raise(registry: MaritimeRegistry) 
     h = make(UnregisteredVesselRule, registry)
     h.every(30, 60, FERRY, SEA)
     h.every(30, 60, STRANGER, OUTSIDE)
-    assert h.signals == [] and h.state.get("v", {}) == {}
+    assert h.signals == [] and h.state.watched() == []
 
 
 def test_unregistered_drifting_on_the_edge_does_not_reraise(registry: MaritimeRegistry) -> None:
@@ -188,7 +192,7 @@ def test_expiry_resolves_and_bounds_state(registry: MaritimeRegistry) -> None:
     h.clock.advance(31 * MIN)
     sig = only(h.tick())
     assert not sig.active and sig.data["reason"] == "expired"
-    assert h.state["v"] == {}
+    assert h.state.watched() == []
 
 
 def test_hard_cap_evicts_oldest(registry: MaritimeRegistry) -> None:
@@ -197,7 +201,7 @@ def test_hard_cap_evicts_oldest(registry: MaritimeRegistry) -> None:
         h.clock.advance(1)
         h.pos(f"4120{i:05d}", SEA)
     h.tick()
-    assert sorted(h.state["v"]) == [f"4120{i:05d}" for i in range(15, 25)]
+    assert sorted(h.state.mmsis()) == [f"4120{i:05d}" for i in range(15, 25)]
 
 
 # --- invalid_mmsi
@@ -249,7 +253,7 @@ def test_valid_mmsi_is_quiet(
 ) -> None:
     h = make(InvalidMmsiRule, registry)
     assert h.pos(mmsi, SEA, msg_type=msg_type, ais_class=ais_class) == []
-    assert h.state.get("v", {}) == {}
+    assert h.state.watched() == []
 
 
 def test_invalid_mmsi_updates_on_new_problem_and_resolves_when_quiet(
@@ -266,7 +270,7 @@ def test_invalid_mmsi_updates_on_new_problem_and_resolves_when_quiet(
     assert h.tick() == []
     h.clock.advance(2 * MIN)
     end = only(h.tick())
-    assert not end.active and end.data["name"] == "GHOST" and h.state["v"] == {}
+    assert not end.active and end.data["name"] == "GHOST" and h.state.watched() == []
 
 
 def test_invalid_mmsi_from_static_only(registry: MaritimeRegistry) -> None:
@@ -336,7 +340,7 @@ def test_ais_gap_vessel_that_leaves_is_forgotten(registry: MaritimeRegistry) -> 
     h.every(3, 10, FERRY, SEA, sog=10.0)
     h.pos(FERRY, OUTSIDE, sog=10.0)
     h.clock.advance(60 * MIN)
-    assert h.tick() == [] and h.state["v"] == {}
+    assert h.tick() == [] and h.state.watched() == []
 
 
 # --- position_jump
@@ -425,13 +429,13 @@ def test_restricted_zone_entry_dwell_and_exit(registry: MaritimeRegistry) -> Non
     h.every(4.5, 30, STRANGER, SEA)
     end = only(h.every(1, 30, STRANGER, SEA))
     assert not end.active and end.subject == sig.subject and end.grid.micro_grid == "ZS-SEA-01-R1"
-    assert h.state["v"] == {}
+    assert h.state.watched() == []
 
 
 def test_restricted_zone_allowed_list(registry: MaritimeRegistry) -> None:
     h = make(RestrictedZoneRule, registry)
     h.every(10, 10, PATROL, RESTRICTED)
-    assert h.signals == [] and h.state.get("v", {}) == {}
+    assert h.signals == [] and h.state.watched() == []
 
 
 def test_restricted_zone_resolves_when_allowed_by_push(registry: MaritimeRegistry) -> None:
@@ -546,13 +550,17 @@ def test_fishing_resolves_when_season_ends(registry: MaritimeRegistry) -> None:
 
 
 def test_build_rules_respects_enabled(registry: MaritimeRegistry) -> None:
-    names = [r.name for r in build_maritime_rules(MaritimeRulesConfig(), registry)]
+    (group,) = build_maritime_rules(MaritimeRulesConfig(), registry)
+    assert isinstance(group, MaritimeRules)
+    names = [r.name for r in group.rules]
     assert names == [
         "unregistered_vessel", "invalid_mmsi", "ais_gap",
         "position_jump", "restricted_zone", "fishing_moratorium",
     ]  # fmt: skip
     cfg = MaritimeRulesConfig.model_validate({"ais_gap": {"enabled": False}})
-    assert "ais_gap" not in [r.name for r in build_maritime_rules(cfg, registry)]
+    (group,) = build_maritime_rules(cfg, registry)
+    assert isinstance(group, MaritimeRules)
+    assert "ais_gap" not in [r.name for r in group.rules]
 
 
 def test_config_is_strict() -> None:
@@ -564,7 +572,7 @@ def test_rules_ignore_other_records(registry: MaritimeRegistry) -> None:
     from hub.records import WaterMeterReading
 
     for rule in build_maritime_rules(MaritimeRulesConfig(), registry):
-        state: dict[str, Any] = {}
+        state = rule.state_class()
         assert (
             rule.on_record(state, WaterMeterReading(meter_id="M", time_ns=1, total_m3=1.0), 1) == []
         )

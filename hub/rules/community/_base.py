@@ -1,4 +1,4 @@
-"""Shared base of the community rules: signal routing, local clock times, JSON-state helpers."""
+"""Shared base of the community rules: signal routing and local clock times."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ ALARM_REVERSE_FLOW = int(MeterAlarm.REVERSE_FLOW)
 
 
 class _CommunityRule:
-    """Shared plumbing: grid routing, local clock times, grid tags kept in JSON state."""
+    """Shared plumbing: grid routing, local clock times."""
 
     name = ""
 
@@ -40,7 +40,15 @@ class _CommunityRule:
         recipients = self.recipients(grid)
         if recipients:
             data = {**data, "recipients": recipients}
-        return Signal(self.name, subject, active, severity, message, data, grid)
+        return Signal(
+            rule=self.name,
+            subject=subject,
+            active=active,
+            severity=severity,
+            message=message,
+            data=data,
+            grid=grid,
+        )
 
     def recipients(self, grid: GridTags) -> list[str]:
         routing = self.rules_cfg.routing
@@ -52,19 +60,11 @@ class _CommunityRule:
         local = datetime.fromtimestamp(time_ns / NS, tz=UTC).astimezone(self.tz)
         return local.strftime("%m-%d %H:%M" if ref_ns - time_ns > 86_400 * NS else "%H:%M")
 
-    def on_record(self, state: dict[str, Any], record: Record, now_ns: int) -> list[Signal]:
+    def on_record(self, state: Any, record: Record, now_ns: int) -> list[Signal]:
         raise NotImplementedError
 
-    def on_tick(self, state: dict[str, Any], now_ns: int) -> list[Signal]:
+    def on_tick(self, state: Any, now_ns: int) -> list[Signal]:
         return []
-
-
-def _grid_json(grid: GridTags) -> list[str]:
-    return [grid.grid, grid.micro_grid, grid.police_grid]
-
-
-def _grid_from(raw: Any) -> GridTags:
-    return GridTags(*raw) if isinstance(raw, list) and len(raw) == 3 else GridTags()
 
 
 def _hours(ns: int) -> float:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Self
 
 from hub.alerts import iso
-from hub.records import DoorEvent, Record, WaterMeterReading
+from hub.records import DoorEvent, GridTags, Record, WaterMeterReading
 from hub.registry.community import CommunityRegistry, Household
 from hub.rules import Signal
 from hub.rules.community._base import (
@@ -13,11 +14,98 @@ from hub.rules.community._base import (
     NS,
     USE_EPSILON_M3,
     _CommunityRule,
-    _grid_from,
-    _grid_json,
     _hours,
 )
 from hub.rules.community.config import CommunityRulesConfig
+from hub.rules.state import entries, grid_from, grid_json, layout
+
+
+@dataclass(slots=True, kw_only=True)
+class ElderMeter:
+    """A solitary elder's meter: sampled totals over the critical window and the verdict."""
+
+    household: str
+    first_ns: int  # first reading seen: how long "no use" can have lasted at most
+    grid: GridTags
+    samples: list[tuple[int, float]] = field(default_factory=list)  # (time_s, total_m3)
+    latest: tuple[int, float] | None = None  # (time_ns, total_m3) of the newest reading
+    last_use_ns: int | None = None
+    severity: str | None = None  # of the open alert
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "household": self.household,
+            "first_ns": self.first_ns,
+            "grid": grid_json(self.grid),
+            "samples": [list(s) for s in self.samples],
+            "latest": list(self.latest) if self.latest is not None else None,
+            "last_use_ns": self.last_use_ns,
+            "severity": self.severity,
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> Self:
+        old = "hh" in data  # version 0: terse keys
+        latest = data["latest"]
+        return cls(
+            household=str(data["hh" if old else "household"]),
+            first_ns=int(data["first_ns"]),
+            grid=grid_from(data.get("grid")),
+            samples=[(int(t), float(total)) for t, total in data["samples"]],
+            latest=(int(latest[0]), float(latest[1])) if latest is not None else None,
+            last_use_ns=data["last_use_ns"],
+            severity=data.get("sev" if old else "severity"),
+        )
+
+
+@dataclass(slots=True, kw_only=True)
+class DoorSeen:
+    """The latest event of a registered door (or of any door of a building)."""
+
+    time_ns: int
+    event: str
+    door_id: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"time_ns": self.time_ns, "event": self.event, "door_id": self.door_id}
+
+    @classmethod
+    def from_json(cls, data: Any) -> Self:
+        return cls(time_ns=int(data["time_ns"]), event=data["event"], door_id=data["door_id"])
+
+
+@dataclass(slots=True, kw_only=True)
+class ElderState:
+    VERSION: ClassVar[int] = 1
+    meters: dict[str, ElderMeter] = field(default_factory=dict)
+    doors: dict[str, DoorSeen] = field(default_factory=dict)
+    buildings: dict[str, DoorSeen] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": self.VERSION,
+            "meters": {meter_id: m.to_json() for meter_id, m in self.meters.items()},
+            "doors": {door_id: d.to_json() for door_id, d in self.doors.items()},
+            "buildings": {b: d.to_json() for b, d in self.buildings.items()},
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> Self:
+        if layout(data, cls.VERSION) == 0:
+            doors = data.get("doors", {})  # {door_id: [t_ns, event]}
+            buildings = data.get("buildings", {})  # {building: [t_ns, event, door_id]}
+            return cls(
+                meters=entries(data.get("meters"), ElderMeter.from_json),
+                doors={d: DoorSeen(time_ns=t, event=e, door_id=d) for d, (t, e) in doors.items()},
+                buildings={
+                    b: DoorSeen(time_ns=t, event=e, door_id=d) for b, (t, e, d) in buildings.items()
+                },
+            )
+        return cls(
+            meters=entries(data["meters"], ElderMeter.from_json),
+            doors=entries(data["doors"], DoorSeen.from_json),
+            buildings=entries(data["buildings"], DoorSeen.from_json),
+        )
 
 
 class ElderNoWater(_CommunityRule):
@@ -25,40 +113,44 @@ class ElderNoWater(_CommunityRule):
 
     The window ends at the latest reading, never at "now": a meter that stops reporting freezes
     the verdict (that is `meter_offline`'s alert), so missing data never looks like no water use.
-    State: {"meters": {meter_id: {...samples...}}, "doors": {door_id: [t_ns, event]},
-    "buildings": {building: [t_ns, event, door_id]}}."""
+    """
 
     name = "elder_no_water"
+    state_class = ElderState
     record_types: tuple[type, ...] = (WaterMeterReading, DoorEvent)
 
     def __init__(self, cfg: CommunityRulesConfig, registry: CommunityRegistry) -> None:
         super().__init__(cfg, registry)
         self.cfg = cfg.elder_no_water
 
-    def on_record(self, state: dict[str, Any], record: Record, now_ns: int) -> list[Signal]:
+    def on_record(self, state: ElderState, record: Record, now_ns: int) -> list[Signal]:
         if isinstance(record, DoorEvent):
             self._remember_door(state, record)
             return []
         if not isinstance(record, WaterMeterReading) or record.total_m3 is None:
             return []
-        meters = state.setdefault("meters", {})
+        meters = state.meters
         household = self._household(record)
         if household is None or not household.is_solitary_elder:
             return self._forget(meters, record.meter_id)
-        meter = meters.setdefault(record.meter_id, _new_meter(record, household))
-        meter["hh"] = household.household_id
+        meter = meters.get(record.meter_id)
+        if meter is None:
+            meter = meters[record.meter_id] = ElderMeter(
+                household=household.household_id, first_ns=record.time_ns, grid=record.grid
+            )
+        meter.household = household.household_id
         if not self._add_reading(meter, record):
             return []
         return self._evaluate(state, record.meter_id, meter, household)
 
-    def on_tick(self, state: dict[str, Any], now_ns: int) -> list[Signal]:
+    def on_tick(self, state: ElderState, now_ns: int) -> list[Signal]:
         signals = []
-        for meter_id, meter in state.get("meters", {}).items():
-            household = self.registry.household(meter["hh"])
-            if meter.get("sev") and (
+        for meter_id, meter in state.meters.items():
+            household = self.registry.household(meter.household)
+            if meter.severity and (
                 household is None
                 or not household.is_solitary_elder
-                or self.registry.is_away(meter["hh"], now_ns)
+                or self.registry.is_away(meter.household, now_ns)
             ):
                 signals += self._evaluate(state, meter_id, meter, household)
         return signals
@@ -68,61 +160,62 @@ class ElderNoWater(_CommunityRule):
             return self.registry.household(record.household)
         return self.registry.household_of_meter(record.meter_id)
 
-    def _forget(self, meters: dict[str, Any], meter_id: str) -> list[Signal]:
+    def _forget(self, meters: dict[str, ElderMeter], meter_id: str) -> list[Signal]:
         meter = meters.pop(meter_id, None)
-        if not meter or not meter.get("sev"):
+        if meter is None or not meter.severity:
             return []
-        grid = _grid_from(meter.get("grid"))
-        message = f"household {meter['hh']} is no longer registered as a solitary elder"
-        return [self.signal(f"household:{meter['hh']}", False, "info", message, {}, grid)]
+        message = f"household {meter.household} is no longer registered as a solitary elder"
+        return [self.signal(f"household:{meter.household}", False, "info", message, {}, meter.grid)]
 
-    def _remember_door(self, state: dict[str, Any], record: DoorEvent) -> None:
+    def _remember_door(self, state: ElderState, record: DoorEvent) -> None:
         if self.registry.door(record.door_id) is None:
             return  # only registered doors are evidence; keeps the state bounded
-        state.setdefault("doors", {})[record.door_id] = [record.time_ns, record.event]
+        seen = DoorSeen(time_ns=record.time_ns, event=record.event, door_id=record.door_id)
+        state.doors[record.door_id] = seen
         if record.building:
-            entry = [record.time_ns, record.event, record.door_id]
-            state.setdefault("buildings", {})[record.building] = entry
+            state.buildings[record.building] = seen
 
-    def _add_reading(self, meter: dict[str, Any], record: WaterMeterReading) -> bool:
+    def _add_reading(self, meter: ElderMeter, record: WaterMeterReading) -> bool:
         """Fold one reading into the meter's samples; False if it is out of order."""
         assert record.total_m3 is not None
         t_ns, total = record.time_ns, record.total_m3
-        latest = meter.get("latest")
+        latest = meter.latest
         if latest is not None and t_ns <= latest[0]:
             return False
         if latest is not None and total < latest[1] - USE_EPSILON_M3:
-            meter["samples"] = []  # meter replaced or reset: start the window afresh
+            meter.samples = []  # meter replaced or reset: start the window afresh
         elif latest is not None and total > latest[1] + USE_EPSILON_M3:
-            meter["last_use_ns"] = t_ns
-        meter["latest"] = [t_ns, total]
-        meter["grid"] = _grid_json(record.grid)
-        samples = meter["samples"]
+            meter.last_use_ns = t_ns
+        meter.latest = (t_ns, total)
+        meter.grid = record.grid
+        samples = meter.samples
         t_s = t_ns // NS
         if not samples or t_s - samples[-1][0] >= self.cfg.sample_minutes * 60:
-            samples.append([t_s, total])
+            samples.append((t_s, total))
         cutoff_s = t_s - self.cfg.critical_hours * 3600
         while len(samples) >= 2 and samples[1][0] <= cutoff_s:
             samples.pop(0)
         return True
 
-    def _litres_in(self, meter: dict[str, Any], hours: float) -> float | None:
+    def _litres_in(self, meter: ElderMeter, hours: float) -> float | None:
         """Litres used over the trailing `hours` up to the latest reading; None until covered."""
-        end_ns, total = meter["latest"]
+        assert meter.latest is not None
+        end_ns, total = meter.latest
         start_s = end_ns // NS - hours * 3600
-        before = [s for s in meter["samples"] if s[0] <= start_s]
+        before = [s for s in meter.samples if s[0] <= start_s]
         # Rounded: totals are whole litres, but their m³ float difference is not (4.99999…).
         return round((total - before[-1][1]) * LITRES_PER_M3, 6) if before else None
 
     def _evaluate(
         self,
-        state: dict[str, Any],
+        state: ElderState,
         meter_id: str,
-        meter: dict[str, Any],
+        meter: ElderMeter,
         household: Household | None,
     ) -> list[Signal]:
-        hid = meter["hh"]
-        end_ns = meter["latest"][0]
+        hid = meter.household
+        assert meter.latest is not None
+        end_ns = meter.latest[0]
         severity = None
         if (
             household is not None
@@ -130,10 +223,10 @@ class ElderNoWater(_CommunityRule):
             and not self.registry.is_away(hid, end_ns)
         ):
             severity = self._severity(meter)
-        if severity == meter.get("sev"):
+        if severity == meter.severity:
             return []
-        previous, meter["sev"] = meter.get("sev"), severity
-        grid = _grid_from(meter.get("grid"))
+        previous, meter.severity = meter.severity, severity
+        grid = meter.grid
         if household is not None and household.grid.grid:
             grid = household.grid
         subject = f"household:{hid}"
@@ -147,7 +240,7 @@ class ElderNoWater(_CommunityRule):
         message, data = self._evidence(state, meter_id, meter, household)
         return [self.signal(subject, True, severity, message, data, grid)]
 
-    def _severity(self, meter: dict[str, Any]) -> str | None:
+    def _severity(self, meter: ElderMeter) -> str | None:
         critical = self._litres_in(meter, self.cfg.critical_hours)
         if critical is not None and critical < self.cfg.min_litres:
             return "critical"
@@ -157,7 +250,7 @@ class ElderNoWater(_CommunityRule):
         return None
 
     def _resolution(
-        self, meter: dict[str, Any], hid: str, household: Household | None, end_ns: int
+        self, meter: ElderMeter, hid: str, household: Household | None, end_ns: int
     ) -> str:
         if household is not None and self.registry.is_away(hid, end_ns):
             return f"elder {hid} is marked away; no-water alert withdrawn"
@@ -168,17 +261,18 @@ class ElderNoWater(_CommunityRule):
 
     def _evidence(
         self,
-        state: dict[str, Any],
+        state: ElderState,
         meter_id: str,
-        meter: dict[str, Any],
+        meter: ElderMeter,
         household: Household | None,
     ) -> tuple[str, dict[str, Any]]:
-        hid = meter["hh"]
-        end_ns = meter["latest"][0]
-        window_h = self.cfg.critical_hours if meter["sev"] == "critical" else self.cfg.warn_hours
+        hid = meter.household
+        assert meter.latest is not None
+        end_ns = meter.latest[0]
+        window_h = self.cfg.critical_hours if meter.severity == "critical" else self.cfg.warn_hours
         litres = self._litres_in(meter, window_h) or 0.0
-        last_use_ns = meter.get("last_use_ns")
-        quiet_h = _hours(end_ns - (last_use_ns or meter["first_ns"]))
+        last_use_ns = meter.last_use_ns
+        quiet_h = _hours(end_ns - (last_use_ns or meter.first_ns))
         if litres < 0.5:
             text = f"elder {hid} has used no water for {quiet_h:.0f} h"
         else:
@@ -200,19 +294,19 @@ class ElderNoWater(_CommunityRule):
         return text, data
 
     def _last_door(
-        self, state: dict[str, Any], hid: str, household: Household | None
+        self, state: ElderState, hid: str, household: Household | None
     ) -> dict[str, Any] | None:
         """The latest event of the household's doors (or, failing that, of its building)."""
-        seen = state.get("doors", {})
+        seen = state.doors
         candidates = [
-            (seen[d.door_id][0], seen[d.door_id][1], d.door_id)
+            (seen[d.door_id].time_ns, seen[d.door_id].event, d.door_id)
             for d in self.registry.doors_of_household(hid)
             if d.door_id in seen
         ]
         opens = [c for c in candidates if c[1] == "open"] or candidates
         if not opens and household is not None and household.building:
-            entry = state.get("buildings", {}).get(household.building)
-            opens = [tuple(entry)] if entry else []
+            entry = state.buildings.get(household.building)
+            opens = [(entry.time_ns, entry.event, entry.door_id)] if entry else []
         if not opens:
             return None
         t_ns, event, door_id = max(opens)
@@ -227,15 +321,3 @@ class ElderNoWater(_CommunityRule):
         if last_use_ns is None or door["time_ns"] <= last_use_ns:
             return f", door not opened since {at}"
         return f", door last opened at {at}"
-
-
-def _new_meter(record: WaterMeterReading, household: Household) -> dict[str, Any]:
-    return {
-        "hh": household.household_id,
-        "samples": [],
-        "latest": None,
-        "last_use_ns": None,
-        "first_ns": record.time_ns,
-        "sev": None,
-        "grid": _grid_json(record.grid),
-    }

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Self
 
 from hub.alerts import iso
 from hub.records import GridTags, Record, WaterMeterReading
@@ -14,11 +15,60 @@ from hub.rules.community._base import (
     LITRES_PER_M3,
     NS,
     _CommunityRule,
-    _grid_from,
-    _grid_json,
     _hours,
 )
 from hub.rules.community.config import CommunityRulesConfig
+from hub.rules.state import entries, grid_from, grid_json, layout
+
+
+@dataclass(slots=True, kw_only=True)
+class FlowMeter:
+    """One meter's flow run: since when it has flowed without a pause, and its last reading."""
+
+    since_ns: int | None = None
+    active: bool = False
+    prev_time_ns: int | None = None  # None until a reading with a total or a flow
+    prev_total_m3: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "since_ns": self.since_ns,
+            "active": self.active,
+            "prev_time_ns": self.prev_time_ns,
+            "prev_total_m3": self.prev_total_m3,
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> Self:
+        if "since_ns" not in data:  # version 0: {"since", "active", "prev": [t_ns, total]}
+            prev = data.get("prev") or [None, None]
+            return cls(
+                since_ns=data["since"],
+                active=bool(data["active"]),
+                prev_time_ns=prev[0],
+                prev_total_m3=prev[1],
+            )
+        return cls(
+            since_ns=data["since_ns"],
+            active=bool(data["active"]),
+            prev_time_ns=data["prev_time_ns"],
+            prev_total_m3=data["prev_total_m3"],
+        )
+
+
+@dataclass(slots=True, kw_only=True)
+class ContinuousFlowState:
+    VERSION: ClassVar[int] = 1
+    meters: dict[str, FlowMeter] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        meters = {meter_id: m.to_json() for meter_id, m in self.meters.items()}
+        return {"version": self.VERSION, "meters": meters}
+
+    @classmethod
+    def from_json(cls, data: Any) -> Self:
+        layout(data, cls.VERSION)
+        return cls(meters=entries(data.get("meters"), FlowMeter.from_json))
 
 
 class ContinuousFlow(_CommunityRule):
@@ -27,55 +77,54 @@ class ContinuousFlow(_CommunityRule):
     Flow comes from `flow_m3h`, or from the total's rise between readings when a meter has none."""
 
     name = "continuous_flow"
+    state_class = ContinuousFlowState
     record_types: tuple[type, ...] = (WaterMeterReading,)
 
     def __init__(self, cfg: CommunityRulesConfig, registry: CommunityRegistry) -> None:
         super().__init__(cfg, registry)
         self.cfg = cfg.continuous_flow
 
-    def on_record(self, state: dict[str, Any], record: Record, now_ns: int) -> list[Signal]:
+    def on_record(self, state: ContinuousFlowState, record: Record, now_ns: int) -> list[Signal]:
         if not isinstance(record, WaterMeterReading):
             return []
-        meter = state.setdefault("meters", {}).setdefault(
-            record.meter_id, {"since": None, "active": False}
-        )
-        previous = meter.get("prev")
-        if previous is not None and record.time_ns <= previous[0]:
+        meter = state.meters.get(record.meter_id)
+        if meter is None:
+            meter = state.meters[record.meter_id] = FlowMeter()
+        prev_ns = meter.prev_time_ns
+        if prev_ns is not None and record.time_ns <= prev_ns:
             return []
-        flow = self._flow(record, previous)
-        gap = (
-            previous is not None
-            and record.time_ns - previous[0] > self.cfg.max_gap_minutes * 60 * NS
-        )
+        flow = self._flow(record, meter)
+        gap = prev_ns is not None and record.time_ns - prev_ns > self.cfg.max_gap_minutes * 60 * NS
         if record.total_m3 is not None or record.flow_m3h is not None:
-            meter["prev"] = [record.time_ns, record.total_m3]
+            meter.prev_time_ns, meter.prev_total_m3 = record.time_ns, record.total_m3
         if flow is None:
             return []
         if gap:
-            meter["since"] = None
+            meter.since_ns = None
         if flow <= self.cfg.zero_flow_m3h:
-            meter["since"] = None
-            if meter["active"]:
-                meter["active"] = False
+            meter.since_ns = None
+            if meter.active:
+                meter.active = False
                 message = f"meter {record.meter_id}: flow paused, continuous-flow alert resolved"
                 return [
                     self.signal(f"meter:{record.meter_id}", False, "info", message, {}, record.grid)
                 ]
             return []
-        meter["since"] = meter["since"] or record.time_ns
-        flowing_h = _hours(record.time_ns - meter["since"])
-        if meter["active"] or flowing_h < self.cfg.hours:
+        meter.since_ns = meter.since_ns or record.time_ns
+        flowing_h = _hours(record.time_ns - meter.since_ns)
+        if meter.active or flowing_h < self.cfg.hours:
             return []
-        meter["active"] = True
+        meter.active = True
         return [self._raise(record, flow, flowing_h)]
 
-    def _flow(self, record: WaterMeterReading, previous: list[Any] | None) -> float | None:
+    def _flow(self, record: WaterMeterReading, meter: FlowMeter) -> float | None:
         if record.flow_m3h is not None:
             return record.flow_m3h
-        if record.total_m3 is None or previous is None or previous[1] is None:
+        prev_ns, prev_total = meter.prev_time_ns, meter.prev_total_m3
+        if record.total_m3 is None or prev_ns is None or prev_total is None:
             return None
-        dt_h = _hours(record.time_ns - previous[0])
-        return max(0.0, (record.total_m3 - previous[1]) / dt_h) if dt_h > 0 else None
+        dt_h = _hours(record.time_ns - prev_ns)
+        return max(0.0, (record.total_m3 - prev_total) / dt_h) if dt_h > 0 else None
 
     def _raise(self, record: WaterMeterReading, flow: float, flowing_h: float) -> Signal:
         who = f" ({record.household})" if record.household else ""
@@ -93,47 +142,91 @@ class ContinuousFlow(_CommunityRule):
         return self.signal(f"meter:{record.meter_id}", True, "warning", message, data, record.grid)
 
 
-class MeterOffline(_CommunityRule):
-    """`meter_offline`: no reading from a meter for `offline_minutes` (clock-tick based).
+@dataclass(slots=True, kw_only=True)
+class MeterSeen:
+    """When a meter last reported (hub clock), its grid and its household."""
 
-    State: {"last": {meter_id: [seen_ns, grid, micro_grid, police_grid, household]},
-    "offline": [meter_id, ...]}."""
+    seen_ns: int
+    grid: GridTags
+    household: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"seen_ns": self.seen_ns, "grid": grid_json(self.grid), "household": self.household}
+
+    @classmethod
+    def from_json(cls, data: Any) -> Self:
+        if isinstance(data, list):  # version 0: [seen_ns, grid, micro_grid, police_grid, household]
+            return cls(seen_ns=int(data[0]), grid=grid_from(data[1:4]), household=str(data[4]))
+        return cls(
+            seen_ns=int(data["seen_ns"]),
+            grid=grid_from(data["grid"]),
+            household=str(data["household"]),
+        )
+
+
+@dataclass(slots=True, kw_only=True)
+class MeterOfflineState:
+    VERSION: ClassVar[int] = 1
+    last: dict[str, MeterSeen] = field(default_factory=dict)
+    offline: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": self.VERSION,
+            "last": {meter_id: seen.to_json() for meter_id, seen in self.last.items()},
+            "offline": list(self.offline),
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> Self:
+        layout(data, cls.VERSION)  # version 0 kept the same keys, entries as lists
+        return cls(
+            last=entries(data.get("last"), MeterSeen.from_json),
+            offline=[str(m) for m in data.get("offline", [])],
+        )
+
+
+class MeterOffline(_CommunityRule):
+    """`meter_offline`: no reading from a meter for `offline_minutes` (clock-tick based)."""
 
     name = "meter_offline"
+    state_class = MeterOfflineState
     record_types: tuple[type, ...] = (WaterMeterReading,)
 
     def __init__(self, cfg: CommunityRulesConfig, registry: CommunityRegistry) -> None:
         super().__init__(cfg, registry)
         self.cfg = cfg.meter_offline
 
-    def on_record(self, state: dict[str, Any], record: Record, now_ns: int) -> list[Signal]:
+    def on_record(self, state: MeterOfflineState, record: Record, now_ns: int) -> list[Signal]:
         if not isinstance(record, WaterMeterReading):
             return []
-        last = state.setdefault("last", {})
-        offline = state.setdefault("offline", [])
-        last[record.meter_id] = [now_ns, *_grid_json(record.grid), record.household]
+        offline = state.offline
+        state.last[record.meter_id] = MeterSeen(
+            seen_ns=now_ns, grid=record.grid, household=record.household
+        )
         if record.meter_id not in offline:
             return []
         offline.remove(record.meter_id)
         message = f"meter {record.meter_id} is reporting again"
         return [self.signal(f"meter:{record.meter_id}", False, "info", message, {}, record.grid)]
 
-    def on_tick(self, state: dict[str, Any], now_ns: int) -> list[Signal]:
-        last = state.setdefault("last", {})
-        offline = state.setdefault("offline", [])
+    def on_tick(self, state: MeterOfflineState, now_ns: int) -> list[Signal]:
+        last, offline = state.last, state.offline
         if self.cfg.watch_registry:
             for meter_id, meter in self.registry.meters.items():
                 if meter_id not in last:
                     household = self.registry.household(meter.household_id)
                     grid = household.grid if household else GridTags()
-                    last[meter_id] = [now_ns, *_grid_json(grid), meter.household_id]
+                    last[meter_id] = MeterSeen(
+                        seen_ns=now_ns, grid=grid, household=meter.household_id
+                    )
         signals = []
-        for meter_id, (seen_ns, *grid, household) in last.items():
-            silent_min = (now_ns - seen_ns) / (60 * NS)
+        for meter_id, seen in last.items():
+            silent_min = (now_ns - seen.seen_ns) / (60 * NS)
             if silent_min > self.cfg.offline_minutes and meter_id not in offline:
                 offline.append(meter_id)
                 signals.append(
-                    self._raise(meter_id, seen_ns, silent_min, _grid_from(grid), household)
+                    self._raise(meter_id, seen.seen_ns, silent_min, seen.grid, seen.household)
                 )
         return signals
 
@@ -154,21 +247,38 @@ class MeterOffline(_CommunityRule):
         return self.signal(f"meter:{meter_id}", True, "warning", message, data, grid)
 
 
+@dataclass(slots=True, kw_only=True)
+class MeterLowBatteryState:
+    """The severity of each meter whose low-battery alert is open."""
+
+    VERSION: ClassVar[int] = 1
+    low: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"version": self.VERSION, "low": dict(self.low)}
+
+    @classmethod
+    def from_json(cls, data: Any) -> Self:
+        layout(data, cls.VERSION)  # version 0 kept the same key
+        return cls(low={str(k): str(v) for k, v in data.get("low", {}).items()})
+
+
 class MeterLowBattery(_CommunityRule):
     """`meter_low_battery`: battery_v under min_battery_v (critical under critical_battery_v);
     resolves at min_battery_v + hysteresis_v. Without a voltage the LOW_BATTERY alarm bit counts."""
 
     name = "meter_low_battery"
+    state_class = MeterLowBatteryState
     record_types: tuple[type, ...] = (WaterMeterReading,)
 
     def __init__(self, cfg: CommunityRulesConfig, registry: CommunityRegistry) -> None:
         super().__init__(cfg, registry)
         self.cfg = cfg.meter_low_battery
 
-    def on_record(self, state: dict[str, Any], record: Record, now_ns: int) -> list[Signal]:
+    def on_record(self, state: MeterLowBatteryState, record: Record, now_ns: int) -> list[Signal]:
         if not isinstance(record, WaterMeterReading):
             return []
-        low = state.setdefault("low", {})
+        low = state.low
         current = low.get(record.meter_id)
         severity = self._severity(record, current)
         if severity == current:
@@ -208,22 +318,40 @@ class MeterLowBattery(_CommunityRule):
         return None
 
 
+@dataclass(slots=True, kw_only=True)
+class MeterTamperState:
+    """The reasons of each meter whose tamper alert is open."""
+
+    VERSION: ClassVar[int] = 1
+    active: dict[str, list[str]] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        active = {meter_id: list(reasons) for meter_id, reasons in self.active.items()}
+        return {"version": self.VERSION, "active": active}
+
+    @classmethod
+    def from_json(cls, data: Any) -> Self:
+        layout(data, cls.VERSION)  # version 0 kept the same key
+        return cls(active={str(k): list(v) for k, v in data.get("active", {}).items()})
+
+
 class MeterTamper(_CommunityRule):
     """`meter_tamper`: the meter's tamper alarm bit, or reverse flow; resolves on a clean reading."""
 
     name = "meter_tamper"
+    state_class = MeterTamperState
     record_types: tuple[type, ...] = (WaterMeterReading,)
 
     def __init__(self, cfg: CommunityRulesConfig, registry: CommunityRegistry) -> None:
         super().__init__(cfg, registry)
         self.cfg = cfg.meter_tamper
 
-    def on_record(self, state: dict[str, Any], record: Record, now_ns: int) -> list[Signal]:
+    def on_record(self, state: MeterTamperState, record: Record, now_ns: int) -> list[Signal]:
         if not isinstance(record, WaterMeterReading):
             return []
         if record.alarm_bits is None and record.reverse_flow is None:
             return []
-        active = state.setdefault("active", {})
+        active = state.active
         reasons = self._reasons(record)
         if reasons == active.get(record.meter_id, []):
             return []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hub.registry.maritime import MaritimeRegistry
 from hub.rules import Rule, enabled_rules
-from hub.rules.maritime._base import NS_PER_MIN, VesselRule
+from hub.rules.maritime._base import NS_PER_MIN, MaritimeRules, VesselRule
 from hub.rules.maritime.config import (
     AisGapConfig,
     FishingMoratoriumConfig,
@@ -28,6 +28,7 @@ from hub.rules.maritime.presence import (
     RestrictedZoneRule,
     UnregisteredVesselRule,
 )
+from hub.rules.maritime.state import MaritimeState
 
 __all__ = [
     "COARSE_FIX_NM",
@@ -39,7 +40,9 @@ __all__ = [
     "FishingMoratoriumRule",
     "InvalidMmsiConfig",
     "InvalidMmsiRule",
+    "MaritimeRules",
     "MaritimeRulesConfig",
+    "MaritimeState",
     "PositionJumpConfig",
     "PositionJumpRule",
     "RestrictedZoneConfig",
@@ -64,5 +67,10 @@ RULE_CLASSES: dict[str, type[VesselRule]] = {
 
 
 def build_maritime_rules(cfg: MaritimeRulesConfig, registry: MaritimeRegistry) -> list[Rule]:
-    """The enabled maritime rules, each reading its thresholds from `cfg`."""
-    return enabled_rules(cfg, RULE_CLASSES, registry)
+    """The enabled maritime rules, each reading its thresholds from `cfg`, as one rule group
+    over one vessel table (none if no rule is enabled)."""
+    rules = [r for r in enabled_rules(cfg, RULE_CLASSES, registry) if isinstance(r, VesselRule)]
+    if not rules:
+        return []
+    expiry_ns = int(cfg.vessel_expiry_minutes * NS_PER_MIN)
+    return [MaritimeRules(rules, registry, expiry_ns, cfg.max_vessels)]

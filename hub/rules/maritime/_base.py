@@ -1,9 +1,13 @@
-"""Shared bookkeeping of the maritime rules: the VesselRule base, per-vessel state and formatting."""
+"""Shared bookkeeping of the maritime rules: the VesselRule base, the rule group that runs them
+over one vessel table, and formatting."""
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import math
+from collections import Counter
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from hub.clock import NS_PER_S
@@ -12,9 +16,10 @@ from hub.registry import Observation
 from hub.registry.maritime import MaritimeRegistry
 from hub.rules import Signal
 from hub.rules.maritime.config import MaritimeRulesConfig
+from hub.rules.maritime.state import Fix, MaritimeState, Vessel
 
 NS_PER_MIN = 60 * NS_PER_S
-Entry = dict[str, Any]
+log = logging.getLogger("hub.rules.maritime")
 
 
 def _iso(time_ns: int | None) -> str | None:
@@ -39,112 +44,108 @@ def _finite(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
-def _store_fix(entry: Entry, record: VesselPosition, now_ns: int) -> None:
-    entry["lat"], entry["lon"] = record.lat, record.lon
-    entry["sog"], entry["cog"] = _finite(record.sog_kn), _finite(record.cog_deg)
-    entry["at"] = record.time_ns if record.time_ns > 0 else now_ns
-    entry["seen"] = now_ns
+def _new_fix(record: VesselPosition, now_ns: int) -> Fix:
+    assert record.lat is not None and record.lon is not None
+    return Fix(
+        lat=record.lat,
+        lon=record.lon,
+        sog_kn=_finite(record.sog_kn),
+        cog_deg=_finite(record.cog_deg),
+        time_ns=record.time_ns if record.time_ns > 0 else now_ns,
+        seen_ns=now_ns,
+    )
 
 
 class VesselRule:
-    """Base of the maritime rules: state["v"] holds per-MMSI entries, state["s"] static data.
+    """Base of the maritime rules. Each keeps its flags and timers in its own watch slot of the
+    shared `Vessel` entries (`slot`: the attribute name; None while it does not watch a vessel).
 
-    Both maps are bounded: entries quiet for `vessel_expiry_minutes` are evicted on tick, and the
-    oldest go first beyond `max_vessels`. Evicting an entry with an open alert resolves it.
+    A rule runs on its own (it is then a rule group of one) or, as the hub runs them, inside a
+    `MaritimeRules` group that keeps the vessel table once for all of them.
     """
 
     name = ""
+    slot = ""  # the Vessel attribute holding this rule's watch
     # The engine hands this rule only these records (see hub/engine.py), as the pipeline's
     # observations: the zones of a position are looked up once, by the pipeline.
     record_types: tuple[type, ...] = (VesselPosition, VesselStatic)
     observes = True
+    state_class = MaritimeState
 
     def __init__(self, common: MaritimeRulesConfig, registry: MaritimeRegistry) -> None:
         self.registry = registry
         self.expiry_ns = int(common.vessel_expiry_minutes * NS_PER_MIN)
         self.max_vessels = common.max_vessels
-        self._observed: Observation | None = None  # the one being handled, for its sea grid
+        self._group: MaritimeRules | None = None
 
-    # Rule protocol
+    # Rule protocol, when run on its own
 
     def on_record(
-        self, state: dict[str, Any], item: Record | Observation, now_ns: int
+        self, state: MaritimeState, item: Record | Observation, now_ns: int
     ) -> list[Signal]:
-        obs = item if isinstance(item, Observation) else self._observe(item)
-        record = obs.record
-        if isinstance(record, VesselPosition):
-            self._observed = obs
-            try:
-                signals = self.on_position(state, record, now_ns, obs)
-            finally:
-                self._observed = None
-        elif isinstance(record, VesselStatic):
-            self._remember_static(state, record, now_ns)
-            signals = self.on_static(state, record, now_ns)
-        else:
-            return []
-        limit = 2 * self.max_vessels
-        if len(state.get("v", ())) > limit or len(state.get("s", ())) > limit:
-            signals += self._evict(state, now_ns)  # a flood between ticks stays bounded too
-        return signals
+        return self._alone().on_record(state, item, now_ns)
 
-    def on_tick(self, state: dict[str, Any], now_ns: int) -> list[Signal]:
-        return self.check(state, now_ns) + self._evict(state, now_ns)
+    def on_tick(self, state: MaritimeState, now_ns: int) -> list[Signal]:
+        return self._alone().on_tick(state, now_ns)
 
-    def _observe(self, record: Record) -> Observation:
-        """A bare record handed in directly (not through the pipeline): observed here."""
-        tagged, zones, sea_grid = self.registry.observe(record)
-        return Observation(record=tagged, zones=zones, sea_grid=sea_grid)
+    def _alone(self) -> MaritimeRules:
+        if self._group is None:
+            self._group = MaritimeRules([self], self.registry, self.expiry_ns, self.max_vessels)
+            self._group.report_failure = None  # on its own, the engine sees its failures
+        return self._group
 
     # hooks
 
     def on_position(
-        self, state: dict[str, Any], record: VesselPosition, now: int, obs: Observation
-    ) -> list[Signal]:
+        self, table: MaritimeState, vessel: Vessel | None, record: VesselPosition, now: int,
+        obs: Observation, previous: Fix | None,
+    ) -> list[Signal]:  # fmt: skip
+        """`vessel` is None only for a report without a usable fix from an unknown MMSI;
+        `vessel.fix` is already this report's fix, `previous` the one before."""
         raise NotImplementedError
 
-    def on_static(self, state: dict[str, Any], record: VesselStatic, now: int) -> list[Signal]:
+    def on_static(
+        self, table: MaritimeState, vessel: Vessel | None, record: VesselStatic, now: int
+    ) -> list[Signal]:
         return []
 
-    def check(self, state: dict[str, Any], now_ns: int) -> list[Signal]:
+    def check(self, table: MaritimeState, now_ns: int) -> list[Signal]:
         return []
 
-    def expires(self, entry: Entry) -> bool:
+    def seen_ns(self, vessel: Vessel) -> int:
+        """When this rule last heard the vessel, for expiry: its last fix."""
+        return vessel.fix.seen_ns if vessel.fix is not None else vessel.heard_ns
+
+    def expires(self, watch: Any) -> bool:
         return True
 
-    def on_evict(self, state: dict[str, Any], mmsi: str, entry: Entry) -> list[Signal]:
-        if not entry.get("active"):
+    def on_evict(self, vessel: Vessel, mmsi: str, watch: Any) -> list[Signal]:
+        if not watch.active:
             return []
-        msg = f"{self.label(state, mmsi)} not heard for a while; dropped from the vessel table"
-        return [self.signal(state, mmsi, entry, f"mmsi:{mmsi}", False, msg, reason="expired")]
+        msg = f"{self.label(vessel, mmsi)} not heard for a while; dropped from the vessel table"
+        return [self.signal(vessel, mmsi, f"mmsi:{mmsi}", False, msg, reason="expired")]
 
     # helpers
 
-    @staticmethod
-    def vessels(state: dict[str, Any]) -> dict[str, Entry]:
-        vessels: dict[str, Entry] = state.setdefault("v", {})
-        return vessels
+    def watching(self, table: MaritimeState) -> list[tuple[str, Vessel, Any]]:
+        """(mmsi, vessel, this rule's watch) of every vessel this rule watches."""
+        slot = self.slot
+        return [(m, v, w) for m, v in table.vessels.items() if (w := getattr(v, slot)) is not None]
 
-    def ship_type(self, state: dict[str, Any], mmsi: str) -> int | None:
-        static = state.get("s", {}).get(mmsi)
-        return static[1] if static else None
+    def vessel_name(self, vessel: Vessel | None, mmsi: str) -> str | None:
+        if vessel is not None and vessel.name:
+            return vessel.name
+        known = self.registry.vessel(mmsi)
+        return known.name if known and known.name else None
 
-    def vessel_name(self, state: dict[str, Any], mmsi: str) -> str | None:
-        static = state.get("s", {}).get(mmsi)
-        if static and static[0]:
-            return str(static[0])
-        vessel = self.registry.vessel(mmsi)
-        return vessel.name if vessel and vessel.name else None
-
-    def label(self, state: dict[str, Any], mmsi: str) -> str:
-        name = self.vessel_name(state, mmsi)
+    def label(self, vessel: Vessel | None, mmsi: str) -> str:
+        name = self.vessel_name(vessel, mmsi)
         return f"{name} (MMSI {mmsi})" if name else f"MMSI {mmsi}"
 
     def signal(
         self,
-        state: dict[str, Any],
+        vessel: Vessel | None,
         mmsi: str,
-        entry: Entry,
         subject: str,
         active: bool,
         message: str,
@@ -153,57 +154,185 @@ class VesselRule:
         **extra: Any,
     ) -> Signal:
         """A signal whose data carries the vessel, its sea grid and its last position."""
-        lat, lon = entry.get("lat"), entry.get("lon")
-        seen = self._observed
-        if seen is not None and (seen.record.lat, seen.record.lon) == (lat, lon):  # type: ignore[union-attr]
-            sea = seen.sea_grid  # the position being handled: already looked up
-        elif lat is not None and lon is not None:
-            sea = self.registry.sea_grid_at(lat, lon)
-        else:
+        fix = vessel.fix if vessel is not None else None
+        seen = self._group._observed if self._group is not None else None
+        if fix is None:
             sea = None
+        elif seen is not None and (seen.record.lat, seen.record.lon) == (fix.lat, fix.lon):  # type: ignore[union-attr]
+            sea = seen.sea_grid  # the position being handled: already looked up
+        else:
+            sea = self.registry.sea_grid_at(fix.lat, fix.lon)
         data: dict[str, Any] = {
             "mmsi": mmsi,
-            "name": self.vessel_name(state, mmsi),
+            "name": self.vessel_name(vessel, mmsi),
             "registered": self.registry.is_registered(mmsi),
             "sea_grid": sea.tags.grid if sea else "",
             "sea_grid_zone": sea.id if sea else "",
-            "lat": lat,
-            "lon": lon,
-            "sog_kn": entry.get("sog"),
-            "cog_deg": entry.get("cog"),
-            "position_time": _iso(entry.get("at")),
+            "lat": fix.lat if fix else None,
+            "lon": fix.lon if fix else None,
+            "sog_kn": fix.sog_kn if fix else None,
+            "cog_deg": fix.cog_deg if fix else None,
+            "position_time": _iso(fix.time_ns) if fix else None,
         }
         data.update(extra)
         tags = grid if grid is not None else (sea.tags if sea else NO_GRID)
-        sev = severity if active else "info"
-        return Signal(self.name, subject, active, sev, message, data, tags)
+        return Signal(
+            rule=self.name,
+            subject=subject,
+            active=active,
+            severity=severity if active else "info",
+            message=message,
+            data=data,
+            grid=tags,
+        )
 
-    def _remember_static(self, state: dict[str, Any], record: VesselStatic, now_ns: int) -> None:
-        if record.name is None and record.ship_type is None:
-            return
-        statics: dict[str, list[Any]] = state.setdefault("s", {})
-        old = statics.get(record.mmsi, [None, None, 0])
-        name = record.name.strip()[:64] if record.name else old[0]
-        ship_type = record.ship_type if record.ship_type is not None else old[1]
-        statics[record.mmsi] = [name, ship_type, now_ns]
 
-    def _evict(self, state: dict[str, Any], now_ns: int) -> list[Signal]:
-        signals: list[Signal] = []
-        vessels = self.vessels(state)
-        cutoff = now_ns - self.expiry_ns
-        for mmsi, entry in list(vessels.items()):
-            if entry.get("seen", 0) < cutoff and self.expires(entry):
-                del vessels[mmsi]
-                signals += self.on_evict(state, mmsi, entry)
-        if len(vessels) > self.max_vessels:
-            oldest = sorted(vessels, key=lambda m: vessels[m].get("seen", 0))
-            for mmsi in oldest[: len(vessels) - self.max_vessels]:
-                signals += self.on_evict(state, mmsi, vessels.pop(mmsi))
-        statics: dict[str, list[Any]] = state.get("s", {})
-        for mmsi in [m for m, s in statics.items() if s[2] < cutoff]:
-            del statics[mmsi]
-        if len(statics) > self.max_vessels:
-            oldest = sorted(statics, key=lambda m: statics[m][2])
-            for mmsi in oldest[: len(statics) - self.max_vessels]:
-                del statics[mmsi]
+class MaritimeRules:
+    """The maritime rules as one engine rule over one vessel table (`MaritimeState`).
+
+    Each report updates the vessel's entry once (fix, static data), then goes to every rule in
+    turn; expiry and the `max_vessels` bound run once per tick for all of them. Evicting an entry
+    resolves the alerts its watches hold open. A rule that fails is reported by its own name
+    (`report_failure`, set by the engine) and the others still see the report.
+    """
+
+    name = "maritime"
+    record_types: tuple[type, ...] = (VesselPosition, VesselStatic)
+    observes = True
+    state_class = MaritimeState
+
+    def __init__(
+        self,
+        rules: Sequence[VesselRule],
+        registry: MaritimeRegistry,
+        expiry_ns: int,
+        max_vessels: int,
+    ) -> None:
+        self.rules = list(rules)
+        self.legacy_names = tuple(r.name for r in self.rules)  # each kept its own state before
+        self.registry = registry
+        self.expiry_ns = expiry_ns
+        self.max_vessels = max_vessels
+        self.report_failure: Callable[[str], None] | None = self._failed
+        self.errors: Counter[str] = Counter()
+        self._observed: Observation | None = None  # the one being handled, for its sea grid
+        for rule in self.rules:
+            rule._group = self
+
+    def on_record(
+        self, state: MaritimeState, item: Record | Observation, now_ns: int
+    ) -> list[Signal]:
+        obs = item if isinstance(item, Observation) else self._observe(item)
+        record = obs.record
+        if isinstance(record, VesselPosition):
+            signals = self._position(state, record, now_ns, obs)
+        elif isinstance(record, VesselStatic):
+            signals = self._static(state, record, now_ns)
+        else:
+            return []
+        if len(state.vessels) > 2 * self.max_vessels:
+            signals += self._evict(state, now_ns)  # a flood between ticks stays bounded too
         return signals
+
+    def on_tick(self, state: MaritimeState, now_ns: int) -> list[Signal]:
+        signals: list[Signal] = []
+        for rule in self.rules:
+            signals += self._guarded(rule, rule.check, state, now_ns)
+        return signals + self._evict(state, now_ns)
+
+    def _position(
+        self, state: MaritimeState, record: VesselPosition, now: int, obs: Observation
+    ) -> list[Signal]:
+        vessel = state.vessels.get(record.mmsi)
+        previous = vessel.fix if vessel is not None else None
+        if _has_fix(record):
+            vessel = state.vessel(record.mmsi, now)
+            vessel.fix = _new_fix(record, now)
+        if vessel is not None:
+            vessel.heard_ns = now
+        signals: list[Signal] = []
+        self._observed = obs
+        try:
+            for rule in self.rules:
+                signals += self._guarded(
+                    rule, rule.on_position, state, vessel, record, now, obs, previous
+                )
+                vessel = state.vessels.get(record.mmsi)  # a rule may have made it
+        finally:
+            self._observed = None
+        return signals
+
+    def _static(self, state: MaritimeState, record: VesselStatic, now: int) -> list[Signal]:
+        vessel = state.vessels.get(record.mmsi)
+        if record.name is not None or record.ship_type is not None:
+            vessel = state.vessel(record.mmsi, now)
+            if record.name:
+                vessel.name = record.name.strip()[:64]
+            if record.ship_type is not None:
+                vessel.ship_type = record.ship_type
+            vessel.static_ns = now
+        if vessel is not None:
+            vessel.heard_ns = now
+        signals: list[Signal] = []
+        for rule in self.rules:
+            signals += self._guarded(rule, rule.on_static, state, vessel, record, now)
+            vessel = state.vessels.get(record.mmsi)
+        return signals
+
+    def _guarded(
+        self, rule: VesselRule, hook: Callable[..., list[Signal]], *args: Any
+    ) -> list[Signal]:
+        if self.report_failure is None:
+            return hook(*args)
+        try:
+            return hook(*args)
+        except Exception:  # one rule's bug must not keep the report from the others
+            self.report_failure(rule.name)
+            return []
+
+    def _failed(self, name: str) -> None:
+        if self.errors[name] == 0:
+            log.exception("rule %s failed; further failures are only counted", name)
+        self.errors[name] += 1
+
+    def _observe(self, record: Record) -> Observation:
+        """A bare record handed in directly (not through the pipeline): observed here."""
+        tagged, zones, sea_grid = self.registry.observe(record)
+        return Observation(record=tagged, zones=zones, sea_grid=sea_grid)
+
+    def _evict(self, state: MaritimeState, now_ns: int) -> list[Signal]:
+        """Drop what has not been heard for the expiry time, then the oldest beyond the bound."""
+        signals: list[Signal] = []
+        cutoff = now_ns - self.expiry_ns
+        vessels = state.vessels
+        for mmsi, vessel in list(vessels.items()):
+            if _oldest_ns(vessel) >= cutoff:
+                continue
+            for rule in self.rules:
+                watch = getattr(vessel, rule.slot)
+                if watch is not None and rule.seen_ns(vessel) < cutoff and rule.expires(watch):
+                    setattr(vessel, rule.slot, None)
+                    signals += rule.on_evict(vessel, mmsi, watch)
+            if vessel.static_ns is not None and vessel.static_ns < cutoff:
+                vessel.name = vessel.ship_type = vessel.static_ns = None
+            if vessel.heard_ns < cutoff and not vessel.watched():
+                del vessels[mmsi]
+        if len(vessels) > self.max_vessels:
+            oldest = sorted(vessels, key=lambda m: vessels[m].heard_ns)
+            for mmsi in oldest[: len(vessels) - self.max_vessels]:
+                vessel = vessels.pop(mmsi)
+                for rule in self.rules:
+                    watch = getattr(vessel, rule.slot)
+                    if watch is not None:
+                        signals += rule.on_evict(vessel, mmsi, watch)
+        return signals
+
+
+def _oldest_ns(vessel: Vessel) -> int:
+    """The oldest of the times that expire parts of a vessel's entry."""
+    oldest = vessel.heard_ns
+    if vessel.fix is not None:
+        oldest = min(oldest, vessel.fix.seen_ns)
+    if vessel.static_ns is not None:
+        oldest = min(oldest, vessel.static_ns)
+    return oldest

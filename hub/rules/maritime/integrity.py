@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-from typing import Any
 
 from hub.clock import NS_PER_S
 from hub.geo import destination, distance_nm
@@ -12,16 +11,9 @@ from hub.records import VesselPosition, VesselStatic
 from hub.registry import Observation
 from hub.registry.maritime import MaritimeRegistry, Zone
 from hub.rules import Signal
-from hub.rules.maritime._base import (
-    NS_PER_MIN,
-    Entry,
-    VesselRule,
-    _fmt_pos,
-    _has_fix,
-    _iso,
-    _store_fix,
-)
+from hub.rules.maritime._base import NS_PER_MIN, VesselRule, _fmt_pos, _has_fix, _iso
 from hub.rules.maritime.config import MaritimeRulesConfig
+from hub.rules.maritime.state import Fix, GapWatch, InvalidWatch, JumpWatch, MaritimeState, Vessel
 
 # --- invalid_mmsi
 
@@ -75,64 +67,61 @@ class InvalidMmsiRule(VesselRule):
     """Malformed, placeholder, unknown-MID MMSIs and reports their MMSI class cannot send."""
 
     name = "invalid_mmsi"
+    slot = "invalid"
 
     def __init__(self, common: MaritimeRulesConfig, registry: MaritimeRegistry) -> None:
         super().__init__(common, registry)
         self.cfg = common.invalid_mmsi
         self.quiet_ns = int(self.cfg.quiet_minutes * NS_PER_MIN)
 
+    def seen_ns(self, vessel: Vessel) -> int:
+        return vessel.heard_ns  # any report counts: a static one too
+
     def on_position(
-        self, state: dict[str, Any], record: VesselPosition, now: int, obs: Observation
-    ) -> list[Signal]:
+        self, table: MaritimeState, vessel: Vessel | None, record: VesselPosition, now: int,
+        obs: Observation, previous: Fix | None,
+    ) -> list[Signal]:  # fmt: skip
         problems = mmsi_problems(record.mmsi, self.cfg.check_mid)
         if self.cfg.check_class:
             problems += class_problems(record.mmsi, record)
-        entry = self.vessels(state).get(record.mmsi)
-        if entry is None and not problems:
-            return []
-        entry = self._touch(state, record.mmsi, now)
-        if _has_fix(record):
-            _store_fix(entry, record, now)
-        return self._raise_new(state, record.mmsi, entry, problems, record.msg_type)
+        return self._raise_new(table, vessel, record.mmsi, problems, record.msg_type, now)
 
-    def on_static(self, state: dict[str, Any], record: VesselStatic, now: int) -> list[Signal]:
+    def on_static(
+        self, table: MaritimeState, vessel: Vessel | None, record: VesselStatic, now: int
+    ) -> list[Signal]:
         problems = mmsi_problems(record.mmsi, self.cfg.check_mid)
-        entry = self.vessels(state).get(record.mmsi)
-        if entry is None and not problems:
-            return []
-        entry = self._touch(state, record.mmsi, now)
-        return self._raise_new(state, record.mmsi, entry, problems, record.msg_type)
-
-    def _touch(self, state: dict[str, Any], mmsi: str, now: int) -> Entry:
-        entry = self.vessels(state).setdefault(mmsi, {"problems": [], "active": False})
-        entry["seen"] = now
-        return entry
+        return self._raise_new(table, vessel, record.mmsi, problems, record.msg_type, now)
 
     def _raise_new(
-        self, state: dict[str, Any], mmsi: str, entry: Entry, problems: list[str], msg_type: int
-    ) -> list[Signal]:
-        new = [p for p in problems if p not in entry["problems"]]
+        self, table: MaritimeState, vessel: Vessel | None, mmsi: str, problems: list[str],
+        msg_type: int, now: int,
+    ) -> list[Signal]:  # fmt: skip
+        watch = vessel.invalid if vessel is not None else None
+        if watch is None:
+            if not problems:
+                return []
+            vessel = table.vessel(mmsi, now)
+            watch = vessel.invalid = InvalidWatch()
+        new = [p for p in problems if p not in watch.problems]
         if not new:
             return []
-        entry["problems"] = entry["problems"] + new
-        entry["active"] = True
-        text = "; ".join(entry["problems"])
-        message = f"invalid MMSI {mmsi!r}: {text}"
+        watch.problems = watch.problems + new
+        watch.active = True
+        message = f"invalid MMSI {mmsi!r}: {'; '.join(watch.problems)}"
         return [
             self.signal(
-                state, mmsi, entry, f"mmsi:{mmsi}", True, message, self.cfg.severity,
-                problems=list(entry["problems"]), msg_type=msg_type,
+                vessel, mmsi, f"mmsi:{mmsi}", True, message, self.cfg.severity,
+                problems=list(watch.problems), msg_type=msg_type,
             )
         ]  # fmt: skip
 
-    def check(self, state: dict[str, Any], now_ns: int) -> list[Signal]:
+    def check(self, table: MaritimeState, now_ns: int) -> list[Signal]:
         signals: list[Signal] = []
-        vessels = self.vessels(state)
-        for mmsi, entry in list(vessels.items()):
-            if now_ns - entry["seen"] >= self.quiet_ns:
-                del vessels[mmsi]
+        for mmsi, vessel, _ in self.watching(table):
+            if now_ns - vessel.heard_ns >= self.quiet_ns:
+                vessel.invalid = None
                 msg = f"MMSI {mmsi!r} not heard for {self.cfg.quiet_minutes:.0f} min"
-                signals.append(self.signal(state, mmsi, entry, f"mmsi:{mmsi}", False, msg))
+                signals.append(self.signal(vessel, mmsi, f"mmsi:{mmsi}", False, msg))
         return signals
 
 
@@ -143,36 +132,30 @@ class AisGapRule(VesselRule):
     """A vessel moving inside a zone that stops reporting for `gap_minutes` ("going dark")."""
 
     name = "ais_gap"
+    slot = "gap"
 
     def __init__(self, common: MaritimeRulesConfig, registry: MaritimeRegistry) -> None:
         super().__init__(common, registry)
         self.cfg = common.ais_gap
         self.gap_ns = int(self.cfg.gap_minutes * NS_PER_MIN)
 
-    def expires(self, entry: Entry) -> bool:
-        return not entry.get("active")  # a dark vessel stays open until it is heard again
+    def expires(self, watch: GapWatch) -> bool:
+        return not watch.active  # a dark vessel stays open until it is heard again
 
     def on_position(
-        self, state: dict[str, Any], record: VesselPosition, now: int, obs: Observation
-    ) -> list[Signal]:
-        if not _has_fix(record):
+        self, table: MaritimeState, vessel: Vessel | None, record: VesselPosition, now: int,
+        obs: Observation, previous: Fix | None,
+    ) -> list[Signal]:  # fmt: skip
+        if vessel is None or not _has_fix(record):
             return []
-        mmsi, vessels = record.mmsi, self.vessels(state)
-        entry = vessels.get(mmsi)
+        mmsi = record.mmsi
         signals: list[Signal] = []
-        if entry is not None and entry.get("active"):
-            silent_min = (now - entry["seen"]) / NS_PER_MIN
-            _store_fix(entry, record, now)
-            msg = f"{self.label(state, mmsi)} reported again after {silent_min:.0f} min"
-            signals.append(
-                self.signal(state, mmsi, entry, f"mmsi:{mmsi}", False, msg, reason="reported")
-            )
+        if vessel.gap is not None and vessel.gap.active:
+            silent_min = (now - (previous.seen_ns if previous else now)) / NS_PER_MIN
+            msg = f"{self.label(vessel, mmsi)} reported again after {silent_min:.0f} min"
+            signals.append(self.signal(vessel, mmsi, f"mmsi:{mmsi}", False, msg, reason="reported"))
         zone = self._watched_zone(obs.zones)
-        if zone is None:
-            vessels.pop(mmsi, None)
-            return signals
-        entry = vessels[mmsi] = {"zone": zone.id, "active": False, "settled": False}
-        _store_fix(entry, record, now)
+        vessel.gap = GapWatch(zone=zone.id) if zone is not None else None
         return signals
 
     def _watched_zone(self, at: tuple[Zone, ...]) -> Zone | None:
@@ -180,41 +163,41 @@ class AisGapRule(VesselRule):
         zones = [z for z in at if z.kind in self.cfg.zone_kinds]
         return max(zones, key=lambda z: z.area) if zones else None
 
-    def check(self, state: dict[str, Any], now_ns: int) -> list[Signal]:
+    def check(self, table: MaritimeState, now_ns: int) -> list[Signal]:
         signals: list[Signal] = []
-        for mmsi, entry in self.vessels(state).items():
-            if entry["active"] or entry["settled"] or now_ns - entry["seen"] <= self.gap_ns:
+        for mmsi, vessel, watch in self.watching(table):
+            fix = vessel.fix
+            if watch.active or watch.settled or fix is None or now_ns - fix.seen_ns <= self.gap_ns:
                 continue
-            zone = self.registry.zone(entry["zone"])
-            sog = entry.get("sog")
-            if zone is None or sog is None or sog < self.cfg.min_moving_kn:
-                entry["settled"] = True  # not moving inside a zone: silence is not suspicious
+            zone = self.registry.zone(watch.zone)
+            if zone is None or fix.sog_kn is None or fix.sog_kn < self.cfg.min_moving_kn:
+                watch.settled = True  # not moving inside a zone: silence is not suspicious
                 continue
-            if self._left_heading_out(entry, zone):
-                entry["settled"] = True
+            if self._left_heading_out(fix, zone):
+                watch.settled = True
                 continue
-            entry["active"] = True
-            signals.append(self._dark(state, mmsi, entry, zone, now_ns))
+            watch.active = True
+            signals.append(self._dark(vessel, mmsi, fix, zone, now_ns))
         return signals
 
-    def _left_heading_out(self, entry: Entry, zone: Zone) -> bool:
-        cog = entry.get("cog")
+    def _left_heading_out(self, fix: Fix, zone: Zone) -> bool:
+        cog = fix.cog_deg
         if cog is None or not 0 <= cog < 360:
             return False
-        lat, lon = destination(entry["lat"], entry["lon"], cog, self.cfg.edge_nm)
+        lat, lon = destination(fix.lat, fix.lon, cog, self.cfg.edge_nm)
         return not zone.contains(lat, lon)
 
-    def _dark(self, state: dict[str, Any], mmsi: str, entry: Entry, zone: Zone, now: int) -> Signal:
-        silent_min = (now - entry["seen"]) / NS_PER_MIN
+    def _dark(self, vessel: Vessel, mmsi: str, fix: Fix, zone: Zone, now: int) -> Signal:
+        silent_min = (now - fix.seen_ns) / NS_PER_MIN
         msg = (
-            f"AIS gap: {self.label(state, mmsi)} was moving at {entry['sog']:.1f} kn in "
-            f"{zone.kind} {zone.id} and has not reported since {_iso(entry['seen'])} "
-            f"(last at {_fmt_pos(entry['lat'], entry['lon'])})"
+            f"AIS gap: {self.label(vessel, mmsi)} was moving at {fix.sog_kn:.1f} kn in "
+            f"{zone.kind} {zone.id} and has not reported since {_iso(fix.seen_ns)} "
+            f"(last at {_fmt_pos(fix.lat, fix.lon)})"
         )
         return self.signal(
-            state, mmsi, entry, f"mmsi:{mmsi}", True, msg, self.cfg.severity,
+            vessel, mmsi, f"mmsi:{mmsi}", True, msg, self.cfg.severity,
             grid=zone.tags if zone.tags.grid else None, zone=zone.id,
-            last_report_time=_iso(entry["seen"]), silent_minutes=round(silent_min, 1),
+            last_report_time=_iso(fix.seen_ns), silent_minutes=round(silent_min, 1),
         )  # fmt: skip
 
 
@@ -230,6 +213,7 @@ class PositionJumpRule(VesselRule):
     """Consecutive reports whose implied speed exceeds `max_knots` (spoofing or a bad GNSS fix)."""
 
     name = "position_jump"
+    slot = "jump"
 
     def __init__(self, common: MaritimeRulesConfig, registry: MaritimeRegistry) -> None:
         super().__init__(common, registry)
@@ -237,71 +221,67 @@ class PositionJumpRule(VesselRule):
         self.quiet_ns = int(self.cfg.quiet_minutes * NS_PER_MIN)
 
     def on_position(
-        self, state: dict[str, Any], record: VesselPosition, now: int, obs: Observation
-    ) -> list[Signal]:
-        if not _has_fix(record):
+        self, table: MaritimeState, vessel: Vessel | None, record: VesselPosition, now: int,
+        obs: Observation, previous: Fix | None,
+    ) -> list[Signal]:  # fmt: skip
+        if vessel is None or vessel.fix is None or not _has_fix(record):
             return []
-        mmsi, vessels = record.mmsi, self.vessels(state)
-        entry = vessels.get(mmsi)
-        if entry is None:
-            entry = vessels[mmsi] = {"active": False, "ok": 0, "jumps": 0}
-            _store_fix(entry, record, now)
+        fix, watch = vessel.fix, vessel.jump
+        if watch is None:
+            vessel.jump = JumpWatch(origin=fix)
             return []
-        entry["seen"] = now
-        t = record.time_ns if record.time_ns > 0 else now
-        interval_s = (t - entry["at"]) / NS_PER_S
+        origin = watch.origin
+        interval_s = (fix.time_ns - origin.time_ns) / NS_PER_S
         if interval_s < self.cfg.min_interval_s:
             return []  # duplicate, out of order, or too close in time to measure a speed
-        assert record.lat is not None and record.lon is not None
-        dist = distance_nm(entry["lat"], entry["lon"], record.lat, record.lon)
+        dist = distance_nm(origin.lat, origin.lon, fix.lat, fix.lon)
         speed_kn = dist / (interval_s / 3600)
-        origin = (entry["lat"], entry["lon"])
-        coarse = record.msg_type == 27 or entry.get("coarse", False)
+        coarse = record.msg_type == 27 or watch.coarse
         floor_nm = self.cfg.min_distance_nm + (COARSE_FIX_NM if coarse else 0.0)
-        _store_fix(entry, record, now)
-        entry["coarse"] = record.msg_type == 27
+        watch.origin, watch.coarse = fix, record.msg_type == 27
         if speed_kn > self.cfg.max_knots and dist >= floor_nm:
-            return [self._jump(state, mmsi, entry, origin, dist, interval_s, speed_kn)]
-        if not entry["active"]:
+            return [self._jump(vessel, record.mmsi, watch, origin, dist, interval_s, speed_kn)]
+        if not watch.active:
             return []
-        entry["ok"] += 1
-        if entry["ok"] < self.cfg.resolve_after_reports:
+        watch.ok += 1
+        if watch.ok < self.cfg.resolve_after_reports:
             return []
-        entry["active"] = False
-        msg = f"{self.label(state, mmsi)}: {entry['ok']} consistent reports since the last jump"
-        return [self.signal(state, mmsi, entry, f"mmsi:{mmsi}", False, msg, reason="consistent")]
+        watch.active = False
+        mmsi = record.mmsi
+        msg = f"{self.label(vessel, mmsi)}: {watch.ok} consistent reports since the last jump"
+        return [self.signal(vessel, mmsi, f"mmsi:{mmsi}", False, msg, reason="consistent")]
 
     def _jump(
         self,
-        state: dict[str, Any],
+        vessel: Vessel,
         mmsi: str,
-        entry: Entry,
-        origin: tuple[float, float],
+        watch: JumpWatch,
+        origin: Fix,
         dist: float,
         interval_s: float,
         speed_kn: float,
     ) -> Signal:
-        entry["active"], entry["ok"] = True, 0
-        entry["jumps"] += 1
-        count = f" ({entry['jumps']} jumps)" if entry["jumps"] > 1 else ""
+        watch.active, watch.ok = True, 0
+        watch.jumps += 1
+        count = f" ({watch.jumps} jumps)" if watch.jumps > 1 else ""
         msg = (
-            f"position jump: {self.label(state, mmsi)} moved {dist:.1f} nm in {interval_s:.0f} s "
+            f"position jump: {self.label(vessel, mmsi)} moved {dist:.1f} nm in {interval_s:.0f} s "
             f"(implied {speed_kn:.0f} kn > {self.cfg.max_knots:.0f} kn){count}"
         )
         return self.signal(
-            state, mmsi, entry, f"mmsi:{mmsi}", True, msg, self.cfg.severity,
-            from_lat=origin[0], from_lon=origin[1], distance_nm=round(dist, 3),
+            vessel, mmsi, f"mmsi:{mmsi}", True, msg, self.cfg.severity,
+            from_lat=origin.lat, from_lon=origin.lon, distance_nm=round(dist, 3),
             interval_s=round(interval_s, 1), implied_speed_kn=round(speed_kn, 1),
-            jumps=entry["jumps"],
+            jumps=watch.jumps,
         )  # fmt: skip
 
-    def check(self, state: dict[str, Any], now_ns: int) -> list[Signal]:
+    def check(self, table: MaritimeState, now_ns: int) -> list[Signal]:
         signals: list[Signal] = []
-        for mmsi, entry in self.vessels(state).items():
-            if entry["active"] and now_ns - entry["seen"] >= self.quiet_ns:
-                entry["active"] = False
-                msg = f"{self.label(state, mmsi)}: no report for {self.cfg.quiet_minutes:.0f} min"
+        for mmsi, vessel, watch in self.watching(table):
+            if watch.active and now_ns - self.seen_ns(vessel) >= self.quiet_ns:
+                watch.active = False
+                msg = f"{self.label(vessel, mmsi)}: no report for {self.cfg.quiet_minutes:.0f} min"
                 signals.append(
-                    self.signal(state, mmsi, entry, f"mmsi:{mmsi}", False, msg, reason="quiet")
+                    self.signal(vessel, mmsi, f"mmsi:{mmsi}", False, msg, reason="quiet")
                 )
         return signals
