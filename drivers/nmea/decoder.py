@@ -14,6 +14,7 @@ from typing import Any
 from pyais.bit_vector import bit_vector
 from pyais.messages import MSG_CLASS, MessageType24PartA
 
+from drivers.nmea import positions as pos
 from drivers.nmea.gnss import FIX_READERS, read_fix
 from hub.errors import ChecksumError, FrameError, ProtocolError
 from hub.records import (
@@ -278,7 +279,9 @@ class NmeaDecoder:
         *,
         max_fragments: int = 1024,
         fragment_timeout_s: float = 10.0,
+        fast_positions: bool = True,
     ) -> None:
+        """`fast_positions=False` decodes position reports with pyais too (the reference path)."""
         self.source_name = source_name
         self.stats = stats if stats is not None else SourceStats()
         self.max_fragments = max_fragments
@@ -299,6 +302,7 @@ class NmeaDecoder:
             24: self._type24,
             27: self._type27,
         }
+        self._fast_types = frozenset((*pos.LAYOUTS, pos.LONG_RANGE) if fast_positions else ())
 
     @property
     def pending_fragments(self) -> int:
@@ -439,6 +443,8 @@ class NmeaDecoder:
         if bits not in _ALLOWED_BITS[msg_type]:
             # A garbled or truncated payload decodes to some MMSI and position: a phantom vessel.
             raise BitLengthError(f"AIS type {msg_type} with {bits} bits")
+        if msg_type in self._fast_types:
+            return [self._fast_position(payload, fill_bits, bits, msg_type, time_ns)]
         try:
             msg = MSG_CLASS[msg_type].from_vector(bit_vector(payload, fill_bits))
         except Exception as exc:  # pyais raises assorted errors on bit garbage
@@ -449,6 +455,52 @@ class NmeaDecoder:
             return handler(msg, f"{msg.mmsi:09d}", time_ns, payload)
         except (TypeError, ValueError, AttributeError) as exc:  # fields missing from short payloads
             raise ProtocolError(f"AIS type {msg_type} lacks fields: {exc!r}") from exc
+
+    def _fast_position(
+        self, payload: bytes, fill_bits: int, bits: int, msg_type: int, time_ns: int
+    ) -> VesselPosition:
+        """A position report without pyais: the same record as `_moving` / `_type27` build."""
+        value = pos.payload_int(payload, fill_bits)
+        layout = pos.LAYOUTS.get(msg_type)
+        if layout is None:
+            return self._long_range(
+                pos.read_long_range(value >> (bits - pos.LONG_RANGE_BITS)), time_ns
+            )
+        report = pos.read_class_ab(value, layout)
+        lat, lon = report.lat, report.lon
+        in_range = -pos.LAT_MAX <= lat <= pos.LAT_MAX and -pos.LON_MAX <= lon <= pos.LON_MAX
+        sog, cog, heading, status = report.sog, report.cog, report.heading, report.nav_status
+        return VesselPosition(
+            mmsi=f"{report.mmsi:09d}",
+            time_ns=time_ns,
+            lat=pos.degrees(lat) if in_range else None,
+            lon=pos.degrees(lon) if in_range else None,
+            sog_kn=None if sog == pos.SOG_NA else sog / 10.0,
+            cog_deg=None if cog == pos.COG_NA else cog / 10.0,
+            heading_deg=None if heading is None or heading == pos.HEADING_NA else float(heading),
+            nav_status=None if status == pos.STATUS_NA else status,
+            msg_type=msg_type,
+            ais_class=layout.ais_class,
+            source=self.source_name,
+        )
+
+    def _long_range(self, report: pos.PositionReport, time_ns: int) -> VesselPosition:
+        lat, lon, sog, cog = report.lat, report.lon, report.sog, report.cog
+        in_range = (
+            -pos.LR_LAT_MAX <= lat <= pos.LR_LAT_MAX and -pos.LR_LON_MAX <= lon <= pos.LR_LON_MAX
+        )
+        return VesselPosition(
+            mmsi=f"{report.mmsi:09d}",
+            time_ns=time_ns,
+            lat=pos.long_range_degrees(lat) if in_range else None,
+            lon=pos.long_range_degrees(lon) if in_range else None,
+            sog_kn=None if sog == pos.LR_SOG_NA else float(sog),
+            cog_deg=None if cog == pos.LR_COG_NA else float(cog),
+            nav_status=None if report.nav_status == pos.STATUS_NA else report.nav_status,
+            msg_type=pos.LONG_RANGE,
+            ais_class="A",
+            source=self.source_name,
+        )
 
     def _position(self, msg: Any, mmsi: str, time_ns: int, ais_class: str, **kw: Any) -> Record:
         lat, lon = _lat_lon(msg)
