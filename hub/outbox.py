@@ -84,6 +84,18 @@ class Commit:
     pruned_state: Sequence[str] = ()  # alert_state keys to delete
     rule_state: Sequence[tuple[str, str]] = ()  # (rule, json) of rules whose alerts changed
 
+    def extend(self, later: Commit) -> None:
+        """Add a later step's changes, with the effect of committing it after this one."""
+        self.readings = [*self.readings, *later.readings]
+        self.alert_points = [*self.alert_points, *later.alert_points]
+        self.deliveries = [*self.deliveries, *later.deliveries]
+        pruned = set(later.pruned_state)
+        state = {key: value for key, value in self.alert_state if key not in pruned}
+        state.update(later.alert_state)
+        self.alert_state = list(state.items())
+        self.pruned_state = [k for k in self.pruned_state if k not in state] + [*pruned]
+        self.rule_state = list({**dict(self.rule_state), **dict(later.rule_state)}.items())
+
 
 @dataclass(slots=True, kw_only=True)
 class OutboxStats:

@@ -8,20 +8,49 @@ The queue in front is bounded, so a flood from one source slows that source, not
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from hub.clock import Clock
 from hub.engine import AlertBatch, Engine
 from hub.outbox import Commit, Outbox
-from hub.records import Record, UniqueTimes, encode_record
-from hub.registry import Registry
+from hub.records import DoorEvent, Record, UniqueTimes, encode_record
+from hub.registry import Observation, Registry
 from hub.vessels import VesselTable
 
 log = logging.getLogger("hub.pipeline")
 
 _Item = tuple[Sequence[Record], "asyncio.Future[None]"]
+
+# Records a person or an alert is waiting on: their publishes go ahead of bulk telemetry.
+URGENT_RECORDS: frozenset[type] = frozenset({DoorEvent})
+# Bulk records are tagged, checked and encoded this many at a time, with the event loop free in
+# between, so an urgent publish waits for one slice, not for a whole group commit.
+SLICE_RECORDS = 256
+
+
+class _Slice(NamedTuple):
+    records: Sequence[Record]
+    future: asyncio.Future[None]
+    last: bool  # the slice whose commit acknowledges the publish
+
+
+@dataclass(slots=True)
+class _Step:
+    """One group commit: its slices, tagged, through the rules and encoded."""
+
+    commit: Commit = field(default_factory=Commit)
+    slices: list[_Slice] = field(default_factory=list)
+    observations: list[Observation] = field(default_factory=list)
+    alerts: list[AlertBatch] = field(default_factory=list)
+
+
+def _is_urgent(records: Sequence[Record]) -> bool:
+    return any(type(record) in URGENT_RECORDS for record in records)
 
 
 class Pipeline:
@@ -46,6 +75,9 @@ class Pipeline:
         self.destinations = list(destinations)
         self.write_batch = write_batch
         self._queue: asyncio.Queue[_Item] = asyncio.Queue(maxsize=queue_batches)
+        self._urgent: asyncio.Queue[_Item] = asyncio.Queue(maxsize=queue_batches)
+        self._backlog: collections.deque[_Slice] = collections.deque()  # taken, not yet tagged
+        self._ready = asyncio.Event()
         self.encode_errors: Counter[str] = Counter()
         self.records_in = 0
         self.commit_failures = 0
@@ -57,43 +89,115 @@ class Pipeline:
         if not records:
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        await self._queue.put((records, future))
+        queue = self._urgent if _is_urgent(records) else self._queue
+        await queue.put((records, future))
+        self._ready.set()
         await future
 
     async def run(self) -> None:
-        """The single writer: drains the queue into group commits until cancelled."""
-        while True:
-            items = [await self._queue.get()]
-            count = len(items[0][0])
-            while count < self.write_batch and not self._queue.empty():
-                item = self._queue.get_nowait()
-                items.append(item)
-                count += len(item[0])
-            try:
-                await self._commit_items(items)
-            except Exception as exc:  # disk full, I/O error: the writer must outlive it
-                self.commit_failures += 1
-                for _, future in items:
-                    if not future.done():
-                        future.set_exception(exc)
-                log.error("outbox commit failed; %d records not acknowledged: %r", count, exc)
-                await asyncio.sleep(1.0)  # sources see the error and retry; don't spin
+        """The single writer: drains the queues into group commits until cancelled.
 
-    async def _commit_items(self, items: list[_Item]) -> None:
-        now_ns = self.clock.now_ns()
-        observations = [self.registry.observe(r) for batch, _ in items for r in batch]
-        records = [o.record for o in observations]
-        commit = Commit(readings=self._encode(records))
-        alerts = self.engine.on_records(observations, now_ns)
-        alerts.fill(commit, self.destinations)
-        await self.outbox.commit(commit)
-        self.records_in += len(records)
-        for _, future in items:
-            if not future.done():
-                future.set_result(None)
+        One commit is in flight on the outbox thread while the next group is tagged, passed
+        through the rules and encoded on the loop; commits (and their acknowledgements and
+        alert notifications) stay in order, since each waits for the one before."""
+        in_flight: asyncio.Task[None] | None = None
+        try:
+            while True:
+                step = await self._next_step()
+                if in_flight is not None:
+                    await in_flight
+                in_flight = asyncio.create_task(self._finish(step))
+        finally:
+            if in_flight is not None:  # the commit runs on regardless: settle its sources
+                await asyncio.shield(in_flight)
+
+    async def _next_step(self) -> _Step:
+        """Urgent publishes first, on their own; otherwise up to `write_batch` bulk records,
+        slice by slice, ending early when an urgent publish arrived meanwhile."""
+        while self._urgent.empty() and self._queue.empty() and not self._backlog:
+            self._ready.clear()
+            await self._ready.wait()
+        step = _Step()
+        if not self._urgent.empty():
+            while not self._urgent.empty() and len(step.observations) < self.write_batch:
+                records, future = self._urgent.get_nowait()
+                self._add(step, [_Slice(records, future, True)])
+            return step
+        while len(step.observations) < self.write_batch:
+            slices = self._take_bulk(min(SLICE_RECORDS, self.write_batch - len(step.observations)))
+            if not slices:
+                break
+            self._add(step, slices)
+            await asyncio.sleep(0)  # an urgent publish gets in here
+            if not self._urgent.empty():
+                break
+        return step
+
+    def _take_bulk(self, limit: int) -> list[_Slice]:
+        """Up to `limit` records from the backlog, splitting publishes into slices."""
+        taken: list[_Slice] = []
+        count = 0
+        while count < limit:
+            if not self._backlog:
+                if self._queue.empty():
+                    break
+                records, future = self._queue.get_nowait()
+                cuts = range(0, len(records), SLICE_RECORDS)
+                self._backlog.extend(
+                    _Slice(records[i : i + SLICE_RECORDS], future, i == cuts[-1]) for i in cuts
+                )
+            piece = self._backlog.popleft()
+            if piece.future.done() and not piece.future.cancelled():
+                continue  # an earlier slice of its publish failed: the source retries it all
+            if count + len(piece.records) > limit and taken:
+                self._backlog.appendleft(piece)
+                break
+            taken.append(piece)
+            count += len(piece.records)
+        return taken
+
+    def _add(self, step: _Step, slices: list[_Slice]) -> None:
+        try:
+            observations = [self.registry.observe(r) for piece in slices for r in piece.records]
+            commit = Commit(readings=self._encode([o.record for o in observations]))
+            alerts = self.engine.on_records(observations, self.clock.now_ns())
+            alerts.fill(commit, self.destinations)
+        except Exception as exc:  # a failing rule or encoder must not stop the writer
+            self._fail(slices, exc)
+            return
+        if step.slices:
+            step.commit.extend(commit)
+        else:
+            step.commit = commit
+        step.slices += slices
+        step.observations += observations
+        step.alerts.append(alerts)
+
+    async def _finish(self, step: _Step) -> None:
+        if not step.slices:
+            return
+        try:
+            await self.outbox.commit(step.commit)
+        except Exception as exc:  # disk full, I/O error: the writer must outlive it
+            self._fail(step.slices, exc)
+            await asyncio.sleep(1.0)  # sources see the error and retry; don't spin
+            return
+        self.records_in += len(step.observations)
+        for piece in step.slices:
+            if piece.last and not piece.future.done():
+                piece.future.set_result(None)
         if self.vessels is not None:
-            self.vessels.update(observations)
-        self.engine.notify(alerts.alerts)
+            self.vessels.update(step.observations)
+        for alerts in step.alerts:
+            self.engine.notify(alerts.alerts)
+
+    def _fail(self, slices: list[_Slice], exc: Exception) -> None:
+        self.commit_failures += 1
+        for piece in slices:
+            if not piece.future.done():
+                piece.future.set_exception(exc)
+        count = sum(len(piece.records) for piece in slices)
+        log.error("outbox commit failed; %d records not acknowledged: %r", count, exc)
 
     async def commit_alerts(self, alerts_batch: AlertBatch) -> None:
         """Commit alert changes made outside ingest (clock ticks, acknowledgements)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import sys
 import time
 from collections.abc import Iterator
@@ -65,10 +67,16 @@ async def replay(cfg: HubConfig, path: Path, batch: int) -> int:
     progress = Progress(path.stat().st_size, "bytes")  # noqa: ASYNC240
     started = time.monotonic()
     records = 0
+    # Two chunks in flight: the next one is decoded while the pipeline commits the last.
+    window: collections.deque[asyncio.Task[None]] = collections.deque()
     for chunk in source:
-        await hub.pipeline.publish(chunk)
+        window.append(asyncio.create_task(hub.pipeline.publish(chunk)))
+        if len(window) > 1:
+            await window.popleft()
         records += len(chunk)
         progress.update(source.bytes_read - progress.done)
+    while window:
+        await window.popleft()
     progress.close()
     ingest_s = time.monotonic() - started
     flushed = await hub.forwarder.flush(timeout_s=3600) if hub.forwarder else True
