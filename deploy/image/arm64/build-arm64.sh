@@ -108,6 +108,8 @@ path-include=/usr/share/doc/*/copyright
 path-exclude=/usr/share/man/*
 path-exclude=/usr/share/locale/*
 DPKG
+# Only while building (stage2.sh removes it): no fsync per file, the VM's disk is a scratch file.
+echo force-unsafe-io > "$WORK/rootfs/etc/dpkg/dpkg.cfg.d/00harbourgrid-build"
 
 S="$WORK/rootfs/hgstage2"
 mkdir -p "$S/payload/bundle"

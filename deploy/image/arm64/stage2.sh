@@ -15,4 +15,5 @@ echo "HG-STAGE2: customize.sh (hub from the aarch64 bundle) done in $(( $(date +
 apt-get clean
 # What the amd64 build leaves out with dpkg path-exclude (stage 1 unpacked it before that rule).
 find /usr/share/doc -mindepth 2 ! -name copyright ! -type d -delete 2>/dev/null || true
-rm -rf /usr/share/man/* /usr/share/locale/* /var/lib/apt/lists/*_Packages "$S"
+rm -rf /usr/share/man/* /usr/share/locale/* /var/lib/apt/lists/*_Packages "$S" \
+    /etc/dpkg/dpkg.cfg.d/00harbourgrid-build
