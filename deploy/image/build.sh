@@ -13,8 +13,9 @@
 # whose inputs (hub sources, deploy/) are unchanged is not rebuilt at all (CACHE/... stamp).
 #
 # Needs: mmdebstrap, mkfs.vfat (dosfstools), mcopy (mtools), mke2fs (e2fsprogs), sfdisk.
-# arm64 cannot be built on an amd64 host without binfmt_misc (the foreign root filesystem's
-# maintainer scripts would have to run); see deploy/image/rpi/ for the arm64 path.
+# arm64: deploy/image/arm64/build-arm64.sh (`make image ARCH=arm64`) builds the same image
+# without binfmt_misc (maintainer scripts run in qemu-system-aarch64); deploy/image/rpi/ for a
+# stock Raspberry Pi OS card.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -48,10 +49,11 @@ die() { echo "build.sh: $*" >&2; exit 1; }
 case "$ARCH" in
     amd64) BUNDLE_PLATFORM=x86_64 ;;
     arm64)
-        die "arm64: a foreign root filesystem cannot run its maintainer scripts on this host" \
-            "without registering binfmt_misc handlers (a change to the host kernel). Use the" \
-            "aarch64 bundle with deploy/image/rpi/ on a stock Raspberry Pi OS / Debian arm64" \
-            "image (README, \"Installing a gateway\")." ;;
+        die "arm64: a foreign root filesystem cannot run its maintainer scripts here" \
+            "without registering binfmt_misc handlers (a change to the host kernel). Build it" \
+            "with deploy/image/arm64/build-arm64.sh (make image ARCH=arm64: they run in" \
+            "qemu-system-aarch64), or use the aarch64 bundle with deploy/image/rpi/ on a stock" \
+            "Raspberry Pi OS card (README, \"Installing a gateway\")." ;;
     *) die "unknown --arch $ARCH (amd64)" ;;
 esac
 [ "$(id -u)" = 0 ] || die "run as root (mmdebstrap --mode=root, file ownership in the image)"
