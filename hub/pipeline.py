@@ -39,7 +39,7 @@ class _Slice(NamedTuple):
     last: bool  # the slice whose commit acknowledges the publish
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, kw_only=True)
 class _Step:
     """One group commit: its slices, tagged, through the rules and encoded."""
 

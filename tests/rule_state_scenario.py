@@ -120,28 +120,39 @@ def _meters(minute: int, now: int) -> list[Record]:
     phase2 = minute >= PHASE1_MIN
     elder_total = 100.0 + (0.02 * (minute - PHASE1_MIN) / 10 if phase2 else 0.0)
     out: list[Record] = [
-        WaterMeterReading("M-501", now, total_m3=elder_total, flow_m3h=0.0, source="meter-bus"),
-        WaterMeterReading(
-            "M-502", now, total_m3=50.0 + minute * 0.01, flow_m3h=0.0 if phase2 else 0.6,
+        WaterMeterReading(meter_id="M-501", time_ns=now, total_m3=elder_total, flow_m3h=0.0, source="meter-bus"),
+        WaterMeterReading(meter_id="M-502", time_ns=now, total_m3=50.0 + minute * 0.01, flow_m3h=0.0 if phase2 else 0.6,
             battery_v=3.6 if phase2 else 2.9, alarm_bits=0 if phase2 else int(MeterAlarm.TAMPER),
             source="meter-bus",
         ),
     ]  # fmt: skip
     if phase2:
-        out.append(WaterMeterReading("M-601", now, total_m3=7.0, source="meter-bus"))
+        out.append(
+            WaterMeterReading(meter_id="M-601", time_ns=now, total_m3=7.0, source="meter-bus")
+        )
     return out
 
 
 def _doors(minute: int, now: int) -> list[Record]:
     out: list[Record] = []
     if minute == 140:
-        out.append(DoorEvent("D-3-2", now, "forced", building="3"))
+        out.append(DoorEvent(door_id="D-3-2", time_ns=now, event="forced", building="3"))
     if minute == 145:
-        out.append(DoorEvent("D-5", now, "held_open", building="5"))
+        out.append(DoorEvent(door_id="D-5", time_ns=now, event="held_open", building="5"))
     if 141 <= minute <= 145:
-        out.append(DoorEvent("D-3-1", now, "denied", credential_hash=f"c{minute}", building="3"))
+        out.append(
+            DoorEvent(
+                door_id="D-3-1",
+                time_ns=now,
+                event="denied",
+                credential_hash=f"c{minute}",
+                building="3",
+            )
+        )
     if minute == 170:
-        out.append(DoorEvent("D-5", now, "open", building="5", source="door-bus"))
+        out.append(
+            DoorEvent(door_id="D-5", time_ns=now, event="open", building="5", source="door-bus")
+        )
     return out
 
 
@@ -149,7 +160,7 @@ def _vessels(minute: int, now: int) -> list[Record]:
     phase2 = minute >= PHASE1_MIN
     out: list[Record] = []
     if minute == 0:
-        out.append(VesselStatic(STRANGER, now, name="MYSTERY 9", ship_type=70))
+        out.append(VesselStatic(mmsi=STRANGER, time_ns=now, name="MYSTERY 9", ship_type=70))
     where = OUTSIDE if phase2 else RESTRICTED
     out.append(_pos(STRANGER, now, where, 8.0, 90.0))
     if minute < 120 or minute >= PHASE1_MIN + 5:
@@ -164,7 +175,7 @@ def _vessels(minute: int, now: int) -> list[Record]:
 
 def _pos(mmsi: str, now: int, where: tuple[float, float], sog: float, cog: float) -> Record:
     return VesselPosition(
-        mmsi, now, lat=where[0], lon=where[1], sog_kn=sog, cog_deg=cog, msg_type=1
+        mmsi=mmsi, time_ns=now, lat=where[0], lon=where[1], sog_kn=sog, cog_deg=cog, msg_type=1
     )
 
 
