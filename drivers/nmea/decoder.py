@@ -47,20 +47,18 @@ class BitLengthError(FrameError):
 # Bit lengths per message type (ITU-R M.1371-5, Annex 8, Tables 46-83), as (min, max) ranges.
 # Tolerances are those real transmitters need: type 5 is 424 bits, but many send 420 or 422,
 # or 426 with the fill bits left at 0; type 21 carries 0-84 bits of name extension plus spare
-# to a byte boundary (272-360); type 24 part A is 160 bits, often padded to a 168-bit slot;
-# type 27 is 96 bits, and some units send it in a full 168-bit slot (both also in gpsd).
+# to a byte boundary (272-360); type 24 part A is 160 bits, often padded to a 168-bit slot, and
+# part B is sent in slots of up to 180 bits (gpsd test/daemon/ais-18-27.log); type 27 is 96
+# bits, and some units send it in a full 168-bit slot (all also in gpsd). Position reports:
+# see positions.BIT_LENGTHS.
 AIS_BIT_LENGTHS: dict[int, tuple[tuple[int, int], ...]] = {
-    1: ((168, 168),),
-    2: ((168, 168),),
-    3: ((168, 168),),
+    **pos.BIT_LENGTHS,
     4: ((168, 168),),
     5: ((420, 426),),
     9: ((168, 168),),
-    18: ((168, 168),),
     19: ((312, 312),),
     21: ((272, 360),),
-    24: ((160, 168),),
-    27: ((96, 96), (168, 168)),
+    24: ((160, 204),),
 }
 _ALLOWED_BITS = {
     msg_type: frozenset(n for lo, hi in ranges for n in range(lo, hi + 1))
@@ -463,10 +461,9 @@ class NmeaDecoder:
         value = pos.payload_int(payload, fill_bits)
         layout = pos.LAYOUTS.get(msg_type)
         if layout is None:
-            return self._long_range(
-                pos.read_long_range(value >> (bits - pos.LONG_RANGE_BITS)), time_ns
-            )
-        report = pos.read_class_ab(value, layout)
+            value = pos.align(value, bits, pos.LONG_RANGE_BITS)
+            return self._long_range(pos.read_long_range(value), time_ns)
+        report = pos.read_class_ab(pos.align(value, bits, pos.POSITION_BITS), layout)
         lat, lon = report.lat, report.lon
         in_range = -pos.LAT_MAX <= lat <= pos.LAT_MAX and -pos.LON_MAX <= lon <= pos.LON_MAX
         sog, cog, heading, status = report.sog, report.cog, report.heading, report.nav_status
