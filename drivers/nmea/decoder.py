@@ -47,20 +47,18 @@ class BitLengthError(FrameError):
 # Bit lengths per message type (ITU-R M.1371-5, Annex 8, Tables 46-83), as (min, max) ranges.
 # Tolerances are those real transmitters need: type 5 is 424 bits, but many send 420 or 422,
 # or 426 with the fill bits left at 0; type 21 carries 0-84 bits of name extension plus spare
-# to a byte boundary (272-360); type 24 part A is 160 bits, often padded to a 168-bit slot;
-# type 27 is 96 bits, and some units send it in a full 168-bit slot (both also in gpsd).
+# to a byte boundary (272-360); type 24 part A is 160 bits, often padded to a 168-bit slot, and
+# part B is sent in slots of up to 180 bits (gpsd test/daemon/ais-18-27.log); type 27 is 96
+# bits, and some units send it in a full 168-bit slot (all also in gpsd). Position reports:
+# see positions.BIT_LENGTHS.
 AIS_BIT_LENGTHS: dict[int, tuple[tuple[int, int], ...]] = {
-    1: ((168, 168),),
-    2: ((168, 168),),
-    3: ((168, 168),),
+    **pos.BIT_LENGTHS,
     4: ((168, 168),),
     5: ((420, 426),),
     9: ((168, 168),),
-    18: ((168, 168),),
     19: ((312, 312),),
     21: ((272, 360),),
-    24: ((160, 168),),
-    27: ((96, 96), (168, 168)),
+    24: ((160, 204),),
 }
 _ALLOWED_BITS = {
     msg_type: frozenset(n for lo, hi in ranges for n in range(lo, hi + 1))
@@ -82,7 +80,19 @@ class Sentence:
 
 
 def _xor(data: bytes) -> int:
-    return functools.reduce(operator.xor, data, 0)
+    """XOR of all bytes (the NMEA checksum): one int folded in halves, not a loop per byte."""
+    if len(data) > 128:
+        return functools.reduce(operator.xor, data, 0)
+    folded = int.from_bytes(data, "little")
+    if len(data) > 64:
+        folded ^= folded >> 512
+    folded ^= folded >> 256
+    folded ^= folded >> 128
+    folded ^= folded >> 64
+    folded ^= folded >> 32
+    folded ^= folded >> 16
+    folded ^= folded >> 8
+    return folded & 0xFF
 
 
 _HEX = {b"%02X" % i: i for i in range(256)} | {b"%02x" % i: i for i in range(256)}
@@ -90,17 +100,29 @@ _HEX = {b"%02X" % i: i for i in range(256)} | {b"%02x" % i: i for i in range(256
 _SIXBIT = {c: (c - 48 if c < 88 else c - 56) for c in [*range(48, 88), *range(96, 120)]}
 
 
-def _split_checksum(text: bytes, what: str) -> bytes:
-    """Return text before '*hh' after checking hh; raise ChecksumError/FrameError."""
-    if len(text) < 4 or text[-3:-2] != b"*":
-        raise TruncatedError(f"{what} without checksum")
-    expected = _HEX.get(text[-2:])
+def _tag_block_content(tag: bytes) -> bytes:
+    """The tag block before '*hh' after checking hh; raise ChecksumError/FrameError."""
+    if len(tag) < 4 or tag[-3:-2] != b"*":
+        raise TruncatedError("tag block without checksum")
+    expected = _HEX.get(tag[-2:])
     if expected is None:
-        raise FrameError(f"{what} checksum is not hex")
-    content = text[:-3]
-    if _xor(content[1:] if what == "sentence" else content) != expected:
-        raise ChecksumError(f"{what} checksum mismatch")
+        raise FrameError("tag block checksum is not hex")
+    content = tag[:-3]
+    if _xor(content) != expected:
+        raise ChecksumError("tag block checksum mismatch")
     return content
+
+
+def _sentence_body(line: bytes) -> bytes:
+    """The sentence before '*hh' after checking hh (XOR of everything after '!' or '$')."""
+    expected = _HEX.get(line[-2:])
+    if len(line) < 4 or line[-3] != 42:  # '*'
+        raise TruncatedError("sentence without checksum")
+    if expected is None:
+        raise FrameError("sentence checksum is not hex")
+    if _xor(line[1:-3]) != expected:
+        raise ChecksumError("sentence checksum mismatch")
+    return line[:-3]
 
 
 _Tag = tuple[int | None, str, str]  # (time_ns, station, group)
@@ -108,7 +130,7 @@ _Tag = tuple[int | None, str, str]  # (time_ns, station, group)
 
 def _parse_tag_block(tag: bytes) -> _Tag:
     """IEC 61162-450 / NMEA 4.10 tag block `g:1-2-73,s:station,c:unixtime*hh`."""
-    content = _split_checksum(tag, "tag block")
+    content = _tag_block_content(tag)
     time_ns: int | None = None
     station = group = ""
     for part in content.split(b","):
@@ -190,7 +212,7 @@ def _split_line(line: bytes) -> _Split:
             if time_ns is None:
                 time_ns = _trailing_time_ns(line[star + 4 :])
             line = line[: star + 3]
-    return _split_checksum(line, "sentence"), time_ns, station, group, tag_ignored
+    return _sentence_body(line), time_ns, station, group, tag_ignored
 
 
 def parse_line(line: bytes) -> Sentence:
@@ -463,15 +485,13 @@ class NmeaDecoder:
         value = pos.payload_int(payload, fill_bits)
         layout = pos.LAYOUTS.get(msg_type)
         if layout is None:
-            return self._long_range(
-                pos.read_long_range(value >> (bits - pos.LONG_RANGE_BITS)), time_ns
-            )
-        report = pos.read_class_ab(value, layout)
-        lat, lon = report.lat, report.lon
+            value = pos.align(value, bits, pos.LONG_RANGE_BITS)
+            return self._long_range(pos.read_long_range(value), time_ns)
+        report = pos.read_class_ab(pos.align(value, bits, pos.POSITION_BITS), layout)
+        _, mmsi, status, _, sog, _, lon, lat, cog, heading, _ = report
         in_range = -pos.LAT_MAX <= lat <= pos.LAT_MAX and -pos.LON_MAX <= lon <= pos.LON_MAX
-        sog, cog, heading, status = report.sog, report.cog, report.heading, report.nav_status
         return VesselPosition(
-            mmsi=f"{report.mmsi:09d}",
+            mmsi=f"{mmsi:09d}",
             time_ns=time_ns,
             lat=pos.degrees(lat) if in_range else None,
             lon=pos.degrees(lon) if in_range else None,

@@ -61,6 +61,18 @@ LAYOUTS = {1: _CLASS_A, 2: _CLASS_A, 3: _CLASS_A, 18: _CLASS_B}
 LONG_RANGE = 27
 POSITION_BITS = 168  # types 1-3 and 18 (ITU-R M.1371-5 Tables 46 and 49)
 LONG_RANGE_BITS = 96  # type 27 (Table 82); some units send it in a 168-bit slot
+# Bit lengths accepted, as (min, max) ranges. Real class A units send 163 (the last 5 bits of
+# the communication state cut) and 204 bits besides 168; class B units pad to longer slots.
+# gpsd accepts the same (drivers/driver_ais.c: types 1-3 163-204 after the USCG NAVCEN notes,
+# type 18 from 168 up); the cap at 204 keeps rejecting garbage. Every field read lies within
+# the first 149 bits, so any of these lengths gives the same record.
+BIT_LENGTHS: dict[int, tuple[tuple[int, int], ...]] = {
+    1: ((163, 204),),
+    2: ((163, 204),),
+    3: ((163, 204),),
+    18: ((168, 204),),
+    27: ((LONG_RANGE_BITS, LONG_RANGE_BITS), (POSITION_BITS, POSITION_BITS)),
+}
 
 
 def payload_int(payload: bytes, fill_bits: int) -> int:
@@ -111,21 +123,26 @@ class PositionReport(NamedTuple):
 
 
 def read_class_ab(value: int, layout: Layout) -> PositionReport:
-    """Fields of a 168-bit type 1/2/3/18 payload held as one int."""
-    status = (value >> layout.status) & 0xF if layout.status >= 0 else None
-    turn = signed((value >> layout.turn) & 0xFF, 8) if layout.turn >= 0 else None
-    return PositionReport(
-        msg_type=value >> 162,
-        mmsi=(value >> 130) & 0x3FFFFFFF,
-        nav_status=status,
-        turn=turn,
-        sog=(value >> layout.sog) & 0x3FF,
-        accuracy=bool((value >> layout.accuracy) & 1),
-        lon=signed((value >> layout.lon) & 0xFFFFFFF, 28),
-        lat=signed((value >> layout.lat) & 0x7FFFFFF, 27),
-        cog=(value >> layout.cog) & 0xFFF,
-        heading=(value >> layout.heading) & 0x1FF,
-        second=(value >> layout.second) & 0x3F,
+    """Fields of a 168-bit type 1/2/3/18 payload held as one int.
+
+    Sign extension is `(field ^ sign_bit) - sign_bit`; the tuple is built positionally (in
+    PositionReport's field order), which halves the cost of this hot function.
+    """
+    _, status, turn, sog, accuracy, lon, lat, cog, heading, second = layout
+    return PositionReport._make(
+        (
+            value >> 162,
+            (value >> 130) & 0x3FFFFFFF,
+            (value >> status) & 0xF if status >= 0 else None,
+            (((value >> turn) & 0xFF) ^ 0x80) - 0x80 if turn >= 0 else None,
+            (value >> sog) & 0x3FF,
+            bool((value >> accuracy) & 1),
+            (((value >> lon) & 0xFFFFFFF) ^ 0x8000000) - 0x8000000,
+            (((value >> lat) & 0x7FFFFFF) ^ 0x4000000) - 0x4000000,
+            (value >> cog) & 0xFFF,
+            (value >> heading) & 0x1FF,
+            (value >> second) & 0x3F,
+        )
     )
 
 
@@ -146,12 +163,18 @@ def read_long_range(value: int) -> PositionReport:
     )
 
 
+def align(value: int, bits: int, to_bits: int) -> int:
+    """A `bits`-long payload int cut or zero-padded at its end to `to_bits`."""
+    return value >> (bits - to_bits) if bits >= to_bits else value << (to_bits - bits)
+
+
 def position_report(payload: bytes, fill_bits: int = 0) -> PositionReport | None:
-    """The fields of a type 1/2/3/18/27 payload of a valid bit length, else None."""
+    """The fields of a type 1/2/3/18/27 payload of an accepted bit length, else None."""
     msg_type = ARMOUR_VALUE[payload[0]] if payload else -1
     bits = len(payload) * 6 - fill_bits
-    if msg_type in LAYOUTS and bits == POSITION_BITS:
-        return read_class_ab(payload_int(payload, fill_bits), LAYOUTS[msg_type])
-    if msg_type == LONG_RANGE and bits in (LONG_RANGE_BITS, POSITION_BITS):
-        return read_long_range(payload_int(payload, fill_bits) >> (bits - LONG_RANGE_BITS))
-    return None
+    if not any(lo <= bits <= hi for lo, hi in BIT_LENGTHS.get(msg_type, ())):
+        return None
+    value = payload_int(payload, fill_bits)
+    if msg_type == LONG_RANGE:
+        return read_long_range(align(value, bits, LONG_RANGE_BITS))
+    return read_class_ab(align(value, bits, POSITION_BITS), LAYOUTS[msg_type])

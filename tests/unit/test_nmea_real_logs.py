@@ -198,7 +198,7 @@ def _with_checksum(body: str) -> bytes:
         ("KC5E2b@U19PFdLbMuc5=ROv6", 0),  # type 27 cut to 144 bits
         ("KC5E2b@U19PFdLbMuc5=ROv62<7m0", 0),  # 174 bits
         ("13HOI:0P0000VOHLCnHQKwvL05I", 0),  # type 1, 162 bits
-        ("13HOI:0P0000VOHLCnHQKwvL05Ip00", 0),  # type 1, 180 bits
+        ("13HOI:0P0000VOHLCnHQKwvL05Ip0000000", 0),  # type 1, 210 bits
         ("403OviQuMGCqWrRO9>E6fE700@G", 0),  # type 4, 162 bits
         ("91b77=h3h00nHt0Q3r@@07000<0b0", 2),  # type 9, 172 bits
     ],
