@@ -79,10 +79,10 @@ class DeliveryLoop:
                         )
                         continue
                     acked.append(delivery_id)
+                    self.sent += 1
             finally:
                 if acked:
                     await self.outbox.ack_deliveries(acked)
-                    self.sent += len(acked)
 
     async def send(self, payload: bytes) -> None:
         raise NotImplementedError
