@@ -373,15 +373,20 @@ class Outbox:
         return [(int(i), bytes(p)) for i, p in rows]
 
     async def ack_delivery(self, delivery_id: int) -> None:
-        await self._run(self._ack_delivery, delivery_id)
+        await self._run(self._ack_deliveries, [delivery_id])
 
-    def _ack_delivery(self, delivery_id: int) -> None:
-        row = self.db.execute(
-            "DELETE FROM deliveries WHERE id=? RETURNING length(payload)", (delivery_id,)
-        ).fetchone()
-        if row is not None:
-            self.stats.deliveries -= 1
-            self.stats.delivery_bytes -= int(row[0])
+    async def ack_deliveries(self, delivery_ids: Sequence[int]) -> None:
+        """Delete deliveries that were sent, in one transaction."""
+        await self._run(self._ack_deliveries, list(delivery_ids))
+
+    def _ack_deliveries(self, delivery_ids: list[int]) -> None:
+        with self._transaction() as db:
+            for delivery_id in delivery_ids:
+                for (size,) in db.execute(
+                    "DELETE FROM deliveries WHERE id=? RETURNING length(payload)", (delivery_id,)
+                ).fetchall():
+                    self.stats.deliveries -= 1
+                    self.stats.delivery_bytes -= int(size)
 
     async def dead_letter_delivery(
         self, destination: str, delivery_id: int, reason: str, now_ns: int

@@ -31,6 +31,10 @@ URGENT_RECORDS: frozenset[type] = frozenset({DoorEvent})
 # Bulk records are tagged, checked and encoded this many at a time, with the event loop free in
 # between, so an urgent publish waits for one slice, not for a whole group commit.
 SLICE_RECORDS = 256
+# For this long after an urgent publish, bulk group commits are one slice: an urgent commit
+# waits on the outbox thread for the bulk commit in flight (~20 ms for a slice, ~100 ms or
+# more for 2000 rows on a loaded gateway), and door sources send one event per commit.
+URGENT_WINDOW_S = 2.0
 
 
 class _Slice(NamedTuple):
@@ -78,6 +82,7 @@ class Pipeline:
         self._urgent: asyncio.Queue[_Item] = asyncio.Queue(maxsize=queue_batches)
         self._backlog: collections.deque[_Slice] = collections.deque()  # taken, not yet tagged
         self._ready = asyncio.Event()
+        self._urgent_at = -URGENT_WINDOW_S  # loop time of the last urgent publish
         self.encode_errors: Counter[str] = Counter()
         self.records_in = 0
         self.commit_failures = 0
@@ -88,8 +93,11 @@ class Pipeline:
         """Hand records to the hub; returns once they are durable in the outbox."""
         if not records:
             return
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        queue = self._urgent if _is_urgent(records) else self._queue
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        queue = self._queue
+        if _is_urgent(records):
+            queue, self._urgent_at = self._urgent, loop.time()
         await queue.put((records, future))
         self._ready.set()
         await future
@@ -123,8 +131,11 @@ class Pipeline:
                 records, future = self._urgent.get_nowait()
                 self._add(step, [_Slice(records, future, True)])
             return step
-        while len(step.observations) < self.write_batch:
-            slices = self._take_bulk(min(SLICE_RECORDS, self.write_batch - len(step.observations)))
+        limit = self.write_batch
+        if asyncio.get_running_loop().time() - self._urgent_at < URGENT_WINDOW_S:
+            limit = min(limit, SLICE_RECORDS)
+        while len(step.observations) < limit:
+            slices = self._take_bulk(min(SLICE_RECORDS, limit - len(step.observations)))
             if not slices:
                 break
             self._add(step, slices)

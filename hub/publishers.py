@@ -63,19 +63,26 @@ class DeliveryLoop:
             rows = await self.outbox.peek_deliveries(self.destination, 100)
             if not rows:
                 return
-            for delivery_id, payload in rows:
-                try:
-                    await self.send(payload)
-                except SinkRejected as exc:
-                    log.error(
-                        "%s refused an alert for good; dead-lettered: %s", self.destination, exc
-                    )
-                    await self.outbox.dead_letter_delivery(
-                        self.destination, delivery_id, str(exc), self.clock.now_ns()
-                    )
-                    continue
-                await self.outbox.ack_delivery(delivery_id)
-                self.sent += 1
+            # Sent rows are acknowledged together (one transaction, which waits behind the
+            # ingest commit in flight), also when a send fails part way.
+            acked: list[int] = []
+            try:
+                for delivery_id, payload in rows:
+                    try:
+                        await self.send(payload)
+                    except SinkRejected as exc:
+                        log.error(
+                            "%s refused an alert for good; dead-lettered: %s", self.destination, exc
+                        )
+                        await self.outbox.dead_letter_delivery(
+                            self.destination, delivery_id, str(exc), self.clock.now_ns()
+                        )
+                        continue
+                    acked.append(delivery_id)
+                    self.sent += 1
+            finally:
+                if acked:
+                    await self.outbox.ack_deliveries(acked)
 
     async def send(self, payload: bytes) -> None:
         raise NotImplementedError

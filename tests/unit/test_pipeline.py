@@ -12,7 +12,7 @@ from hub.clock import ManualClock
 from hub.engine import Engine
 from hub.outbox import Commit, Outbox
 from hub.pipeline import Pipeline
-from hub.records import WaterMeterReading
+from hub.records import DoorEvent, WaterMeterReading
 from hub.registry import Registry
 
 
@@ -88,6 +88,39 @@ async def test_concurrent_publishers_share_one_commit(
     try:
         await asyncio.gather(*publishes)
         assert commits == 1 and outbox.stats.rows == 50
+    finally:
+        writer.cancel()
+        await outbox.close()
+
+
+async def test_door_event_is_committed_ahead_of_queued_bulk_readings(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path / "o.sqlite", max_bytes=10**8)
+    await outbox.open()
+    pipeline = Pipeline(
+        site="s",
+        clock=ManualClock(),
+        registry=Registry([]),
+        engine=Engine([], AlertManager("s", 0)),
+        outbox=outbox,
+        destinations=[],
+    )
+    bulk = [
+        asyncio.create_task(pipeline.publish([reading(b * 1000 + i) for i in range(1000)]))
+        for b in range(8)
+    ]
+    await asyncio.sleep(0)
+    door = DoorEvent(door_id="D-1", time_ns=1_767_225_600 * 10**9, event="forced", source="t")
+    urgent = asyncio.create_task(pipeline.publish([door]))
+    await asyncio.sleep(0)
+    writer = asyncio.create_task(pipeline.run())
+    try:
+        await urgent
+        assert not all(task.done() for task in bulk)  # acknowledged before the bulk backlog
+        await asyncio.gather(*bulk)
+        lines = [line for _, line in await outbox.peek_points(10_000)]
+        assert len(lines) == 8001
+        position = next(i for i, line in enumerate(lines) if line.startswith(b"door_event,"))
+        assert position < 1000  # committed after at most one slice of the bulk readings
     finally:
         writer.cancel()
         await outbox.close()
