@@ -9,6 +9,7 @@ S=/hgstage2
 t0=$(date +%s)
 /debootstrap/debootstrap --second-stage
 echo "HG-STAGE2: debootstrap --second-stage done in $(( $(date +%s) - t0 ))s"
+[ -e /proc/self ] || mount -t proc proc /proc  # debootstrap unmounts what it found mounted
 t1=$(date +%s)
 /bin/bash "$S/customize.sh" / "$S/payload" "$S/payload/bundle"
 echo "HG-STAGE2: customize.sh (hub from the aarch64 bundle) done in $(( $(date +%s) - t1 ))s"
