@@ -5,8 +5,8 @@ connection is used from a single thread. A batch is acknowledged only after its 
 committed. The byte budget counts stored line-protocol bytes and alert delivery payloads; when it
 is exceeded the oldest *readings* are dropped and counted; only when no reading is left are the
 oldest alert points, then the oldest alert deliveries dropped (counted apart), so the budget is a
-hard bound. Freed pages go back to the file system (incremental vacuum) and the WAL is truncated
-after each checkpoint, so the file stays within a stated factor of the budget (README). Each point
+hard bound. Freed pages go back to the file system (incremental vacuum) and the WAL is trimmed to
+its limit after every operation, so the files stay within a stated factor of the budget (README). Each point
 row keeps the wall-clock time it was queued, so the forwarder's lag is the age of the oldest unsent
 row. Dead letters can be listed, requeued and purged (`DeadLetters`, behind `hub dead-letters`).
 """
@@ -97,6 +97,7 @@ class OutboxStats:
     forwarded: int = 0
     deliveries: int = 0
     oldest_queued_ns: int = 0  # wall-clock time the oldest unsent point was queued; 0: none
+    wal_truncations: int = 0  # WAL checkpointed and truncated after an oversized transaction
 
 
 class Outbox:
@@ -107,6 +108,8 @@ class Outbox:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox")
         self._db: sqlite3.Connection | None = None
         self._fsync = fsync
+        self._wal_path = path.with_name(path.name + "-wal")
+        self._wal_limit = wal_checkpoint_pages(max_bytes) * 4096
         self.new_points = asyncio.Event()
         self._delivery_events: dict[str, asyncio.Event] = {}
 
@@ -121,12 +124,16 @@ class Outbox:
 
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        db = sqlite3.connect(
+            self.path,
+            isolation_level=None,
+            check_same_thread=False,
+            timeout=_BUSY_TIMEOUT_MS / 1000,
+        )
         _use_incremental_vacuum(db)
         db.execute("PRAGMA journal_mode=WAL")
-        wal_pages = wal_checkpoint_pages(self.max_bytes)
-        db.execute(f"PRAGMA wal_autocheckpoint={wal_pages}")
-        db.execute(f"PRAGMA journal_size_limit={wal_pages * 4096}")
+        db.execute(f"PRAGMA wal_autocheckpoint={wal_checkpoint_pages(self.max_bytes)}")
+        db.execute(f"PRAGMA journal_size_limit={self._wal_limit}")
         db.execute(f"PRAGMA synchronous={'FULL' if self._fsync else 'NORMAL'}")
         _prepare(db)
         self._db = db
@@ -163,7 +170,35 @@ class Outbox:
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, fn, *args)
+        return await loop.run_in_executor(self._executor, self._then_bound_wal, fn, *args)
+
+    def _then_bound_wal(self, fn: Callable[..., T], *args: Any) -> T:
+        try:
+            return fn(*args)
+        finally:
+            self._bound_wal()
+
+    def _bound_wal(self) -> None:
+        """On the outbox thread, after each operation: a transaction larger than the WAL limit
+        (a group commit carrying a big rule state) leaves the WAL that large, since SQLite
+        trims it only when the *next* writer restarts it. Checkpoint and truncate it now, so
+        between transactions it never exceeds the limit. busy_timeout 0: a reader in another
+        process (`hub doctor`, `hub dead-letters`) defers this to the next operation instead
+        of stalling the queue."""
+        if self._db is None:
+            return
+        try:
+            size = self._wal_path.stat().st_size
+        except FileNotFoundError:
+            return
+        if size <= self._wal_limit:
+            return
+        self._db.execute("PRAGMA busy_timeout=0")
+        try:
+            busy = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        finally:
+            self._db.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+        self.stats.wal_truncations += 1 - int(busy)
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -427,9 +462,12 @@ class Outbox:
         )
 
 
+_BUSY_TIMEOUT_MS = 5000  # sqlite3.connect's default, set explicitly to restore it
+
+
 def wal_checkpoint_pages(max_bytes: int) -> int:
-    """WAL pages between checkpoints (the WAL is truncated to this after each): a quarter of
-    the budget, at least 100 and at most SQLite's default of 1000 pages of 4 KiB."""
+    """WAL pages between checkpoints, and the WAL's size limit between transactions: a quarter
+    of the budget, at least 100 and at most SQLite's default of 1000 pages of 4 KiB."""
     return max(100, min(1000, max_bytes // (4 * 4096)))
 
 
