@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import sqlite3
@@ -59,6 +60,9 @@ CREATE TABLE IF NOT EXISTS alert_state (key TEXT PRIMARY KEY, value TEXT NOT NUL
 CREATE TABLE IF NOT EXISTS rule_state (rule TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
+
+
+_SAVE_RULE_STATE = "INSERT OR REPLACE INTO rule_state(rule, value) VALUES (?, ?)"
 
 
 def _prepare(db: sqlite3.Connection) -> None:
@@ -112,6 +116,7 @@ class Outbox:
         self._wal_limit = wal_checkpoint_pages(max_bytes) * 4096
         self.new_points = asyncio.Event()
         self._delivery_events: dict[str, asyncio.Event] = {}
+        self._rule_digests: dict[str, bytes] = {}  # of each rule state as last written
 
     def delivery_event(self, destination: str) -> asyncio.Event:
         """Set whenever a delivery for `destination` was committed."""
@@ -164,41 +169,57 @@ class Outbox:
 
     async def close(self) -> None:
         if self._db is not None:
-            await self._run(self._db.close)
-            self._db = None
+            await self._run(self._close)
         self._executor.shutdown(wait=True)
+
+    def _close(self) -> None:
+        db, self._db = self.db, None
+        db.close()
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._then_bound_wal, fn, *args)
+        return await loop.run_in_executor(self._executor, self._then_trim, fn, *args)
 
-    def _then_bound_wal(self, fn: Callable[..., T], *args: Any) -> T:
+    def _then_trim(self, fn: Callable[..., T], *args: Any) -> T:
+        result = fn(*args)
+        if self._db is not None:
+            self._trim()
+        return result
+
+    def _trim(self) -> None:
+        """On the outbox thread, after each operation: give free pages back and bound the WAL.
+
+        The operation itself is durable by now, so trimming must never fail it: busy_timeout 0,
+        and another process's reader or writer (`hub doctor`, `hub dead-letters`) only defers
+        the trim to the next operation instead of stalling the queue."""
+        db = self.db
+        db.execute("PRAGMA busy_timeout=0")
         try:
-            return fn(*args)
+            self._return_free_pages(db)
+            self._bound_wal(db)
+        except sqlite3.OperationalError as exc:  # SQLITE_BUSY / LOCKED
+            _log.info("outbox trim deferred: %s", exc)
         finally:
-            self._bound_wal()
+            db.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
 
-    def _bound_wal(self) -> None:
-        """On the outbox thread, after each operation: a transaction larger than the WAL limit
-        (a group commit carrying a big rule state) leaves the WAL that large, since SQLite
-        trims it only when the *next* writer restarts it. Checkpoint and truncate it now, so
-        between transactions it never exceeds the limit. busy_timeout 0: a reader in another
-        process (`hub doctor`, `hub dead-letters`) defers this to the next operation instead
-        of stalling the queue."""
-        if self._db is None:
-            return
+    def _return_free_pages(self, db: sqlite3.Connection) -> None:
+        """After any operation that freed pages (budget drops, acks, a rule state that shrank),
+        not only after budget drops: between operations the file holds live pages only."""
+        if db.execute("PRAGMA freelist_count").fetchone()[0]:
+            # executescript steps the pragma to the end; execute() would free one page only.
+            db.executescript("PRAGMA incremental_vacuum;")
+
+    def _bound_wal(self, db: sqlite3.Connection) -> None:
+        """A transaction larger than the WAL limit (a group commit carrying a big rule state)
+        leaves the WAL that large: SQLite trims it only when the *next* writer restarts it.
+        Checkpoint and truncate it now, so between transactions it stays within the limit."""
         try:
             size = self._wal_path.stat().st_size
         except FileNotFoundError:
             return
-        if size <= self._wal_limit:
-            return
-        self._db.execute("PRAGMA busy_timeout=0")
-        try:
-            busy = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
-        finally:
-            self._db.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
-        self.stats.wal_truncations += 1 - int(busy)
+        if size > self._wal_limit:
+            busy = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+            self.stats.wal_truncations += 1 - int(busy)
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -248,13 +269,13 @@ class Outbox:
             db.executemany(
                 "DELETE FROM alert_state WHERE key=?", [(k,) for k in batch.pruned_state]
             )
-            db.executemany(
-                "INSERT OR REPLACE INTO rule_state(rule, value) VALUES (?, ?)", batch.rule_state
-            )
+            rule_states = self._changed_rule_states(batch.rule_state)
+            db.executemany(_SAVE_RULE_STATE, rule_states)
             added = sum(len(line) for _, line, _ in points)
             added_deliveries = sum(len(payload) for _, payload in batch.deliveries)
             total = self.stats.bytes + self.stats.delivery_bytes + added + added_deliveries
             drops = self._enforce_budget(total)
+        self._rule_states_written(rule_states)
         st = self.stats
         st.rows += len(points)
         st.bytes += added
@@ -272,9 +293,6 @@ class Outbox:
                 _log.error("outbox budget full with no reading left: %s += %d", counter, rows)
         if points and (drops or not st.oldest_queued_ns):
             self._update_oldest()
-        if drops:
-            # executescript steps the pragma to the end; execute() would free one page only.
-            db.executescript("PRAGMA incremental_vacuum;")
 
     def _enforce_budget(self, total_bytes: int) -> list[tuple[str, int, int]]:
         """Inside the open transaction: while points plus deliveries exceed the budget, drop
@@ -441,15 +459,34 @@ class Outbox:
         return {k: json.loads(v) for k, v in rows}
 
     async def save_rule_state(self, states: dict[str, str]) -> None:
-        """Persist rule states given as {rule: json text}."""
+        """Persist rule states given as {rule: json text}; unchanged ones are not rewritten."""
 
         def save() -> None:
-            with self._transaction() as db:
-                db.executemany(
-                    "INSERT OR REPLACE INTO rule_state(rule, value) VALUES (?, ?)", states.items()
-                )
+            changed = self._changed_rule_states(states.items())
+            if changed:
+                with self._transaction() as db:
+                    db.executemany(_SAVE_RULE_STATE, changed)
+                self._rule_states_written(changed)
 
         await self._run(save)
+
+    def _changed_rule_states(self, states: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+        """A maritime rule's state is megabytes of JSON: the periodic save and every commit of
+        a rule that signalled would rewrite it whole (flash wear, WAL size) even when equal."""
+        return [(r, v) for r, v in states if self._rule_digests.get(r) != _digest(v)]
+
+    def _rule_states_written(self, states: list[tuple[str, str]]) -> None:
+        """After the transaction that wrote `states` committed."""
+        self._rule_digests.update((rule, _digest(value)) for rule, value in states)
+
+    async def file_sizes(self) -> dict[str, int]:
+        """Bytes on disk of the outbox file and its WAL, taken between two operations."""
+
+        def sizes() -> dict[str, int]:
+            paths = {"outbox": self.path, "wal": self._wal_path}
+            return {k: p.stat().st_size if p.exists() else 0 for k, p in paths.items()}
+
+        return await self._run(sizes)
 
     async def dead_letter_rows(self) -> list[tuple[str, bytes, str]]:
         return await self._run(
@@ -562,6 +599,10 @@ class DeadLetters:
     def purge(self, destination: str | None = None, since_ns: int | None = None) -> int:
         where, args = self._where(destination, since_ns)
         return int(self.db.execute(f"DELETE FROM dead_letter WHERE {where}", args).rowcount)
+
+
+def _digest(text: str) -> bytes:
+    return hashlib.blake2b(text.encode(), digest_size=16).digest()
 
 
 def _chunks(items: list[int], size: int) -> Iterable[list[int]]:

@@ -1,4 +1,4 @@
-"""The outbox's WAL stays within its limit between transactions, however large one was."""
+"""The outbox file and its WAL stay within their bounds between transactions, however large one was."""
 
 from __future__ import annotations
 
@@ -28,6 +28,13 @@ def rule_state(vessels: int, start: int) -> str:
         for i in range(vessels)
     }
     return json.dumps({"v": entries, "s": {}})
+
+
+def db_size(path: Path) -> int:
+    """The database's size as of its last commit (its newest pages may still be in the WAL)."""
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        pages = db.execute("PRAGMA page_count").fetchone()[0]
+        return int(pages) * int(db.execute("PRAGMA page_size").fetchone()[0])
 
 
 def wal_size(path: Path) -> int:
@@ -79,4 +86,52 @@ async def test_a_reader_in_another_process_defers_the_truncation_without_failing
     await outbox.commit(Commit(readings=[reading(1)]))
     assert wal_size(path) <= limit
     assert [p for _, p in await outbox.peek_points(10)] == [reading(0), reading(1)]
+    await outbox.close()
+
+
+async def test_pages_freed_without_a_budget_drop_go_back_to_the_file_system(
+    tmp_path: Path,
+) -> None:
+    """A rule state that shrank (vessels evicted on a tick) and acknowledged points free pages
+    with no budget drop in sight; the file must not keep them."""
+    path = tmp_path / "o.sqlite"
+    outbox = Outbox(path, max_bytes=64 * 1024 * 1024)
+    await outbox.open()
+    empty = db_size(path)
+    await outbox.commit(
+        Commit(
+            readings=[reading(i) for i in range(5000)],
+            rule_state=[("invalid_mmsi", rule_state(10_000, 0))],
+        )
+    )
+    assert db_size(path) > empty + 1024 * 1024
+    await outbox.commit(Commit(rule_state=[("invalid_mmsi", rule_state(10, 0))]))
+    await outbox.ack_points([i for i, _ in await outbox.peek_points(10_000)])
+    assert outbox.stats.dropped == 0 and outbox.stats.rows == 0
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        assert db.execute("PRAGMA freelist_count").fetchone()[0] == 0
+    assert db_size(path) <= empty + 8 * 4096
+    assert (await outbox.load_rule_state())["invalid_mmsi"] == json.loads(rule_state(10, 0))
+    await outbox.close()
+
+
+async def test_an_unchanged_rule_state_is_not_rewritten(tmp_path: Path) -> None:
+    """The hub saves every rule's state every few seconds; megabytes of equal JSON must not
+    become a transaction each time."""
+    path = tmp_path / "o.sqlite"
+    outbox = Outbox(path, max_bytes=1024 * 1024)
+    await outbox.open()
+    states = {"invalid_mmsi": rule_state(10_000, 0), "ais_gap": "{}"}
+    await outbox.save_rule_state(states)
+    with contextlib.closing(sqlite3.connect(path)) as reader:
+        version = reader.execute("PRAGMA data_version").fetchone()[0]
+        await outbox.save_rule_state(states)
+        await outbox.commit(Commit(rule_state=[("ais_gap", "{}")]))
+        assert reader.execute("PRAGMA data_version").fetchone()[0] == version  # no commit
+        await outbox.save_rule_state({**states, "ais_gap": '{"v": {}}'})
+        assert reader.execute("PRAGMA data_version").fetchone()[0] != version
+    assert await outbox.load_rule_state() == {
+        "invalid_mmsi": json.loads(states["invalid_mmsi"]),
+        "ais_gap": {"v": {}},
+    }
     await outbox.close()
