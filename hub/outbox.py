@@ -5,8 +5,8 @@ connection is used from a single thread. A batch is acknowledged only after its 
 committed. The byte budget counts stored line-protocol bytes and alert delivery payloads; when it
 is exceeded the oldest *readings* are dropped and counted; only when no reading is left are the
 oldest alert points, then the oldest alert deliveries dropped (counted apart), so the budget is a
-hard bound. Freed pages go back to the file system (incremental vacuum) and the WAL is truncated
-after each checkpoint, so the file stays within a stated factor of the budget (README). Each point
+hard bound. Freed pages go back to the file system (incremental vacuum) and the WAL is trimmed to
+its limit after every operation, so the files stay within a stated factor of the budget (README). Each point
 row keeps the wall-clock time it was queued, so the forwarder's lag is the age of the oldest unsent
 row. Dead letters can be listed, requeued and purged (`DeadLetters`, behind `hub dead-letters`).
 """
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import sqlite3
@@ -59,6 +60,9 @@ CREATE TABLE IF NOT EXISTS alert_state (key TEXT PRIMARY KEY, value TEXT NOT NUL
 CREATE TABLE IF NOT EXISTS rule_state (rule TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
+
+
+_SAVE_RULE_STATE = "INSERT OR REPLACE INTO rule_state(rule, value) VALUES (?, ?)"
 
 
 def _prepare(db: sqlite3.Connection) -> None:
@@ -109,6 +113,7 @@ class OutboxStats:
     forwarded: int = 0
     deliveries: int = 0
     oldest_queued_ns: int = 0  # wall-clock time the oldest unsent point was queued; 0: none
+    wal_truncations: int = 0  # WAL checkpointed and truncated after an oversized transaction
 
 
 class Outbox:
@@ -119,8 +124,11 @@ class Outbox:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox")
         self._db: sqlite3.Connection | None = None
         self._fsync = fsync
+        self._wal_path = path.with_name(path.name + "-wal")
+        self._wal_limit = wal_checkpoint_pages(max_bytes) * 4096
         self.new_points = asyncio.Event()
         self._delivery_events: dict[str, asyncio.Event] = {}
+        self._rule_digests: dict[str, bytes] = {}  # of each rule state as last written
 
     def delivery_event(self, destination: str) -> asyncio.Event:
         """Set whenever a delivery for `destination` was committed."""
@@ -133,12 +141,16 @@ class Outbox:
 
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        db = sqlite3.connect(
+            self.path,
+            isolation_level=None,
+            check_same_thread=False,
+            timeout=_BUSY_TIMEOUT_MS / 1000,
+        )
         _use_incremental_vacuum(db)
         db.execute("PRAGMA journal_mode=WAL")
-        wal_pages = wal_checkpoint_pages(self.max_bytes)
-        db.execute(f"PRAGMA wal_autocheckpoint={wal_pages}")
-        db.execute(f"PRAGMA journal_size_limit={wal_pages * 4096}")
+        db.execute(f"PRAGMA wal_autocheckpoint={wal_checkpoint_pages(self.max_bytes)}")
+        db.execute(f"PRAGMA journal_size_limit={self._wal_limit}")
         db.execute(f"PRAGMA synchronous={'FULL' if self._fsync else 'NORMAL'}")
         _prepare(db)
         self._db = db
@@ -169,13 +181,57 @@ class Outbox:
 
     async def close(self) -> None:
         if self._db is not None:
-            await self._run(self._db.close)
-            self._db = None
+            await self._run(self._close)
         self._executor.shutdown(wait=True)
+
+    def _close(self) -> None:
+        db, self._db = self.db, None
+        db.close()
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, fn, *args)
+        return await loop.run_in_executor(self._executor, self._then_trim, fn, *args)
+
+    def _then_trim(self, fn: Callable[..., T], *args: Any) -> T:
+        result = fn(*args)
+        if self._db is not None:
+            self._trim()
+        return result
+
+    def _trim(self) -> None:
+        """On the outbox thread, after each operation: give free pages back and bound the WAL.
+
+        The operation itself is durable by now, so trimming must never fail it: busy_timeout 0,
+        and another process's reader or writer (`hub doctor`, `hub dead-letters`) only defers
+        the trim to the next operation instead of stalling the queue."""
+        db = self.db
+        db.execute("PRAGMA busy_timeout=0")
+        try:
+            self._return_free_pages(db)
+            self._bound_wal(db)
+        except sqlite3.OperationalError as exc:  # SQLITE_BUSY / LOCKED
+            _log.info("outbox trim deferred: %s", exc)
+        finally:
+            db.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+
+    def _return_free_pages(self, db: sqlite3.Connection) -> None:
+        """After any operation that freed pages (budget drops, acks, a rule state that shrank),
+        not only after budget drops: between operations the file holds live pages only."""
+        if db.execute("PRAGMA freelist_count").fetchone()[0]:
+            # executescript steps the pragma to the end; execute() would free one page only.
+            db.executescript("PRAGMA incremental_vacuum;")
+
+    def _bound_wal(self, db: sqlite3.Connection) -> None:
+        """A transaction larger than the WAL limit (a group commit carrying a big rule state)
+        leaves the WAL that large: SQLite trims it only when the *next* writer restarts it.
+        Checkpoint and truncate it now, so between transactions it stays within the limit."""
+        try:
+            size = self._wal_path.stat().st_size
+        except FileNotFoundError:
+            return
+        if size > self._wal_limit:
+            busy = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+            self.stats.wal_truncations += 1 - int(busy)
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -225,13 +281,13 @@ class Outbox:
             db.executemany(
                 "DELETE FROM alert_state WHERE key=?", [(k,) for k in batch.pruned_state]
             )
-            db.executemany(
-                "INSERT OR REPLACE INTO rule_state(rule, value) VALUES (?, ?)", batch.rule_state
-            )
+            rule_states = self._changed_rule_states(batch.rule_state)
+            db.executemany(_SAVE_RULE_STATE, rule_states)
             added = sum(len(line) for _, line, _ in points)
             added_deliveries = sum(len(payload) for _, payload in batch.deliveries)
             total = self.stats.bytes + self.stats.delivery_bytes + added + added_deliveries
             drops = self._enforce_budget(total)
+        self._rule_states_written(rule_states)
         st = self.stats
         st.rows += len(points)
         st.bytes += added
@@ -249,9 +305,6 @@ class Outbox:
                 _log.error("outbox budget full with no reading left: %s += %d", counter, rows)
         if points and (drops or not st.oldest_queued_ns):
             self._update_oldest()
-        if drops:
-            # executescript steps the pragma to the end; execute() would free one page only.
-            db.executescript("PRAGMA incremental_vacuum;")
 
     def _enforce_budget(self, total_bytes: int) -> list[tuple[str, int, int]]:
         """Inside the open transaction: while points plus deliveries exceed the budget, drop
@@ -423,15 +476,34 @@ class Outbox:
         return {k: json.loads(v) for k, v in rows}
 
     async def save_rule_state(self, states: dict[str, str]) -> None:
-        """Persist rule states given as {rule: json text}."""
+        """Persist rule states given as {rule: json text}; unchanged ones are not rewritten."""
 
         def save() -> None:
-            with self._transaction() as db:
-                db.executemany(
-                    "INSERT OR REPLACE INTO rule_state(rule, value) VALUES (?, ?)", states.items()
-                )
+            changed = self._changed_rule_states(states.items())
+            if changed:
+                with self._transaction() as db:
+                    db.executemany(_SAVE_RULE_STATE, changed)
+                self._rule_states_written(changed)
 
         await self._run(save)
+
+    def _changed_rule_states(self, states: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+        """A maritime rule's state is megabytes of JSON: the periodic save and every commit of
+        a rule that signalled would rewrite it whole (flash wear, WAL size) even when equal."""
+        return [(r, v) for r, v in states if self._rule_digests.get(r) != _digest(v)]
+
+    def _rule_states_written(self, states: list[tuple[str, str]]) -> None:
+        """After the transaction that wrote `states` committed."""
+        self._rule_digests.update((rule, _digest(value)) for rule, value in states)
+
+    async def file_sizes(self) -> dict[str, int]:
+        """Bytes on disk of the outbox file and its WAL, taken between two operations."""
+
+        def sizes() -> dict[str, int]:
+            paths = {"outbox": self.path, "wal": self._wal_path}
+            return {k: p.stat().st_size if p.exists() else 0 for k, p in paths.items()}
+
+        return await self._run(sizes)
 
     async def dead_letter_rows(self) -> list[tuple[str, bytes, str]]:
         return await self._run(
@@ -444,9 +516,12 @@ class Outbox:
         )
 
 
+_BUSY_TIMEOUT_MS = 5000  # sqlite3.connect's default, set explicitly to restore it
+
+
 def wal_checkpoint_pages(max_bytes: int) -> int:
-    """WAL pages between checkpoints (the WAL is truncated to this after each): a quarter of
-    the budget, at least 100 and at most SQLite's default of 1000 pages of 4 KiB."""
+    """WAL pages between checkpoints, and the WAL's size limit between transactions: a quarter
+    of the budget, at least 100 and at most SQLite's default of 1000 pages of 4 KiB."""
     return max(100, min(1000, max_bytes // (4 * 4096)))
 
 
@@ -544,6 +619,10 @@ class DeadLetters:
     def purge(self, destination: str | None = None, since_ns: int | None = None) -> int:
         where, args = self._where(destination, since_ns)
         return int(self.db.execute(f"DELETE FROM dead_letter WHERE {where}", args).rowcount)
+
+
+def _digest(text: str) -> bytes:
+    return hashlib.blake2b(text.encode(), digest_size=16).digest()
 
 
 def _chunks(items: list[int], size: int) -> Iterable[list[int]]:
