@@ -213,6 +213,9 @@ api = "none"
                 await wait_for(lambda: len(seen) == 41, timeout=30)
                 collector.cancel()
             assert sorted(seen.values()) == [1] * 41
+            # The subscriber can see the sentinel before the hub has handled its PUBACK and
+            # counted it as sent: wait for the hub's side before counting its publishes.
+            await wait_for(lambda: mqtt.sent >= 41 and hub.outbox.stats.deliveries == 0, timeout=30)
             assert mqtt.sent == 41
     finally:
         await asyncio.to_thread(broker.stop)

@@ -144,17 +144,26 @@ async def test_wrong_password_is_counted_and_alert_kept(
 ) -> None:
     monkeypatch.setenv("TEST_MQTT_PASSWORD", "wrong-password")
     async with running(config(tmp_path, hub_cfg(tmp_path, secure_broker.port))) as hub:
-        assert hub.mqtt is not None
-        await wait_for(lambda: hub.counters().alert_changes["open"] == 1, timeout=15)
-        await wait_for(lambda: hub.mqtt.errors >= 1, timeout=15)  # type: ignore[union-attr]
-        assert not hub.mqtt.connected
+        mqtt = hub.mqtt
+        assert mqtt is not None
 
-        def kept() -> bool:
-            changes = sum(hub.counters().alert_changes.values())
-            return hub.status().outbox.deliveries == changes >= 1
+        def queued() -> int:
+            return hub.status().outbox.deliveries
 
-        # Every alert change is kept for when the credentials are fixed (on a loaded machine the
-        # restarted source may already have resolved and reopened it: count changes, not 1). The
-        # engine counts a change just before its delivery commits: wait for the commit.
-        await wait_for(kept, timeout=15, message="every alert change queued for delivery")
-        assert "wrong-password" not in hub.mqtt.last_error
+        def changes() -> int:
+            return sum(hub.counters().alert_changes.values())
+
+        # The engine counts an alert change before its outbox commit lands, and the broker has
+        # refused the hub before any alert is raised: wait for the queued delivery itself.
+        await wait_for(lambda: queued() >= 1, timeout=15)
+        refused = mqtt.errors
+        await wait_for(lambda: mqtt.errors > refused, timeout=30)  # refused again while queued
+        assert not mqtt.connected
+        assert "not authorized" in mqtt.last_error.lower()
+        assert "wrong-password" not in mqtt.last_error
+        # Every alert change is kept for when the credentials are fixed: the queue catches up
+        # with every change the engine counted (one may still be committing), none dropped.
+        await wait_for(lambda: queued() == changes(), timeout=15)
+        assert hub.counters().alert_changes["open"] >= 1
+        assert hub.status().outbox.dropped_deliveries == 0
+        assert [row for row in await hub.outbox.dead_letter_rows() if row[0] == "mqtt"] == []
