@@ -51,7 +51,7 @@ bundle: $(STAMP)
 	$(BIN)/python deploy/bundle.py --platform $(PLATFORM) --out dist
 
 # Flashable gateway image: `make image ARCH=amd64` writes dist/harbourgrid-gateway-amd64.img
-# (+ vmlinuz-amd64, initrd-amd64 for qemu -kernel). Needs root. Downloaded .debs are cached in
+# (UEFI: shim + GRUB on its EFI System Partition; the test boots it with OVMF). Needs root. Downloaded .debs are cached in
 # IMAGE_CACHE/debs, and an image whose inputs did not change is not rebuilt. ARCH=arm64 cannot
 # be built on this host (no binfmt): see README "Installing a gateway" for the arm64 path.
 ARCH ?= amd64
@@ -60,10 +60,12 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 image-tools:
 	@missing=""; \
 	for b in mmdebstrap:mmdebstrap qemu-system-x86_64:qemu-system-x86 qemu-img:qemu-utils \
-	         mkfs.vfat:dosfstools mcopy:mtools mke2fs:e2fsprogs sfdisk:fdisk ssh:openssh-client; do \
+	         mkfs.vfat:dosfstools mcopy:mtools mke2fs:e2fsprogs dumpe2fs:e2fsprogs sfdisk:fdisk \
+	         ssh:openssh-client; do \
 	  bin=$${b%%:*}; pkg=$${b##*:}; \
 	  command -v $$bin >/dev/null 2>&1 || [ -x /usr/sbin/$$bin ] || [ -x /sbin/$$bin ] || missing="$$missing $$pkg"; \
 	done; \
+	[ -e /usr/share/OVMF/OVMF_CODE_4M.secboot.fd ] || missing="$$missing ovmf"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
