@@ -51,21 +51,23 @@ bundle: $(STAMP)
 	$(BIN)/python deploy/bundle.py --platform $(PLATFORM) --out dist
 
 # Flashable gateway image: `make image ARCH=amd64` writes dist/harbourgrid-gateway-amd64.img
-# (+ vmlinuz-amd64, initrd-amd64 for qemu -kernel). Needs root. Downloaded .debs are cached in
-# IMAGE_CACHE/debs, and an image whose inputs did not change is not rebuilt. ARCH=arm64 is built
-# without binfmt (deploy/image/arm64/build-arm64.sh: unpack on the host, maintainer scripts in
-# qemu-system-aarch64; .debs in IMAGE_CACHE/arm64/debs). `make image-test ARCH=arm64` boots it
-# (TCG: far too slow for `make test`, which boot-tests amd64).
+# (UEFI: shim + GRUB on its EFI System Partition; the test boots it with OVMF). Needs root.
+# Downloaded .debs are cached in IMAGE_CACHE/debs, and an image whose inputs did not change is
+# not rebuilt. ARCH=arm64 is built without binfmt (deploy/image/arm64/build-arm64.sh: unpack on
+# the host, maintainer scripts in qemu-system-aarch64; .debs in IMAGE_CACHE/arm64/debs).
+# `make image-test ARCH=arm64` boots it (TCG: far too slow for `make test`, which boot-tests amd64).
 ARCH ?= amd64
 IMAGE_CACHE ?= $(HOME)/.cache/harbourgrid-image
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 image-tools:
 	@missing=""; \
 	for b in mmdebstrap:mmdebstrap qemu-system-x86_64:qemu-system-x86 qemu-img:qemu-utils \
-	         mkfs.vfat:dosfstools mcopy:mtools mke2fs:e2fsprogs sfdisk:fdisk ssh:openssh-client; do \
+	         mkfs.vfat:dosfstools mcopy:mtools mke2fs:e2fsprogs dumpe2fs:e2fsprogs sfdisk:fdisk \
+	         ssh:openssh-client; do \
 	  bin=$${b%%:*}; pkg=$${b##*:}; \
 	  command -v $$bin >/dev/null 2>&1 || [ -x /usr/sbin/$$bin ] || [ -x /sbin/$$bin ] || missing="$$missing $$pkg"; \
 	done; \
+	[ -e /usr/share/OVMF/OVMF_CODE_4M.secboot.fd ] || missing="$$missing ovmf"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \

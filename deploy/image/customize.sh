@@ -27,7 +27,8 @@ case "$1" in
 esac
 SH
 chmod 0755 "$R/tmp/hg-systemctl"
-chroot "$R" env SYSTEMCTL=/tmp/hg-systemctl /bin/bash /tmp/hgbundle/install.sh \
+# PYTHON may name the build host's python (make image): the venv is made by the image's own.
+chroot "$R" env -u PYTHON SYSTEMCTL=/tmp/hg-systemctl /bin/bash /tmp/hgbundle/install.sh \
     --offline /tmp/hgbundle --no-start
 rm -rf "$R/tmp/hgbundle" "$R/tmp/hg-systemctl"
 chroot "$R" chown -R root:harbourgrid /etc/harbourgrid

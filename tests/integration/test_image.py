@@ -3,21 +3,27 @@
 Builds the amd64 image with deploy/image/build.sh (as `make image` does; .debs and an image whose
 inputs are unchanged are cached under HARBOURGRID_IMAGE_CACHE, default
 ~/.cache/harbourgrid-image), writes a config folder onto a copy's FAT partition with mtools,
-boots it with qemu-system-x86_64 (KVM when /dev/kvm is usable, else TCG) on user-mode networking
-(the host is 10.0.2.2 from the guest) and checks what a technician would: /healthz through the
-forwarded port, simulated meter readings in an InfluxDB 1.6 on the host, and, read back from the
-image file after shutdown, provisioned.txt and the secrets gone. A second boot re-provisions
-with a broken config: the report says what is wrong and the gateway keeps the working one.
+enlarges the copy by 512 MiB (a bigger card than the image), and boots it from the disk alone as
+a gateway would: qemu-system-x86_64 with UEFI firmware (OVMF with Secure Boot on and Microsoft's
+keys enrolled, as most x86 boxes ship), no -kernel/-initrd, KVM when it really runs a guest, else
+TCG; user-mode networking (the host is 10.0.2.2 from the guest). It checks what a technician
+would: /healthz through the forwarded port, simulated meter readings in an InfluxDB 1.6 on the
+host, and, read back from the image file after shutdown, provisioned.txt, the secrets gone and
+the root partition and its ext4 grown to the end of the disk. A second boot re-provisions with a
+broken config: the report says what is wrong and the gateway keeps the working one.
 """
 
 from __future__ import annotations
 
 import functools
 import importlib.util
+import json
 import os
+import re
 import secrets
 import shutil
 import subprocess
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -35,10 +41,16 @@ ROOT = Path(__file__).resolve().parents[2]
 CACHE = Path(
     os.environ.get("HARBOURGRID_IMAGE_CACHE", Path.home() / ".cache" / "harbourgrid-image")
 )
-FAT = "@@1048576"  # the HGCONFIG partition starts at 1 MiB (build.sh)
-TOOLS = ("mmdebstrap", "qemu-system-x86_64", "mcopy", "mkfs.vfat", "mke2fs", "sfdisk", "ssh")
+TOOLS = ("mmdebstrap", "qemu-system-x86_64", "mcopy", "mkfs.vfat", "mke2fs", "sfdisk", "ssh",
+         "dumpe2fs")  # fmt: skip
+OVMF = Path("/usr/share/OVMF")
+# Secure Boot firmware (needs SMM) with Microsoft's keys enrolled: shim must be accepted.
+FIRMWARE, VARS = OVMF / "OVMF_CODE_4M.secboot.fd", OVMF / "OVMF_VARS_4M.ms.fd"
+GROWTH = 512 * 2**20  # the test's "card" is this much bigger than the image
+HGCONFIG, ESP, ROOTFS = 0, 1, 2  # partition indexes (build.sh)
 
 missing = [t for t in TOOLS if not shutil.which(t, path=os.environ["PATH"] + ":/usr/sbin:/sbin")]
+missing += [str(f) for f in (FIRMWARE, VARS) if not f.exists()]  # package ovmf
 
 
 def needs_vm(test: Any) -> Any:
@@ -66,28 +78,63 @@ def image() -> Path:
     return out
 
 
+def firmware_args(vars_copy: Path) -> list[str]:
+    shutil.copyfile(VARS, vars_copy)  # the firmware's NVRAM, writable, one per machine
+    return [
+        "-machine", "q35,smm=on", "-global", "driver=cfi.pflash01,property=secure,value=on",
+        "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={FIRMWARE}",
+        "-drive", f"if=pflash,format=raw,unit=1,file={vars_copy}",
+    ]  # fmt: skip
+
+
 @functools.cache
-def accelerator(kernel: Path) -> str:
-    """kvm when it really runs a guest: the kernel alone must panic (no root) and qemu exit.
+def accelerator() -> str:
+    """kvm when it really runs a guest: the firmware alone (no disk) must reach its UEFI banner.
     /dev/kvm can open and still hang every guest (nested virtualisation on some hosts)."""
     try:
         os.close(os.open("/dev/kvm", os.O_RDWR))
     except OSError:
         return "tcg"
-    cmd = ["qemu-system-x86_64", "-accel", "kvm", "-machine", "q35", "-m", "256", "-nodefaults",
-           "-kernel", str(kernel), "-append", "console=ttyS0 panic=-1", "-display", "none",
-           "-serial", "stdio", "-no-reboot"]  # fmt: skip
-    try:
-        probe = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
-    except subprocess.TimeoutExpired:
-        return "tcg"
-    return "kvm" if "Kernel panic" in probe.stdout else "tcg"
+    with tempfile.TemporaryDirectory(prefix="hg-kvm-probe-") as tmp:
+        console = Path(tmp) / "console.log"
+        cmd = ["qemu-system-x86_64", "-accel", "kvm", "-m", "256", "-nodefaults",
+               *firmware_args(Path(tmp) / "vars.fd"), "-display", "none",
+               "-serial", f"file:{console}", "-no-reboot"]  # fmt: skip
+        probe = subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
+        try:
+            wait_for_sync(lambda: b"UEFI" in console.read_bytes(), timeout=60)
+            return "kvm"
+        except (AssertionError, FileNotFoundError):
+            return "tcg"
+        finally:
+            probe.kill()
+            probe.wait()
+
+
+def partitions(disk: Path) -> list[dict[str, Any]]:
+    """The GPT's partitions (start and size in 512-byte sectors), as sfdisk reads them."""
+    table = subprocess.run(
+        ["sfdisk", "--json", str(disk)], check=True, capture_output=True, text=True
+    ).stdout
+    parts: list[dict[str, Any]] = json.loads(table)["partitiontable"]["partitions"]
+    return parts
+
+
+def ext4_bytes(disk: Path) -> int:
+    """The root ext4's size from its superblock, read from the image file."""
+    offset = partitions(disk)[ROOTFS]["start"] * 512
+    header = subprocess.run(
+        ["dumpe2fs", "-h", f"{disk}?offset={offset}"], check=True, capture_output=True, text=True
+    ).stdout
+    field = dict(re.findall(r"^(Block count|Block size):\s+(\d+)$", header, re.MULTILINE))
+    return int(field["Block count"]) * int(field["Block size"])
 
 
 def mtools(disk: Path, *args: str) -> str:
     cmd, *rest = args
+    fat = partitions(disk)[HGCONFIG]["start"] * 512
     return subprocess.run(
-        [cmd, "-i", f"{disk}{FAT}", *rest],
+        [cmd, "-i", f"{disk}@@{fat}", *rest],
         check=True,
         capture_output=True,
         text=True,
@@ -96,20 +143,18 @@ def mtools(disk: Path, *args: str) -> str:
 
 
 class Gateway:
-    """One qemu boot of the disk image; the hub's 8080 and sshd's 22 forwarded to loopback."""
+    """One UEFI boot of the disk image alone; the hub's 8080 and sshd's 22 forwarded to loopback."""
 
-    def __init__(self, out: Path, disk: Path, key: Path) -> None:
+    def __init__(self, disk: Path, key: Path) -> None:
         self.disk, self.key = disk, key
         self.http = free_port()
         self.ssh_port = free_port()
         self.console = disk.with_suffix(f".console-{self.http}.log")
-        accel = accelerator(out / "vmlinuz-amd64")
+        accel = accelerator()
         self.cmd = [
             # numpy (shapely) needs x86-64-v2: TCG's default qemu64 CPU lacks SSE4.2/POPCNT.
-            "qemu-system-x86_64", "-accel", accel, "-cpu", "max",
-            "-machine", "q35", "-m", "1024", "-smp", "1",
-            "-kernel", str(out / "vmlinuz-amd64"), "-initrd", str(out / "initrd-amd64"),
-            "-append", "root=LABEL=hgroot ro console=ttyS0 panic=-1",
+            "qemu-system-x86_64", "-accel", accel, "-cpu", "max", "-m", "1024", "-smp", "1",
+            *firmware_args(disk.with_suffix(f".vars-{self.http}.fd")),
             "-drive", f"file={disk},format=raw,if=virtio",
             "-nic", f"user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:{self.http}-:8080,"
                     f"hostfwd=tcp:127.0.0.1:{self.ssh_port}-:22",
@@ -231,6 +276,8 @@ def test_image_boots_provisions_and_delivers_readings(
         ["cp", "--sparse=always", str(image / "harbourgrid-gateway-amd64.img"), str(disk)],
         check=True,
     )
+    built_root = ext4_bytes(disk)
+    os.truncate(disk, disk.stat().st_size + GROWTH)  # flashed onto a bigger card
     key = tmp_path / "id_ed25519"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
     token = secrets.token_urlsafe(24)
@@ -245,9 +292,9 @@ def test_image_boots_provisions_and_delivers_readings(
         },
     )
 
-    gw = Gateway(image, disk, key)
+    gw = Gateway(disk, key)
     gateways.append(gw)
-    print(f"boot to /healthz ({gw.cmd[2]}): {gw.wait_up():.0f}s")
+    print(f"UEFI boot to /healthz ({gw.cmd[2]}): {gw.wait_up():.0f}s")
     meters = {"SIM-001", "SIM-002", "SIM-003"}
     wait_for_sync(
         lambda: {r["meter_id"] for r in db.query("SELECT * FROM water_meter")} == meters,
@@ -261,13 +308,25 @@ def test_image_boots_provisions_and_delivers_readings(
                   "/etc/harbourgrid/registry/meters.csv").split("\n") == ["root:harbourgrid 640"] * 3  # fmt: skip
     assert token not in gw.ssh("journalctl -b --no-pager")  # secrets are never logged
     assert gw.ssh("findmnt -no OPTIONS /").split(",").count("noatime") == 1
+    # shim -> GRUB -> the kernel the /vmlinuz symlink names (kept current by kernel upgrades).
+    assert gw.ssh("mokutil --sb-state") == "SecureBoot enabled"
+    assert "BOOT_IMAGE=/vmlinuz " in gw.ssh("cat /proc/cmdline")
+    assert int(gw.ssh("findmnt -bno SIZE /")) > built_root + GROWTH * 9 // 10
     gw.poweroff()
 
     report = mtools(disk, "mtype", "::/provisioned.txt")
     assert report.splitlines()[0] == "Harbourgrid gateway provisioning: OK", report
     assert "hub.env" in report and token not in report
+    assert "root filesystem: grown from" in report, report
     listing = mtools(disk, "mdir", "-b", "::/harbourgrid")
     assert "hub.toml" in listing and "hub.env" not in listing
+    # The root partition now ends where the disk does (at GPT's last usable sector, before the
+    # 33-sector backup table at the end; 1 MiB alignment allowed), and its ext4 fills it.
+    root = partitions(disk)[ROOTFS]
+    last_usable = disk.stat().st_size // 512 - 34
+    assert last_usable - 2048 <= root["start"] + root["size"] - 1 <= last_usable
+    assert ext4_bytes(disk) > built_root + GROWTH * 9 // 10
+    assert ext4_bytes(disk) <= root["size"] * 512
 
     # Re-provisioning with a config that names a secret nobody set: refused, old config kept.
     write_config(
@@ -276,7 +335,7 @@ def test_image_boots_provisions_and_delivers_readings(
             '[mqtt]\nenabled = false', '[mqtt]\nenabled = true\npassword_env = "HUB_MQTT_PASSWORD"'
         )},
     )  # fmt: skip
-    gw2 = Gateway(image, disk, key)
+    gw2 = Gateway(disk, key)
     gateways.append(gw2)
     print(f"second boot to /healthz: {gw2.wait_up():.0f}s")
     gw2.poweroff()
@@ -284,6 +343,7 @@ def test_image_boots_provisions_and_delivers_readings(
     assert report.splitlines()[0] == "Harbourgrid gateway provisioning: FAILED", report
     assert "HUB_MQTT_PASSWORD" in report
     assert "keeps its previous configuration" in report
+    assert "fills its disk" in report  # grown once, a no-op since
 
 
 def test_arm64_build_is_refused_with_the_reason(tmp_path: Path) -> None:
