@@ -68,6 +68,11 @@ class HubCollector(Collector):
             "Alert deliveries dropped (budget full with no reading or alert point left)",
             value=st.dropped_deliveries,
         )
+        yield CounterMetricFamily(
+            "hub_outbox_dropped_dead_letters",
+            "Dead letters dropped (budget full with no reading left)",
+            value=st.dropped_dead_letters,
+        )
         yield GaugeMetricFamily(
             "hub_dead_letters",
             "Items refused for good, waiting in the dead-letter table (see hub dead-letters)",

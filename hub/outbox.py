@@ -2,10 +2,10 @@
 
 All SQLite work runs on one dedicated thread, so the event loop never blocks on disk and the
 connection is used from a single thread. A batch is acknowledged only after its transaction
-committed. The byte budget counts stored line-protocol bytes and alert delivery payloads; when it
-is exceeded the oldest *readings* are dropped and counted; only when no reading is left are the
-oldest alert points, then the oldest alert deliveries dropped (counted apart), so the budget is a
-hard bound. Freed pages go back to the file system (incremental vacuum) and the WAL is trimmed to
+committed. The byte budget counts stored line-protocol bytes, alert delivery payloads and dead
+letters; when it is exceeded the oldest *readings* are dropped and counted; only when no reading
+is left are the oldest dead letters, then alert points, then alert deliveries dropped (counted
+apart), so the budget is a hard bound. Freed pages go back to the file system (incremental vacuum) and the WAL is trimmed to
 its limit after every operation, so the files stay within a stated factor of the budget (README). Each point
 row keeps the wall-clock time it was queued, so the forwarder's lag is the age of the oldest unsent
 row. Dead letters can be listed, requeued and purged (`DeadLetters`, behind `hub dead-letters`).
@@ -110,6 +110,8 @@ class OutboxStats:
     dropped_alert_points: int = 0
     dropped_deliveries: int = 0
     dead_letters: int = 0
+    dead_letter_bytes: int = 0  # payload bytes in the dead-letter table, counted in the budget
+    dropped_dead_letters: int = 0
     forwarded: int = 0
     deliveries: int = 0
     oldest_queued_ns: int = 0  # wall-clock time the oldest unsent point was queued; 0: none
@@ -159,14 +161,21 @@ class Outbox:
         ).fetchone()
         self.stats.rows, self.stats.bytes = int(rows), int(size)
         self.stats.dropped = self._counter("dropped")
-        self.stats.dead_letters = int(db.execute("SELECT count(*) FROM dead_letter").fetchone()[0])
+        self._count_dead_letters()
         count, size = db.execute(
             "SELECT count(*), coalesce(sum(length(payload)), 0) FROM deliveries"
         ).fetchone()
         self.stats.deliveries, self.stats.delivery_bytes = int(count), int(size)
         self.stats.dropped_alert_points = self._counter("dropped_alert_points")
         self.stats.dropped_deliveries = self._counter("dropped_deliveries")
+        self.stats.dropped_dead_letters = self._counter("dropped_dead_letters")
         self._update_oldest()
+
+    def _count_dead_letters(self) -> None:
+        count, size = self.db.execute(
+            "SELECT count(*), coalesce(sum(length(payload)), 0) FROM dead_letter"
+        ).fetchone()
+        self.stats.dead_letters, self.stats.dead_letter_bytes = int(count), int(size)
 
     def _update_oldest(self) -> None:
         row = self.db.execute("SELECT queued_ns FROM points ORDER BY id LIMIT 1").fetchone()
@@ -285,7 +294,8 @@ class Outbox:
             db.executemany(_SAVE_RULE_STATE, rule_states)
             added = sum(len(line) for _, line, _ in points)
             added_deliveries = sum(len(payload) for _, payload in batch.deliveries)
-            total = self.stats.bytes + self.stats.delivery_bytes + added + added_deliveries
+            total = self.stats.bytes + self.stats.delivery_bytes + self.stats.dead_letter_bytes
+            total += added + added_deliveries
             drops = self._enforce_budget(total)
         self._rule_states_written(rule_states)
         st = self.stats
@@ -297,19 +307,23 @@ class Outbox:
             if counter == "dropped_deliveries":
                 st.deliveries -= rows
                 st.delivery_bytes -= freed
+            elif counter == "dropped_dead_letters":
+                st.dead_letters -= rows
+                st.dead_letter_bytes -= freed
             else:
                 st.rows -= rows
                 st.bytes -= freed
             setattr(st, counter, getattr(st, counter) + rows)
-            if counter != "dropped":
+            if counter not in ("dropped", "dropped_dead_letters"):
                 _log.error("outbox budget full with no reading left: %s += %d", counter, rows)
         if points and (drops or not st.oldest_queued_ns):
             self._update_oldest()
 
     def _enforce_budget(self, total_bytes: int) -> list[tuple[str, int, int]]:
-        """Inside the open transaction: while points plus deliveries exceed the budget, drop
-        the oldest readings, then (none left) the oldest alert points, then the oldest
-        deliveries, freeing 10% headroom at once. Returns (counter, rows, bytes freed) each."""
+        """Inside the open transaction: while points, deliveries and dead letters exceed the
+        budget, drop the oldest readings, then (none left) the oldest dead letters, then the
+        oldest alert points, then the oldest deliveries, freeing 10% headroom at once.
+        Returns (counter, rows, bytes freed) each."""
         if total_bytes <= self.max_bytes:
             return []
         excess = total_bytes - int(self.max_bytes * 0.9)
@@ -360,8 +374,7 @@ class Outbox:
         points = [(int(i), bytes(line)) for i, line in rows]
         if len(points) < limit:  # the whole table: resync (`hub dead-letters` changes rows)
             self.stats.rows, self.stats.bytes = len(points), sum(len(p) for _, p in points)
-            dead = self.db.execute("SELECT count(*) FROM dead_letter").fetchone()[0]
-            self.stats.dead_letters = int(dead)
+            self._count_dead_letters()
             self._update_oldest()
         return points
 
@@ -411,6 +424,7 @@ class Outbox:
                     f"DELETE FROM points WHERE id IN ({marks})", chunk
                 ).rowcount
                 self.stats.dead_letters += len(rows)
+                self.stats.dead_letter_bytes += sum(len(r[0]) for r in rows)
         self._update_oldest()
 
     # --- alert deliveries ----------------------------------------------------------------------
@@ -460,6 +474,7 @@ class Outbox:
                 self.stats.deliveries -= 1
                 self.stats.delivery_bytes -= len(row[0])
                 self.stats.dead_letters += 1
+                self.stats.dead_letter_bytes += len(row[0])
 
     # --- state ---------------------------------------------------------------------------------
 
@@ -528,6 +543,7 @@ def wal_checkpoint_pages(max_bytes: int) -> int:
 # What the budget drops, in this order: (table, point kind, counter name).
 _DROP_ORDER: tuple[tuple[str, int | None, str], ...] = (
     ("points", KIND_READING, "dropped"),
+    ("dead_letter", None, "dropped_dead_letters"),
     ("points", KIND_ALERT, "dropped_alert_points"),
     ("deliveries", None, "dropped_deliveries"),
 )

@@ -88,3 +88,31 @@ async def test_file_from_an_older_hub_is_converted_to_incremental_vacuum(tmp_pat
     with contextlib.closing(sqlite3.connect(path)) as db:
         assert db.execute("PRAGMA auto_vacuum").fetchone()[0] == 2
         assert db.execute("PRAGMA freelist_count").fetchone()[0] == 0  # freed pages returned
+
+
+async def test_dead_letters_count_in_the_budget_after_readings(tmp_path: Path) -> None:
+    """Points refused for good stay in the file until `hub dead-letters` re-sends or purges
+    them; they count in `max_bytes` too, so a sink refusing everything cannot grow the file
+    past the budget. Readings make room first, then the oldest dead letters."""
+    budget = 64 * 1024
+    outbox = Outbox(tmp_path / "o.sqlite", max_bytes=budget)
+    await outbox.open()
+    for start in range(0, 3000, 100):
+        st = outbox.stats
+        before = st.dropped_dead_letters
+        await outbox.commit(Commit(readings=[line(i, "r") for i in range(start, start + 100)]))
+        if st.dropped_dead_letters > before:
+            assert st.rows == 0  # no reading was left when a dead letter had to go
+        ids = [i for i, _ in await outbox.peek_points(100)]
+        await outbox.dead_letter("influxdb", ids, "unable to parse", now_ns=start)
+        assert st.bytes + st.delivery_bytes + st.dead_letter_bytes <= budget
+    assert st.dropped_dead_letters > 0
+    kept = [bytes(p) for _, p, _ in await outbox.dead_letter_rows()]
+    assert len(kept) + st.dropped + st.dropped_dead_letters == 3000  # each counted once
+    assert kept == sorted(kept, key=lambda p: int(p.split(b"v=")[1].split(b"i")[0]))
+    await outbox.close()
+    reopened = Outbox(tmp_path / "o.sqlite", max_bytes=budget)
+    await reopened.open()
+    assert reopened.stats.dead_letter_bytes == sum(map(len, kept))
+    assert reopened.stats.dropped_dead_letters == st.dropped_dead_letters
+    await reopened.close()
