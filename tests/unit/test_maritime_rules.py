@@ -606,3 +606,35 @@ def test_through_the_engine_open_then_resolved(registry: MaritimeRegistry) -> No
     assert ("restricted_zone", "resolved", f"mmsi:{STRANGER}:zone:rz-cable-01") in seen
     assert engine.alerts.open_alerts() == []
     json.dumps(engine.snapshot())
+
+
+def test_a_failing_rule_is_counted_by_name_and_the_others_still_run(
+    registry: MaritimeRegistry,
+) -> None:
+    """The six rules run as one group over one vessel table; one rule's bug costs only its own
+    verdicts, and the engine counts it under that rule's name."""
+    from hub.alerts import AlertManager
+    from hub.engine import Engine
+    from hub.rules.maritime import NS_PER_MIN
+
+    class Broken(PositionJumpRule):
+        def on_position(self, *args: Any) -> list[Signal]:
+            raise RuntimeError("bug")
+
+    cfg = MaritimeRulesConfig()
+    group = MaritimeRules(
+        [Broken(cfg, registry), UnregisteredVesselRule(cfg, registry)],
+        registry,
+        int(cfg.vessel_expiry_minutes * NS_PER_MIN),
+        cfg.max_vessels,
+    )
+    engine = Engine([group], AlertManager("s", 600))
+    clock = ManualClock()
+    opened: list[str] = []
+    for _ in range(12):
+        clock.advance(60)
+        record = VesselPosition(STRANGER, clock.now_ns(), lat=SEA[0], lon=SEA[1], sog_kn=8.0)
+        batch = engine.on_records([registry.tag(record)], clock.now_ns())
+        opened += [a.rule for a in batch.alerts if a.state == "open"]
+    assert opened == ["unregistered_vessel"]
+    assert engine.rule_errors == {"position_jump": 12}

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-
 from hub.clock import NS_PER_S
 from hub.geo import destination, distance_nm
 from hub.mid import MID_COUNTRY, MmsiKind, mid_of, mmsi_kind
@@ -26,15 +24,6 @@ _NOT_TRANSMITTERS = (MmsiKind.COAST, MmsiKind.GROUP)
 
 def mmsi_problems(mmsi: str, check_mid: bool = True) -> list[str]:
     """What is wrong with an MMSI on its own (ITU-R M.585-9): an empty list if nothing."""
-    return list(_mmsi_problems(mmsi, check_mid))
-
-
-@functools.lru_cache(maxsize=16_384)  # the same few thousand MMSIs report over and over
-def _mmsi_problems(mmsi: str, check_mid: bool) -> tuple[str, ...]:
-    return tuple(_find_mmsi_problems(mmsi, check_mid))
-
-
-def _find_mmsi_problems(mmsi: str, check_mid: bool) -> list[str]:
     kind = mmsi_kind(mmsi)
     if kind is MmsiKind.MALFORMED:
         return ["malformed: not nine digits"]
@@ -81,7 +70,7 @@ class InvalidMmsiRule(VesselRule):
         self, table: MaritimeState, vessel: Vessel | None, record: VesselPosition, now: int,
         obs: Observation, previous: Fix | None,
     ) -> list[Signal]:  # fmt: skip
-        problems = mmsi_problems(record.mmsi, self.cfg.check_mid)
+        problems = self._mmsi_problems(vessel, record.mmsi)
         if self.cfg.check_class:
             problems += class_problems(record.mmsi, record)
         return self._raise_new(table, vessel, record.mmsi, problems, record.msg_type, now)
@@ -89,8 +78,17 @@ class InvalidMmsiRule(VesselRule):
     def on_static(
         self, table: MaritimeState, vessel: Vessel | None, record: VesselStatic, now: int
     ) -> list[Signal]:
-        problems = mmsi_problems(record.mmsi, self.cfg.check_mid)
+        problems = self._mmsi_problems(vessel, record.mmsi)
         return self._raise_new(table, vessel, record.mmsi, problems, record.msg_type, now)
+
+    def _mmsi_problems(self, vessel: Vessel | None, mmsi: str) -> list[str]:
+        """The MMSI's own problems, worked out once per vessel entry (the same MMSIs report
+        over and over; the entry is where the rules keep per-vessel facts anyway)."""
+        if vessel is None:
+            return mmsi_problems(mmsi, self.cfg.check_mid)
+        if vessel.mmsi_problems is None:
+            vessel.mmsi_problems = tuple(mmsi_problems(mmsi, self.cfg.check_mid))
+        return list(vessel.mmsi_problems)
 
     def _raise_new(
         self, table: MaritimeState, vessel: Vessel | None, mmsi: str, problems: list[str],

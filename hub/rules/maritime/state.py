@@ -162,6 +162,8 @@ class Vessel:
     jump: JumpWatch | None = None
     restricted: dict[str, Stay] | None = None  # by zone id
     fishing: Stay | None = None
+    # invalid_mmsi's verdict on the MMSI itself: derived, so neither saved nor compared
+    mmsi_problems: tuple[str, ...] | None = field(default=None, compare=False)
 
     def watched(self) -> bool:
         return not (
