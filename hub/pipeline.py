@@ -131,11 +131,13 @@ class Pipeline:
                 records, future = self._urgent.get_nowait()
                 self._add(step, [_Slice(records, future, True)])
             return step
+        # Without urgent publishes about, a group goes through the rules in one call (a rule
+        # that signalled serialises its whole state once per call).
         limit = self.write_batch
         if asyncio.get_running_loop().time() - self._urgent_at < URGENT_WINDOW_S:
             limit = min(limit, SLICE_RECORDS)
         while len(step.observations) < limit:
-            slices = self._take_bulk(min(SLICE_RECORDS, limit - len(step.observations)))
+            slices = self._take_bulk(limit - len(step.observations))
             if not slices:
                 break
             self._add(step, slices)
