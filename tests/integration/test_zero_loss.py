@@ -194,25 +194,25 @@ flush_interval_s = 0.2
 
     proc = _hub_process(cfg_path, env)
     try:
-        wait_for_sync(lambda: _post(poster.url, token, []), timeout=30, message="hub up")
+        wait_for_sync(lambda: _post(poster.url, token, []), timeout=120, message="hub up")
         poster.start()
         for kill in range(SIGKILLS):
             target = len(poster.acknowledged()) + rng.randint(60, 600)
-            wait_for_sync(lambda n=target: len(poster.acknowledged()) >= n, timeout=60)
+            wait_for_sync(lambda n=target: len(poster.acknowledged()) >= n, timeout=120)
             proc.send_signal(signal.SIGKILL)  # posts are in flight: the poster never pauses
             proc.wait(10)
             acked_before_kill = set(poster.acknowledged())
             proc = _hub_process(cfg_path, env)
-            wait_for_sync(lambda: _post(poster.url, token, []), timeout=30, message="hub back")
+            wait_for_sync(lambda: _post(poster.url, token, []), timeout=120, message="hub back")
             wait_for_sync(
                 lambda acked=acked_before_kill: acked <= stored_values(),
-                timeout=60,
+                timeout=120,
                 message=f"records acknowledged before kill {kill + 1} in InfluxDB",
             )
         poster.done.set()
         poster.join(30)
         acked = set(poster.acknowledged())
-        wait_for_sync(lambda: acked <= stored_values(), timeout=60, message="all acknowledged")
+        wait_for_sync(lambda: acked <= stored_values(), timeout=120, message="all acknowledged")
         log_text = (tmp_path / "hub.log").read_text()
         assert "Traceback" not in log_text
         assert log_text.count("hub started") == SIGKILLS + 1  # exactly N kills, N restarts
