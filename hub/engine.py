@@ -20,7 +20,7 @@ from hub.rules.state import RuleState
 log = logging.getLogger("hub.engine")
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, kw_only=True)
 class AlertBatch:
     """Alert changes of one step, in the shape the outbox commits."""
 
