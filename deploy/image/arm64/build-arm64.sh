@@ -79,11 +79,7 @@ if [ -f "$IMAGE" ] && [ "$(cat "$IMAGE.inputs" 2>/dev/null)" = "$HASH" ]; then
 fi
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/hg-image-arm64.XXXXXX")"
-QEMU_PID=""
-cleanup() {
-    [ -z "$QEMU_PID" ] || kill "$QEMU_PID" 2>/dev/null || true
-    rm -rf "$WORK"
-}
+cleanup() { rm -rf "$WORK"; }
 trap cleanup EXIT
 start=$(date +%s)
 
@@ -136,18 +132,12 @@ say "stage 2: qemu-system-aarch64 (TCG) runs debootstrap --second-stage and cust
 mke2fs -q -t ext4 -L hgroot -d "$WORK/rootfs" -E root_owner=0:0 "$WORK/root.img" 4G
 rm -rf "$WORK/rootfs"
 t=$(date +%s)
-qemu-system-aarch64 -M virt -cpu max,pauth-impdef=on -smp 2 -m 2048 -nodefaults \
+timeout "$STAGE2_TIMEOUT_S" qemu-system-aarch64 -M virt -cpu max,pauth-impdef=on -smp 2 -m 2048 -nodefaults \
     -kernel "$WORK/kit/boot/vmlinuz-$KVER" -initrd "$WORK/stage2-initramfs.gz" \
     -append "console=ttyAMA0 panic=-1 rdinit=/init" \
     -drive "if=none,id=root,file=$WORK/root.img,format=raw,cache=unsafe" \
     -device virtio-blk-pci,drive=root -display none -serial "file:$WORK/stage2.log" \
-    -no-reboot &
-QEMU_PID=$!
-( sleep "$STAGE2_TIMEOUT_S"; kill "$QEMU_PID" 2>/dev/null ) &
-watchdog=$!
-wait "$QEMU_PID" || true
-QEMU_PID=""
-kill "$watchdog" 2>/dev/null || true
+    -no-reboot || true
 stage2_s=$(( $(date +%s) - t ))
 grep -a '^HG-STAGE2:' "$WORK/stage2.log" || true
 if ! grep -aq '^HG-STAGE2: OK' "$WORK/stage2.log"; then
