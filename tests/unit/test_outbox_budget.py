@@ -95,7 +95,7 @@ async def test_dead_letters_count_in_the_budget_after_readings(tmp_path: Path) -
     them; they count in `max_bytes` too, so a sink refusing everything cannot grow the file
     past the budget. Readings make room first, then the oldest dead letters."""
     budget = 64 * 1024
-    outbox = Outbox(tmp_path / "o.sqlite", max_bytes=budget)
+    outbox = Outbox(path=tmp_path / "o.sqlite", max_bytes=budget)
     await outbox.open()
     for start in range(0, 3000, 100):
         st = outbox.stats
@@ -111,7 +111,7 @@ async def test_dead_letters_count_in_the_budget_after_readings(tmp_path: Path) -
     assert len(kept) + st.dropped + st.dropped_dead_letters == 3000  # each counted once
     assert kept == sorted(kept, key=lambda p: int(p.split(b"v=")[1].split(b"i")[0]))
     await outbox.close()
-    reopened = Outbox(tmp_path / "o.sqlite", max_bytes=budget)
+    reopened = Outbox(path=tmp_path / "o.sqlite", max_bytes=budget)
     await reopened.open()
     assert reopened.stats.dead_letter_bytes == sum(map(len, kept))
     assert reopened.stats.dropped_dead_letters == st.dropped_dead_letters

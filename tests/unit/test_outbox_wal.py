@@ -50,7 +50,7 @@ async def test_a_commit_larger_than_the_wal_limit_leaves_the_wal_within_it(
     budget = 1024 * 1024
     limit = wal_checkpoint_pages(budget) * 4096
     path = tmp_path / "o.sqlite"
-    outbox = Outbox(path, max_bytes=budget)
+    outbox = Outbox(path=path, max_bytes=budget)
     await outbox.open()
     for step in range(6):
         state = rule_state(10_000, step * 1000)
@@ -73,7 +73,7 @@ async def test_a_reader_in_another_process_defers_the_truncation_without_failing
     budget = 1024 * 1024
     limit = wal_checkpoint_pages(budget) * 4096
     path = tmp_path / "o.sqlite"
-    outbox = Outbox(path, max_bytes=budget)
+    outbox = Outbox(path=path, max_bytes=budget)
     await outbox.open()
     await outbox.commit(Commit(readings=[reading(0)]))
     with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as reader:
@@ -95,7 +95,7 @@ async def test_pages_freed_without_a_budget_drop_go_back_to_the_file_system(
     """A rule state that shrank (vessels evicted on a tick) and acknowledged points free pages
     with no budget drop in sight; the file must not keep them."""
     path = tmp_path / "o.sqlite"
-    outbox = Outbox(path, max_bytes=64 * 1024 * 1024)
+    outbox = Outbox(path=path, max_bytes=64 * 1024 * 1024)
     await outbox.open()
     empty = db_size(path)
     await outbox.commit(
@@ -119,7 +119,7 @@ async def test_an_unchanged_rule_state_is_not_rewritten(tmp_path: Path) -> None:
     """The hub saves every rule's state every few seconds; megabytes of equal JSON must not
     become a transaction each time."""
     path = tmp_path / "o.sqlite"
-    outbox = Outbox(path, max_bytes=1024 * 1024)
+    outbox = Outbox(path=path, max_bytes=1024 * 1024)
     await outbox.open()
     states = {"invalid_mmsi": rule_state(10_000, 0), "ais_gap": "{}"}
     await outbox.save_rule_state(states)

@@ -94,7 +94,7 @@ async def test_concurrent_publishers_share_one_commit(
 
 
 async def test_door_event_is_committed_ahead_of_queued_bulk_readings(tmp_path: Path) -> None:
-    outbox = Outbox(tmp_path / "o.sqlite", max_bytes=10**8)
+    outbox = Outbox(path=tmp_path / "o.sqlite", max_bytes=10**8)
     await outbox.open()
     pipeline = Pipeline(
         site="s",
