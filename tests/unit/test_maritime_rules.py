@@ -633,7 +633,9 @@ def test_a_failing_rule_is_counted_by_name_and_the_others_still_run(
     opened: list[str] = []
     for _ in range(12):
         clock.advance(60)
-        record = VesselPosition(mmsi=STRANGER, time_ns=clock.now_ns(), lat=SEA[0], lon=SEA[1], sog_kn=8.0)
+        record = VesselPosition(
+            mmsi=STRANGER, time_ns=clock.now_ns(), lat=SEA[0], lon=SEA[1], sog_kn=8.0
+        )
         batch = engine.on_records([registry.tag(record)], clock.now_ns())
         opened += [a.rule for a in batch.alerts if a.state == "open"]
     assert opened == ["unregistered_vessel"]
