@@ -25,7 +25,6 @@ import shutil
 import subprocess
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from importlib.machinery import SourceFileLoader
 from pathlib import Path
@@ -34,8 +33,10 @@ from typing import Any
 
 import pytest
 
+from tests import gateway_vm
+from tests.gateway_vm import GatewayVM
 from tests.services import InfluxDB
-from tests.util import free_port, wait_for_sync
+from tests.util import wait_for_sync
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = Path(
@@ -131,82 +132,35 @@ def ext4_bytes(disk: Path) -> int:
 
 
 def mtools(disk: Path, *args: str) -> str:
-    cmd, *rest = args
-    fat = partitions(disk)[HGCONFIG]["start"] * 512
-    return subprocess.run(
-        [cmd, "-i", f"{disk}@@{fat}", *rest],
-        check=True,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "MTOOLS_SKIP_CHECK": "1"},
-    ).stdout
+    return gateway_vm.mtools(disk, partitions(disk)[HGCONFIG]["start"] * 512, *args)
 
 
-class Gateway:
-    """One UEFI boot of the disk image alone; the hub's 8080 and sshd's 22 forwarded to loopback."""
+def write_config(disk: Path, files: dict[str, str]) -> None:
+    gateway_vm.write_config(disk, partitions(disk)[HGCONFIG]["start"] * 512, files)
+
+
+class Gateway(GatewayVM):
+    """One UEFI boot of the disk image alone."""
 
     def __init__(self, disk: Path, key: Path) -> None:
-        self.disk, self.key = disk, key
-        self.http = free_port()
-        self.ssh_port = free_port()
-        self.console = disk.with_suffix(f".console-{self.http}.log")
         accel = accelerator()
-        self.cmd = [
-            # numpy (shapely) needs x86-64-v2: TCG's default qemu64 CPU lacks SSE4.2/POPCNT.
-            "qemu-system-x86_64", "-accel", accel, "-cpu", "max", "-m", "1024", "-smp", "1",
-            *firmware_args(disk.with_suffix(f".vars-{self.http}.fd")),
-            "-drive", f"file={disk},format=raw,if=virtio",
-            "-nic", f"user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:{self.http}-:8080,"
-                    f"hostfwd=tcp:127.0.0.1:{self.ssh_port}-:22",
-            "-display", "none", "-serial", f"file:{self.console}", "-no-reboot",
-        ]  # fmt: skip
-        self.timeout = 300.0 if accel == "kvm" else 1800.0  # TCG: 1135 s seen at load average 17
-        self.started = time.monotonic()
-        self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL)
 
-    def healthz(self) -> bool:
-        if self.proc.poll() is not None:
-            raise AssertionError(f"qemu exited {self.proc.returncode}: {self.log_tail()}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.http}/healthz", timeout=3) as r:
-                return bool(r.status == 200)
-        except OSError:
-            return False
+        def machine(vm: GatewayVM) -> list[str]:
+            return [
+                # numpy (shapely) needs x86-64-v2: TCG's default qemu64 CPU lacks SSE4.2/POPCNT.
+                "qemu-system-x86_64", "-accel", accel, "-cpu", "max", "-m", "1024", "-smp", "1",
+                *firmware_args(disk.with_suffix(f".vars-{vm.http}.fd")),
+                "-drive", f"file={disk},format=raw,if=virtio",
+            ]  # fmt: skip
 
-    def ssh(self, command: str) -> str:
-        result = subprocess.run(
-            ["ssh", "-i", str(self.key), "-p", str(self.ssh_port), "-o", "BatchMode=yes",
-             "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-             "-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR", "root@127.0.0.1", command],
-            capture_output=True, text=True, timeout=60, check=False,
-        )  # fmt: skip
-        assert result.returncode == 0, f"ssh {command!r}: {result.stderr}"
-        return result.stdout.strip()
-
-    def log_tail(self) -> str:
-        return self.console.read_text(errors="replace")[-3000:] if self.console.exists() else ""
-
-    def wait_up(self) -> float:
-        try:
-            wait_for_sync(self.healthz, timeout=self.timeout, message="/healthz")
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}; console:\n{self.log_tail()}") from None
-        return time.monotonic() - self.started
-
-    def poweroff(self) -> None:
-        """A clean shutdown (the FAT partition must be consistent when read back)."""
-        subprocess.run(
-            ["ssh", "-i", str(self.key), "-p", str(self.ssh_port), "-o", "BatchMode=yes",
-             "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-             "-o", "LogLevel=ERROR", "root@127.0.0.1", "systemctl poweroff"],
-            capture_output=True, timeout=60, check=False,
-        )  # fmt: skip
-        try:
-            self.proc.wait(timeout=self.timeout)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait()
+        super().__init__(
+            disk=disk,
+            key=key,
+            # TCG: 1135 s seen at load average 17
+            timeout_s=300.0 if accel == "kvm" else 1800.0,
+            ssh_timeout_s=60.0,
+            machine=machine,
+        )
 
 
 @pytest.fixture
@@ -214,22 +168,7 @@ def gateways(image: Path, tmp_path: Path) -> Iterator[list[Gateway]]:
     booted: list[Gateway] = []
     yield booted
     for gw in booted:
-        if gw.proc.poll() is None:
-            gw.proc.kill()
-            gw.proc.wait()
-
-
-def write_config(disk: Path, files: dict[str, str]) -> None:
-    stage = disk.parent / f"hgconfig-{secrets.token_hex(4)}"
-    for name, content in files.items():
-        (stage / name).parent.mkdir(parents=True, exist_ok=True)
-        # CRLF, as a technician's Windows editor writes it.
-        (stage / name).write_bytes(content.replace("\n", "\r\n").encode())
-    top = [line.rstrip("/") for line in mtools(disk, "mdir", "-b", "::/").split()]
-    if "::/harbourgrid" not in top:
-        mtools(disk, "mmd", "::/harbourgrid")
-    for item in sorted(stage.iterdir()):
-        mtools(disk, "mcopy", "-o", "-s", str(item), "::/harbourgrid/")
+        gw.kill()
 
 
 def hub_toml(influx_port: int, db: str, site: str) -> str:

@@ -16,7 +16,6 @@ import secrets
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,13 +23,15 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT))
+from tests import gateway_vm  # noqa: E402
+from tests.gateway_vm import GatewayVM  # noqa: E402
 from tests.services import InfluxDB  # noqa: E402
-from tests.util import free_port, wait_for_sync  # noqa: E402
+from tests.util import wait_for_sync  # noqa: E402
 
 CACHE = Path(
     os.environ.get("HARBOURGRID_IMAGE_CACHE", Path.home() / ".cache" / "harbourgrid-image")
 )
-FAT = "@@1048576"  # the HGCONFIG partition starts at 1 MiB (build-arm64.sh, as build.sh)
+FAT_OFFSET = 1048576  # the HGCONFIG partition starts at 1 MiB (build-arm64.sh, as build.sh)
 TIMEOUT = 3600.0  # TCG arm64 on a loaded 2-core host
 
 
@@ -57,74 +58,30 @@ def image() -> Path:
 
 
 def mtools(disk: Path, *args: str) -> str:
-    cmd, *rest = args
-    return subprocess.run(
-        [cmd, "-i", f"{disk}{FAT}", *rest],
-        check=True,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "MTOOLS_SKIP_CHECK": "1"},
-    ).stdout
+    return gateway_vm.mtools(disk, FAT_OFFSET, *args)
 
 
-class Gateway:
-    """One qemu-system-aarch64 boot; the hub's 8080 and sshd's 22 forwarded to loopback."""
+def write_config(disk: Path, files: dict[str, str]) -> None:
+    gateway_vm.write_config(disk, FAT_OFFSET, files)
+
+
+class Gateway(GatewayVM):
+    """One qemu-system-aarch64 boot of the image with its kernel and initrd."""
 
     def __init__(self, out: Path, disk: Path, key: Path) -> None:
-        self.key = key
-        self.http, self.ssh_port = free_port(), free_port()
-        self.console = disk.with_suffix(".console.log")
-        self.cmd = [
-            "qemu-system-aarch64", "-M", "virt", "-cpu", "max,pauth-impdef=on", "-smp", "2",
-            "-m", "1024", "-kernel", str(out / "vmlinuz-arm64"),
-            "-initrd", str(out / "initrd-arm64"),
-            "-append", "root=LABEL=hgroot ro console=ttyAMA0 panic=-1",
-            "-drive", f"if=none,id=disk,file={disk},format=raw",
-            "-device", "virtio-blk-pci,drive=disk", "-device", "virtio-rng-pci",
-            "-nic", f"user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:{self.http}-:8080,"
-                    f"hostfwd=tcp:127.0.0.1:{self.ssh_port}-:22",
-            "-display", "none", "-serial", f"file:{self.console}", "-no-reboot",
-        ]  # fmt: skip
-        self.started = time.monotonic()
-        self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL)
+        def machine(vm: GatewayVM) -> list[str]:
+            return [
+                "qemu-system-aarch64", "-M", "virt", "-cpu", "max,pauth-impdef=on", "-smp", "2",
+                "-m", "1024", "-kernel", str(out / "vmlinuz-arm64"),
+                "-initrd", str(out / "initrd-arm64"),
+                "-append", "root=LABEL=hgroot ro console=ttyAMA0 panic=-1",
+                "-drive", f"if=none,id=disk,file={disk},format=raw",
+                "-device", "virtio-blk-pci,drive=disk", "-device", "virtio-rng-pci",
+            ]  # fmt: skip
 
-    def healthz(self) -> bool:
-        if self.proc.poll() is not None:
-            raise AssertionError(f"qemu exited {self.proc.returncode}: {self.log_tail()}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.http}/healthz", timeout=5) as r:
-                return bool(r.status == 200)
-        except OSError:
-            return False
-
-    def ssh(self, command: str) -> str:
-        result = subprocess.run(
-            ["ssh", "-i", str(self.key), "-p", str(self.ssh_port), "-o", "BatchMode=yes",
-             "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-             "-o", "ConnectTimeout=30", "-o", "LogLevel=ERROR", "root@127.0.0.1", command],
-            capture_output=True, text=True, timeout=300, check=False,
-        )  # fmt: skip
-        assert result.returncode == 0, f"ssh {command!r}: {result.stderr}"
-        return result.stdout.strip()
-
-    def log_tail(self) -> str:
-        return self.console.read_text(errors="replace")[-3000:] if self.console.exists() else ""
-
-    def wait_up(self) -> float:
-        try:
-            wait_for_sync(self.healthz, timeout=TIMEOUT, message="/healthz")
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}; console:\n{self.log_tail()}") from None
-        return time.monotonic() - self.started
-
-    def poweroff(self) -> None:
-        subprocess.run(
-            ["ssh", "-i", str(self.key), "-p", str(self.ssh_port), "-o", "BatchMode=yes",
-             "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-             "-o", "LogLevel=ERROR", "root@127.0.0.1", "systemctl poweroff"],
-            capture_output=True, timeout=300, check=False,
-        )  # fmt: skip
-        self.proc.wait(timeout=TIMEOUT)
+        super().__init__(
+            disk=disk, key=key, timeout_s=TIMEOUT, ssh_timeout_s=300.0, machine=machine
+        )
 
 
 @pytest.fixture
@@ -132,19 +89,7 @@ def booted() -> Iterator[list[Gateway]]:
     gateways: list[Gateway] = []
     yield gateways
     for gw in gateways:
-        if gw.proc.poll() is None:
-            gw.proc.kill()
-            gw.proc.wait()
-
-
-def write_config(disk: Path, files: dict[str, str]) -> None:
-    stage = disk.parent / "hgconfig"
-    for name, content in files.items():
-        (stage / name).parent.mkdir(parents=True, exist_ok=True)
-        (stage / name).write_bytes(content.replace("\n", "\r\n").encode())  # a Windows editor
-    mtools(disk, "mmd", "::/harbourgrid")
-    for item in sorted(stage.iterdir()):
-        mtools(disk, "mcopy", "-o", "-s", str(item), "::/harbourgrid/")
+        gw.kill()
 
 
 def hub_toml(influx_port: int, db: str) -> str:
