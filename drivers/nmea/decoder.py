@@ -15,6 +15,7 @@ from pyais.bit_vector import bit_vector
 from pyais.messages import MSG_CLASS, MessageType24PartA
 
 from drivers.nmea import positions as pos
+from drivers.nmea import statics as st
 from drivers.nmea.gnss import FIX_READERS, read_fix
 from hub.errors import ChecksumError, FrameError, ProtocolError
 from hub.records import (
@@ -96,8 +97,6 @@ def _xor(data: bytes) -> int:
 
 
 _HEX = {b"%02X" % i: i for i in range(256)} | {b"%02x" % i: i for i in range(256)}
-# AIS payload armouring (ITU-R M.1371 / IEC 61162-1): ASCII 48-87 -> 0-39, 96-119 -> 40-63.
-_SIXBIT = {c: (c - 48 if c < 88 else c - 56) for c in [*range(48, 88), *range(96, 120)]}
 
 
 def _tag_block_content(tag: bytes) -> bytes:
@@ -251,22 +250,6 @@ def _nav_status(msg: Any) -> int | None:
     return None if status is None or int(status) == 15 else int(status)
 
 
-def _ship_type(payload: bytes, start: int) -> int | None:
-    """The raw 8-bit ship and cargo type (ITU-R M.1371 Table 53), reserved codes included.
-
-    Read from the payload bits, not a library enum, which may fold unknown codes (39, 57) into
-    others. `start` is the field's first bit.
-    """
-    first, last = start // 6, (start + 7) // 6
-    if last >= len(payload):
-        return None
-    value = 0
-    for char in payload[first : last + 1]:
-        value = (value << 6) | _SIXBIT.get(char, 0)
-    spare = (last + 1) * 6 - (start + 8)
-    return ((value >> spare) & 0xFF) or None  # 0: "not available"
-
-
 def _station_utc_s(msg: Any) -> int | None:
     """Type 4 UTC as Unix seconds; None when any part is "not available" (0 / 24 / 60) or invalid."""
     try:
@@ -301,9 +284,9 @@ class NmeaDecoder:
         *,
         max_fragments: int = 1024,
         fragment_timeout_s: float = 10.0,
-        fast_positions: bool = True,
+        fast_path: bool = True,
     ) -> None:
-        """`fast_positions=False` decodes position reports with pyais too (the reference path)."""
+        """`fast_path=False` decodes every AIS type with pyais (the reference path)."""
         self.source_name = source_name
         self.stats = stats if stats is not None else SourceStats()
         self.max_fragments = max_fragments
@@ -324,7 +307,17 @@ class NmeaDecoder:
             24: self._type24,
             27: self._type27,
         }
-        self._fast_types = frozenset((*pos.LAYOUTS, pos.LONG_RANGE) if fast_positions else ())
+        # Types read straight from the payload int (positions.py, statics.py), not through pyais.
+        self._fast: dict[int, Callable[[int, int, bytes, int], list[Record]]] = {}
+        if fast_path:
+            self._fast = {
+                **dict.fromkeys(pos.LAYOUTS, self._fast_class_ab),
+                pos.LONG_RANGE: self._fast_long_range,
+                5: self._fast_type5,
+                19: self._fast_type19,
+                21: self._fast_type21,
+                24: self._fast_type24,
+            }
 
     @property
     def pending_fragments(self) -> int:
@@ -453,7 +446,7 @@ class NmeaDecoder:
             self.stats.error("fragment_expired")
 
     def _decode_payload(self, payload: bytes, fill_bits: int, time_ns: int) -> list[Record]:
-        msg_type = _SIXBIT.get(payload[0], -1)  # the first 6 bits are the message type
+        msg_type = st.SIXBIT.get(payload[0], -1)  # the first 6 bits are the message type
         handler = self._ais.get(msg_type)
         if handler is None:
             if msg_type in MSG_CLASS:
@@ -465,8 +458,9 @@ class NmeaDecoder:
         if bits not in _ALLOWED_BITS[msg_type]:
             # A garbled or truncated payload decodes to some MMSI and position: a phantom vessel.
             raise BitLengthError(f"AIS type {msg_type} with {bits} bits")
-        if msg_type in self._fast_types:
-            return [self._fast_position(payload, fill_bits, bits, msg_type, time_ns)]
+        fast = self._fast.get(msg_type)
+        if fast is not None:
+            return fast(pos.payload_int(payload, fill_bits), bits, payload, time_ns)
         try:
             msg = MSG_CLASS[msg_type].from_vector(bit_vector(payload, fill_bits))
         except Exception as exc:  # pyais raises assorted errors on bit garbage
@@ -478,17 +472,24 @@ class NmeaDecoder:
         except (TypeError, ValueError, AttributeError) as exc:  # fields missing from short payloads
             raise ProtocolError(f"AIS type {msg_type} lacks fields: {exc!r}") from exc
 
-    def _fast_position(
-        self, payload: bytes, fill_bits: int, bits: int, msg_type: int, time_ns: int
-    ) -> VesselPosition:
-        """A position report without pyais: the same record as `_moving` / `_type27` build."""
-        value = pos.payload_int(payload, fill_bits)
-        layout = pos.LAYOUTS.get(msg_type)
-        if layout is None:
-            value = pos.align(value, bits, pos.LONG_RANGE_BITS)
-            return self._long_range(pos.read_long_range(value), time_ns)
-        report = pos.read_class_ab(pos.align(value, bits, pos.POSITION_BITS), layout)
-        _, mmsi, status, _, sog, _, lon, lat, cog, heading, _ = report
+    # --- fast path: fields read from the payload int, the same records as the pyais path -------
+
+    def _fast_class_ab(self, value: int, bits: int, _payload: bytes, time_ns: int) -> list[Record]:
+        """Types 1, 2, 3 and 18: the same record as `_moving` builds."""
+        msg_type = value >> (bits - 6)
+        layout = pos.LAYOUTS[msg_type]
+        return [self._class_ab_record(pos.align(value, bits, pos.POSITION_BITS), layout, time_ns)]
+
+    def _fast_long_range(
+        self, value: int, bits: int, _payload: bytes, time_ns: int
+    ) -> list[Record]:
+        value = pos.align(value, bits, pos.LONG_RANGE_BITS)
+        return [self._long_range(pos.read_long_range(value), time_ns)]
+
+    def _class_ab_record(self, value: int, layout: pos.Layout, time_ns: int) -> VesselPosition:
+        """A 168-bit class A/B position (or the first 168 bits of a type 19) as a record."""
+        report = pos.read_class_ab(value, layout)
+        msg_type, mmsi, status, _, sog, _, lon, lat, cog, heading, _ = report
         in_range = -pos.LAT_MAX <= lat <= pos.LAT_MAX and -pos.LON_MAX <= lon <= pos.LON_MAX
         return VesselPosition(
             mmsi=f"{mmsi:09d}",
@@ -503,6 +504,66 @@ class NmeaDecoder:
             ais_class=layout.ais_class,
             source=self.source_name,
         )
+
+    def _static(
+        self, report: st.StaticReport, mmsi: str, time_ns: int, msg_type: int
+    ) -> VesselStatic:
+        name, callsign, imo, ship_type, length, beam = report
+        return VesselStatic(
+            mmsi=mmsi,
+            time_ns=time_ns,
+            name=name,
+            callsign=callsign,
+            imo=imo,
+            ship_type=ship_type,
+            length_m=length,
+            beam_m=beam,
+            msg_type=msg_type,
+            source=self.source_name,
+        )
+
+    def _fast_type5(self, value: int, bits: int, payload: bytes, time_ns: int) -> list[Record]:
+        mmsi = f"{(value >> (bits - 38)) & 0x3FFFFFFF:09d}"
+        return [self._static(st.read_type5(value, bits, payload), mmsi, time_ns, 5)]
+
+    def _fast_type19(self, value: int, bits: int, payload: bytes, time_ns: int) -> list[Record]:
+        # The first 168 bits of a type 19 are laid out as a type 18 (Tables 49 and 50).
+        position = self._class_ab_record(value >> (bits - 168), pos.LAYOUTS[18], time_ns)
+        static = st.read_type19(value, bits, payload)
+        return [position, self._static(static, position.mmsi, time_ns, 19)]
+
+    def _fast_type21(self, value: int, bits: int, _payload: bytes, time_ns: int) -> list[Record]:
+        # Type 21 (Table 72): lon 164-191, lat 192-218 in 1/10,000 min, as types 1-3.
+        head = value >> (bits - 219)
+        lon = (((head >> 27) & 0xFFFFFFF) ^ 0x8000000) - 0x8000000
+        lat = ((head & 0x7FFFFFF) ^ 0x4000000) - 0x4000000
+        in_range = -pos.LAT_MAX <= lat <= pos.LAT_MAX and -pos.LON_MAX <= lon <= pos.LON_MAX
+        mmsi = f"{(head >> 181) & 0x3FFFFFFF:09d}"
+        position = VesselPosition(
+            mmsi=mmsi,
+            time_ns=time_ns,
+            lat=pos.degrees(lat) if in_range else None,
+            lon=pos.degrees(lon) if in_range else None,
+            msg_type=21,
+            ais_class="AtoN",
+            source=self.source_name,
+        )
+        name = st.read_type21_name(value, bits)
+        static = VesselStatic(
+            mmsi=mmsi, time_ns=time_ns, name=name, msg_type=21, source=self.source_name
+        )
+        return [position, static]
+
+    def _fast_type24(self, value: int, bits: int, payload: bytes, time_ns: int) -> list[Record]:
+        mmsi = (value >> (bits - 38)) & 0x3FFFFFFF
+        part = st.type24_part(value, bits)
+        if part == 0:
+            report = st.read_type24a(value, bits)
+        elif part == 1:
+            report = st.read_type24b(value, bits, mmsi, payload)
+        else:  # pyais raises UnknownPartNoException: the same "decode" error
+            raise ProtocolError(f"AIS type 24 with part number {part}")
+        return [self._static(report, f"{mmsi:09d}", time_ns, 24)]
 
     def _long_range(self, report: pos.PositionReport, time_ns: int) -> VesselPosition:
         lat, lon, sog, cog = report.lat, report.lon, report.sog, report.cog
@@ -604,7 +665,7 @@ class NmeaDecoder:
             mmsi=mmsi,
             time_ns=time_ns,
             name=_text(msg.shipname),
-            ship_type=_ship_type(payload, 263),
+            ship_type=st.ship_type(payload, 263),
             length_m=length,
             beam_m=beam,
             msg_type=19,
@@ -634,7 +695,7 @@ class NmeaDecoder:
                 name=_text(msg.shipname),
                 callsign=_text(msg.callsign),
                 imo=msg.imo or None,
-                ship_type=_ship_type(payload, 232),
+                ship_type=st.ship_type(payload, 232),
                 length_m=length,
                 beam_m=beam,
                 msg_type=5,
@@ -659,7 +720,7 @@ class NmeaDecoder:
                 mmsi=mmsi,
                 time_ns=time_ns,
                 callsign=_text(msg.callsign),
-                ship_type=_ship_type(payload, 40),
+                ship_type=st.ship_type(payload, 40),
                 length_m=length,
                 beam_m=beam,
                 msg_type=24,

@@ -1,7 +1,7 @@
 """The position-report fast path (types 1, 2, 3, 18, 27 without pyais objects) against pyais.
 
 Every AIS capture under tests/data (tests/data/README.md says where each real one comes from) is
-decoded twice, with the fast path and with pyais for every type (`fast_positions=False`), and
+decoded twice, with the fast path and with pyais for every type (`fast_path=False`), and
 the records compared field by field; every position payload in them is compared with pyais'
 message field by field, rate of turn, accuracy and time stamp included; and random payloads
 (encoded by pyais' own encoder, or raw random bits) are compared the same way.
@@ -43,7 +43,7 @@ ARMOUR = b"0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVW`abcdefghijklmnopqrstuvw"
 
 
 def both_ways(lines: list[bytes]) -> tuple[NmeaDecoder, list[Record], NmeaDecoder, list[Record]]:
-    fast, reference = NmeaDecoder("cmp"), NmeaDecoder("cmp", fast_positions=False)
+    fast, reference = NmeaDecoder("cmp"), NmeaDecoder("cmp", fast_path=False)
     return fast, fast.feed_many(lines, NOW), reference, reference.feed_many(lines, NOW)
 
 
