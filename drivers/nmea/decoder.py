@@ -112,18 +112,6 @@ def _tag_block_content(tag: bytes) -> bytes:
     return content
 
 
-def _sentence_body(line: bytes) -> bytes:
-    """The sentence before '*hh' after checking hh (XOR of everything after '!' or '$')."""
-    expected = _HEX.get(line[-2:])
-    if len(line) < 4 or line[-3] != 42:  # '*'
-        raise TruncatedError("sentence without checksum")
-    if expected is None:
-        raise FrameError("sentence checksum is not hex")
-    if _xor(line[1:-3]) != expected:
-        raise ChecksumError("sentence checksum mismatch")
-    return line[:-3]
-
-
 _Tag = tuple[int | None, str, str]  # (time_ns, station, group)
 
 
@@ -211,7 +199,15 @@ def _split_line(line: bytes) -> _Split:
             if time_ns is None:
                 time_ns = _trailing_time_ns(line[star + 4 :])
             line = line[: star + 3]
-    return _sentence_body(line), time_ns, station, group, tag_ignored
+    # The checksum is the XOR of everything between '!' or '$' and '*' (IEC 61162-1 §7.2.4).
+    expected = _HEX.get(line[-2:])
+    if len(line) < 4 or line[-3] != 42:  # '*'
+        raise TruncatedError("sentence without checksum")
+    if expected is None:
+        raise FrameError("sentence checksum is not hex")
+    if _xor(line[1:-3]) != expected:
+        raise ChecksumError("sentence checksum mismatch")
+    return line[:-3], time_ns, station, group, tag_ignored
 
 
 def parse_line(line: bytes) -> Sentence:
@@ -389,7 +385,7 @@ class NmeaDecoder:
         fields = body.split(b",")
         if len(fields) != 7:
             raise FrameError(f"AIS sentence with {len(fields)} fields")
-        count_f, number_f, seq_f, channel, payload, fill_f = fields[1:]
+        _, count_f, number_f, seq_f, channel, payload, fill_f = fields
         count, number, fill_bits = _DIGIT.get(count_f), _DIGIT.get(number_f), _DIGIT.get(fill_f)
         if count is None or number is None or fill_bits is None:
             raise FrameError("AIS fragment fields are not digits")
@@ -447,6 +443,12 @@ class NmeaDecoder:
 
     def _decode_payload(self, payload: bytes, fill_bits: int, time_ns: int) -> list[Record]:
         msg_type = st.SIXBIT.get(payload[0], -1)  # the first 6 bits are the message type
+        bits = len(payload) * 6 - fill_bits
+        fast = self._fast.get(msg_type)
+        if fast is not None:
+            if bits not in _ALLOWED_BITS[msg_type]:
+                raise BitLengthError(f"AIS type {msg_type} with {bits} bits")
+            return fast(pos.payload_int(payload, fill_bits), bits, payload, time_ns)
         handler = self._ais.get(msg_type)
         if handler is None:
             if msg_type in MSG_CLASS:
@@ -454,13 +456,9 @@ class NmeaDecoder:
             else:
                 self.stats.error("unknown_type")
             return []
-        bits = len(payload) * 6 - fill_bits
         if bits not in _ALLOWED_BITS[msg_type]:
             # A garbled or truncated payload decodes to some MMSI and position: a phantom vessel.
             raise BitLengthError(f"AIS type {msg_type} with {bits} bits")
-        fast = self._fast.get(msg_type)
-        if fast is not None:
-            return fast(pos.payload_int(payload, fill_bits), bits, payload, time_ns)
         try:
             msg = MSG_CLASS[msg_type].from_vector(bit_vector(payload, fill_bits))
         except Exception as exc:  # pyais raises assorted errors on bit garbage
@@ -488,8 +486,9 @@ class NmeaDecoder:
 
     def _class_ab_record(self, value: int, layout: pos.Layout, time_ns: int) -> VesselPosition:
         """A 168-bit class A/B position (or the first 168 bits of a type 19) as a record."""
-        report = pos.read_class_ab(value, layout)
-        msg_type, mmsi, status, _, sog, _, lon, lat, cog, heading, _ = report
+        msg_type, mmsi, status, _, sog, _, lon, lat, cog, heading, _ = pos.class_ab_fields(
+            value, layout
+        )
         in_range = -pos.LAT_MAX <= lat <= pos.LAT_MAX and -pos.LON_MAX <= lon <= pos.LON_MAX
         return VesselPosition(
             mmsi=f"{mmsi:09d}",
@@ -498,8 +497,8 @@ class NmeaDecoder:
             lon=pos.degrees(lon) if in_range else None,
             sog_kn=None if sog == pos.SOG_NA else sog / 10.0,
             cog_deg=None if cog == pos.COG_NA else cog / 10.0,
-            heading_deg=None if heading is None or heading == pos.HEADING_NA else float(heading),
-            nav_status=None if status == pos.STATUS_NA else status,
+            heading_deg=None if heading == pos.HEADING_NA else float(heading),
+            nav_status=None if status == pos.STATUS_NA or status < 0 else status,
             msg_type=msg_type,
             ais_class=layout.ais_class,
             source=self.source_name,

@@ -122,26 +122,38 @@ class PositionReport(NamedTuple):
     second: int | None  # UTC second of the report (60-63: n/a), None for type 27
 
 
-def read_class_ab(value: int, layout: Layout) -> PositionReport:
-    """Fields of a 168-bit type 1/2/3/18 payload held as one int.
-
-    Sign extension is `(field ^ sign_bit) - sign_bit`; the tuple is built positionally (in
-    PositionReport's field order), which halves the cost of this hot function.
-    """
+def class_ab_fields(value: int, layout: Layout) -> tuple[int, ...]:
+    """The fields of a 168-bit type 1/2/3/18 payload held as one int, in PositionReport's order
+    (a plain tuple: the decoder's hot path unpacks it at once). Sign extension is
+    `(field ^ sign_bit) - sign_bit`; status and turn are -1 where the type has none."""
     _, status, turn, sog, accuracy, lon, lat, cog, heading, second = layout
+    return (
+        value >> 162,
+        (value >> 130) & 0x3FFFFFFF,
+        (value >> status) & 0xF if status >= 0 else -1,
+        (((value >> turn) & 0xFF) ^ 0x80) - 0x80 if turn >= 0 else -1,
+        (value >> sog) & 0x3FF,
+        (value >> accuracy) & 1,
+        (((value >> lon) & 0xFFFFFFF) ^ 0x8000000) - 0x8000000,
+        (((value >> lat) & 0x7FFFFFF) ^ 0x4000000) - 0x4000000,
+        (value >> cog) & 0xFFF,
+        (value >> heading) & 0x1FF,
+        (value >> second) & 0x3F,
+    )
+
+
+def read_class_ab(value: int, layout: Layout) -> PositionReport:
+    """`class_ab_fields` as a PositionReport (None where the type has no such field)."""
+    fields = class_ab_fields(value, layout)
+    no_status = layout.status < 0
     return PositionReport._make(
         (
-            value >> 162,
-            (value >> 130) & 0x3FFFFFFF,
-            (value >> status) & 0xF if status >= 0 else None,
-            (((value >> turn) & 0xFF) ^ 0x80) - 0x80 if turn >= 0 else None,
-            (value >> sog) & 0x3FF,
-            bool((value >> accuracy) & 1),
-            (((value >> lon) & 0xFFFFFFF) ^ 0x8000000) - 0x8000000,
-            (((value >> lat) & 0x7FFFFFF) ^ 0x4000000) - 0x4000000,
-            (value >> cog) & 0xFFF,
-            (value >> heading) & 0x1FF,
-            (value >> second) & 0x3F,
+            *fields[:2],
+            None if no_status else fields[2],
+            None if layout.turn < 0 else fields[3],
+            fields[4],
+            bool(fields[5]),
+            *fields[6:],
         )
     )
 
