@@ -15,6 +15,7 @@ from pyais.bit_vector import bit_vector
 from pyais.messages import MSG_CLASS, MessageType24PartA
 
 from drivers.nmea import positions as pos
+from drivers.nmea import records as rec
 from drivers.nmea import statics as st
 from drivers.nmea.gnss import FIX_READERS, read_fix
 from hub.errors import ChecksumError, FrameError, ProtocolError
@@ -490,7 +491,7 @@ class NmeaDecoder:
             value, layout
         )
         in_range = -pos.LAT_MAX <= lat <= pos.LAT_MAX and -pos.LON_MAX <= lon <= pos.LON_MAX
-        return VesselPosition(
+        return rec.vessel_position(
             mmsi=f"{mmsi:09d}",
             time_ns=time_ns,
             lat=pos.degrees(lat) if in_range else None,
@@ -508,7 +509,7 @@ class NmeaDecoder:
         self, report: st.StaticReport, mmsi: str, time_ns: int, msg_type: int
     ) -> VesselStatic:
         name, callsign, imo, ship_type, length, beam = report
-        return VesselStatic(
+        return rec.vessel_static(
             mmsi=mmsi,
             time_ns=time_ns,
             name=name,
@@ -538,7 +539,7 @@ class NmeaDecoder:
         lat = ((head & 0x7FFFFFF) ^ 0x4000000) - 0x4000000
         in_range = -pos.LAT_MAX <= lat <= pos.LAT_MAX and -pos.LON_MAX <= lon <= pos.LON_MAX
         mmsi = f"{(head >> 181) & 0x3FFFFFFF:09d}"
-        position = VesselPosition(
+        position = rec.vessel_position(
             mmsi=mmsi,
             time_ns=time_ns,
             lat=pos.degrees(lat) if in_range else None,
@@ -548,7 +549,7 @@ class NmeaDecoder:
             source=self.source_name,
         )
         name = st.read_type21_name(value, bits)
-        static = VesselStatic(
+        static = rec.vessel_static(
             mmsi=mmsi, time_ns=time_ns, name=name, msg_type=21, source=self.source_name
         )
         return [position, static]
@@ -569,7 +570,7 @@ class NmeaDecoder:
         in_range = (
             -pos.LR_LAT_MAX <= lat <= pos.LR_LAT_MAX and -pos.LR_LON_MAX <= lon <= pos.LR_LON_MAX
         )
-        return VesselPosition(
+        return rec.vessel_position(
             mmsi=f"{report.mmsi:09d}",
             time_ns=time_ns,
             lat=pos.long_range_degrees(lat) if in_range else None,
