@@ -18,6 +18,7 @@ from drivers.nmea import positions as pos
 from drivers.nmea import records as rec
 from drivers.nmea import statics as st
 from drivers.nmea.gnss import FIX_READERS, read_fix
+from drivers.nmea.positions import LAT_MAX, LON_MAX
 from hub.errors import ChecksumError, FrameError, ProtocolError
 from hub.records import (
     NO_GRID,
@@ -475,9 +476,9 @@ class NmeaDecoder:
 
     def _fast_class_ab(self, value: int, bits: int, _payload: bytes, time_ns: int) -> list[Record]:
         """Types 1, 2, 3 and 18: the same record as `_moving` builds."""
-        msg_type = value >> (bits - 6)
-        layout = pos.LAYOUTS[msg_type]
-        return [self._class_ab_record(pos.align(value, bits, pos.POSITION_BITS), layout, time_ns)]
+        if bits != pos.POSITION_BITS:
+            value = pos.align(value, bits, pos.POSITION_BITS)
+        return [self._class_ab_record(value, pos.LAYOUTS[value >> 162], time_ns)]
 
     def _fast_long_range(
         self, value: int, bits: int, _payload: bytes, time_ns: int
@@ -490,12 +491,13 @@ class NmeaDecoder:
         msg_type, mmsi, status, _, sog, _, lon, lat, cog, heading, _ = pos.class_ab_fields(
             value, layout
         )
-        in_range = -pos.LAT_MAX <= lat <= pos.LAT_MAX and -pos.LON_MAX <= lon <= pos.LON_MAX
+        in_range = -LAT_MAX <= lat <= LAT_MAX and -LON_MAX <= lon <= LON_MAX
         return rec.vessel_position(
             mmsi=f"{mmsi:09d}",
             time_ns=time_ns,
-            lat=pos.degrees(lat) if in_range else None,
-            lon=pos.degrees(lon) if in_range else None,
+            # positions.degrees, inlined: 1/10,000 min to degrees as pyais rounds them
+            lat=((10 * lat + 3) // 6) / 1e6 if in_range else None,
+            lon=((10 * lon + 3) // 6) / 1e6 if in_range else None,
             sog_kn=None if sog == pos.SOG_NA else sog / 10.0,
             cog_deg=None if cog == pos.COG_NA else cog / 10.0,
             heading_deg=None if heading == pos.HEADING_NA else float(heading),
