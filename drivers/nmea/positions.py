@@ -1,10 +1,11 @@
 """AIS position reports (types 1, 2, 3, 18, 27) read straight from the armoured payload.
 
 Four in five AIS messages are position reports. Decoding them without building a pyais message
-object (and its bit vector) is what lets the hub decoder keep up with raw pyais; every other type
-still goes through pyais. The bit offsets are those of ITU-R M.1371-5 Annex 8 (Table 46: types
-1-3, Table 49: type 18, Table 82: type 27), and every value is converted exactly as pyais
-converts it: tests/unit/test_nmea_fast_path.py checks both field by field on real logs and on
+object (and its bit vector) is what lets the hub decoder keep up with raw pyais; the static
+types are read the same way in statics.py, the rarer ones (4, 9) still go through pyais. The bit
+offsets are those of ITU-R M.1371-5 Annex 8 (Table 46: types 1-3, Table 49: type 18, Table 82:
+type 27), and every value is converted exactly as pyais converts it:
+tests/unit/test_nmea_fast_path.py checks both field by field on real logs and on
 random payloads encoded by pyais.
 """
 
