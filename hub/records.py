@@ -336,7 +336,6 @@ _TAG_BACKSLASH = re.compile(r"\\(?=[,= \n]|\Z)")
 WIDE_BACKSLASH = "\uff3c"
 WIDE_HASH = "\uff03"
 _CACHE_LIMIT = 65_536  # distinct tag values (MMSIs, meter ids ...) remembered escaped
-_SERIES_LIMIT = 16_384  # series remembered per record class (a vessel per grid cell ...)
 _tag_cache: dict[str, str] = {}
 _key_cache: dict[str, str] = {}  # field key -> "escaped_key="
 _meas_cache: dict[str, str] = {}
@@ -549,34 +548,42 @@ def record_encoder(kind: type, sample: Record) -> RecordEncoder:
     """The encoder of one record class, compiled on its first record (`sample`).
 
     The tag and field keys of a class come from its tags()/fields() (the same keys in the same
-    order for every record of the class), so the compiled code unpacks their values, formats
-    each field by its type with its key escaped once, and looks the series (measurement and
-    sorted tags) up by the tag values; it writes exactly what encode_record_generic writes."""
+    order for every record of the class), so the compiled code unpacks their values, writes the
+    tags in their sorted order and each field by its type, with every key escaped once; it
+    writes exactly what encode_record_generic writes. Nothing is remembered per series (an
+    AIS fleet would cost ~270 bytes per vessel and grid cell for ~1 µs per record)."""
     if kind not in RECORD_TYPES:
         return encode_record_generic
-    series: dict[tuple[object, ...], str] = {}
-
-    def new_series(key: tuple[object, ...], record: Record, site: str) -> str:
-        if len(series) >= _SERIES_LIMIT:
-            series.clear()
-        text = series[key] = _record_series(record, site)
-        return text
-
     namespace: dict[str, object] = {
         "generic": encode_record_generic,
         "value_text": _value_text,
         "point": partial(tuple.__new__, EncodedPoint),
-        "series": series.get,
-        "new_series": new_series,
+        "tag_text": _tag_text,
     }
-    source = _encoder_source(tuple(sample.tags()), tuple(sample.fields()))
+    source = _encoder_source(sample.measurement, tuple(sample.tags()), tuple(sample.fields()))
     exec(compile(source, f"<line-protocol encoder of {kind.__name__}>", "exec"), namespace)
     encode: RecordEncoder = namespace["encode"]  # type: ignore[assignment]
     _encoders[kind] = encode
     return encode
 
 
-def _encoder_source(tag_keys: tuple[str, ...], field_keys: tuple[str, ...]) -> str:
+def _series_source(measurement: str, tag_keys: tuple[str, ...]) -> list[str]:
+    """Source lines that build `line`: the measurement and the non-empty tags in key order."""
+    where = {"site": "site", "source": "record.source", "grid": "grid.grid"}
+    where |= {"micro_grid": "grid.micro_grid", "police_grid": "grid.police_grid"}
+    where |= {key: f"t{i}" for i, key in enumerate(tag_keys)}
+    lines = [f"    line = {escape_measurement(measurement)!r}"]
+    for key in sorted(where):
+        lines += [
+            f"    if (text := {where[key]}) != '':",
+            f"        line += {',' + escape_tag(key) + '='!r} + tag_text(text)",
+        ]
+    return lines
+
+
+def _encoder_source(
+    measurement: str, tag_keys: tuple[str, ...], field_keys: tuple[str, ...]
+) -> str:
     """Python source of `encode(record, site, times)` for one layout of tag and field keys."""
     tags = "".join(f"t{i}, " for i in range(len(tag_keys)))
     values = [f"v{i}" for i in range(len(field_keys))]
@@ -588,8 +595,7 @@ def _encoder_source(tag_keys: tuple[str, ...], field_keys: tuple[str, ...]) -> s
         "        return generic(record, site, times)",
         f"    ({tags}) = own.values()",
         "    grid = record.grid",
-        f"    key = (site, record.source, grid.grid, grid.micro_grid, grid.police_grid, {tags})",
-        "    line = series(key) or new_series(key, record, site)",
+        *_series_source(measurement, tag_keys),
         f"    ({''.join(v + ', ' for v in values)}) = values.values()",
         '    out = ""',
     ]
