@@ -559,6 +559,7 @@ def record_encoder(kind: type, sample: Record) -> RecordEncoder:
         "value_text": _value_text,
         "point": partial(tuple.__new__, EncodedPoint),
         "tag_text": _tag_text,
+        "known": _tag_cache.get,  # escaped text is never empty; the cache is cleared, not replaced
     }
     source = _encoder_source(sample.measurement, tuple(sample.tags()), tuple(sample.fields()))
     exec(compile(source, f"<line-protocol encoder of {kind.__name__}>", "exec"), namespace)
@@ -576,7 +577,7 @@ def _series_source(measurement: str, tag_keys: tuple[str, ...]) -> list[str]:
     for key in sorted(where):
         lines += [
             f"    if (text := {where[key]}) != '':",
-            f"        line += {',' + escape_tag(key) + '='!r} + tag_text(text)",
+            f"        line += {',' + escape_tag(key) + '='!r} + (known(text) or tag_text(text))",
         ]
     return lines
 
