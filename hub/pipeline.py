@@ -222,11 +222,13 @@ class Pipeline:
         self.engine.notify(alerts_batch.alerts)
 
     def _encode(self, records: list[Record]) -> list[bytes]:
-        lines = []
-        self._times.new_batch()
+        """Each record's line (one compiled encoder per record class, see hub.records)."""
+        lines: list[bytes] = []
+        append, site, times = lines.append, self.site, self._times
+        times.new_batch()
         for record in records:
             try:
-                lines.append(encode_record(record, self.site, self._times).line)
+                append(encode_record(record, site, times).line)
             except (ValueError, TypeError):
                 # A record with no fields at all (e.g. AIS position with every value "not
                 # available") has nothing to store; counted, the rest of the batch goes on.

@@ -12,8 +12,9 @@ import math
 import re
 import zlib
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import ClassVar, NamedTuple
 
 FieldValue = float | int | bool | str
@@ -418,34 +419,35 @@ def _string_field(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def _value_text(value: object) -> str | None:
+    """A field value as line protocol writes it; None when it is left out (None, NaN, inf)."""
+    kind = type(value)
+    if kind is float:
+        if value - value != 0:  # type: ignore[operator]  # NaN or +-inf
+            return None
+        return repr(value)
+    if kind is int:
+        return f"{value}i"
+    if kind is str:
+        return _string_field(value)  # type: ignore[arg-type]
+    if kind is bool or isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return None
+    if isinstance(value, int):
+        return f"{int(value)}i"
+    if isinstance(value, float):
+        return repr(float(value)) if math.isfinite(value) else None
+    return _string_field(str(value))
+
+
 def _fields_text(fields: Mapping[str, FieldValue | None]) -> str:
-    """`k=v,...` without None and non-finite floats; exact builtin types take the short path."""
+    """`k=v,...` without None and non-finite floats."""
     parts = []
     for key, value in fields.items():
-        kind = type(value)
-        if kind is float:
-            if value - value != 0:  # type: ignore[operator]  # NaN or +-inf
-                continue
-            text = repr(value)
-        elif kind is int:
-            text = f"{value}i"
-        elif kind is str:
-            text = _string_field(value)  # type: ignore[arg-type]
-        elif kind is bool:
-            text = "true" if value else "false"
-        elif value is None:
-            continue
-        elif isinstance(value, bool):
-            text = "true" if value else "false"
-        elif isinstance(value, int):
-            text = f"{int(value)}i"
-        elif isinstance(value, float):
-            if not math.isfinite(value):
-                continue
-            text = repr(float(value))
-        else:
-            text = _string_field(str(value))
-        parts.append(_key_prefix(key) + text)
+        text = _value_text(value)
+        if text is not None:
+            parts.append(_key_prefix(key) + text)
     return ",".join(parts)
 
 
@@ -504,11 +506,11 @@ def _encode(series: str, fields: str, time_ns: int, times: UniqueTimes | None) -
     return EncodedPoint(f"{series} {fields} {time_ns}".encode(), time_ns)
 
 
-def encode_record(record: Record, site: str, times: UniqueTimes | None = None) -> EncodedPoint:
-    """The record as one line (tags sorted, empty tags and None/NaN/inf fields left out).
-
-    With `times`, a second point of the same series and timestamp gets a distinct timestamp
-    (see UniqueTimes). Raises ValueError when no field is left to store."""
+def encode_record_generic(
+    record: Record, site: str, times: UniqueTimes | None = None
+) -> EncodedPoint:
+    """encode_record for any record, one field at a time: the reference of the compiled encoders
+    and the path of record classes outside RECORD_TYPES."""
     return _encode(
         _record_series(record, site), _fields_text(record.fields()), record.time_ns, times
     )
@@ -525,6 +527,101 @@ def record_line(record: Record, site: str) -> str:
 def to_line(point: Point) -> str:
     """Encode a point as one line of InfluxDB line protocol (empty tag values are omitted)."""
     return encode_point(point).line.decode()
+
+
+RecordEncoder = Callable[[Record, str, "UniqueTimes | None"], EncodedPoint]
+_encoders: dict[type, RecordEncoder] = {}
+
+
+def encode_record(record: Record, site: str, times: UniqueTimes | None = None) -> EncodedPoint:
+    """The record as one line (tags sorted, empty tags and None/NaN/inf fields left out).
+
+    With `times`, a second point of the same series and timestamp gets a distinct timestamp
+    (see UniqueTimes). Raises ValueError when no field is left to store."""
+    encode = _encoders.get(type(record))
+    if encode is None:
+        encode = record_encoder(type(record), record)
+    return encode(record, site, times)
+
+
+def record_encoder(kind: type, sample: Record) -> RecordEncoder:
+    """The encoder of one record class, compiled on its first record (`sample`).
+
+    The tag and field keys of a class come from its tags()/fields() (the same keys in the same
+    order for every record of the class), so the compiled code unpacks their values, writes the
+    tags in their sorted order and each field by its type, with every key escaped once; it
+    writes exactly what encode_record_generic writes. Nothing is remembered per series (an
+    AIS fleet would cost ~270 bytes per vessel and grid cell for ~1 µs per record)."""
+    if kind not in RECORD_TYPES:
+        return encode_record_generic
+    namespace: dict[str, object] = {
+        "generic": encode_record_generic,
+        "value_text": _value_text,
+        "point": partial(tuple.__new__, EncodedPoint),
+        "tag_text": _tag_text,
+        "known": _tag_cache.get,  # escaped text is never empty; the cache is cleared, not replaced
+    }
+    source = _encoder_source(sample.measurement, tuple(sample.tags()), tuple(sample.fields()))
+    exec(compile(source, f"<line-protocol encoder of {kind.__name__}>", "exec"), namespace)
+    encode: RecordEncoder = namespace["encode"]  # type: ignore[assignment]
+    _encoders[kind] = encode
+    return encode
+
+
+def _series_source(measurement: str, tag_keys: tuple[str, ...]) -> list[str]:
+    """Source lines that build `line`: the measurement and the non-empty tags in key order."""
+    where = {"site": "site", "source": "record.source", "grid": "grid.grid"}
+    where |= {"micro_grid": "grid.micro_grid", "police_grid": "grid.police_grid"}
+    where |= {key: f"t{i}" for i, key in enumerate(tag_keys)}
+    lines = [f"    line = {escape_measurement(measurement)!r}"]
+    for key in sorted(where):
+        lines += [
+            f"    if (text := {where[key]}) != '':",
+            f"        line += {',' + escape_tag(key) + '='!r} + (known(text) or tag_text(text))",
+        ]
+    return lines
+
+
+def _encoder_source(
+    measurement: str, tag_keys: tuple[str, ...], field_keys: tuple[str, ...]
+) -> str:
+    """Python source of `encode(record, site, times)` for one layout of tag and field keys."""
+    tags = "".join(f"t{i}, " for i in range(len(tag_keys)))
+    values = [f"v{i}" for i in range(len(field_keys))]
+    lines = [
+        "def encode(record, site, times):",
+        "    own = record.tags()",
+        "    values = record.fields()",
+        f"    if len(own) != {len(tag_keys)} or len(values) != {len(values)}:",
+        "        return generic(record, site, times)",
+        f"    ({tags}) = own.values()",
+        "    grid = record.grid",
+        *_series_source(measurement, tag_keys),
+        f"    ({''.join(v + ', ' for v in values)}) = values.values()",
+        '    out = ""',
+    ]
+    for value, key in zip(values, field_keys, strict=True):
+        prefix = repr("," + escape_field_key(key) + "=")
+        lines += [
+            f"    if {value} is not None:",
+            f"        if {value}.__class__ is float:",
+            f"            if {value} - {value} == 0:",  # not NaN or +-inf
+            f"                out += {prefix} + repr({value})",
+            f"        elif {value}.__class__ is int:",
+            f'            out += {prefix} + str({value}) + "i"',
+            f"        elif (text := value_text({value})) is not None:",
+            f"            out += {prefix} + text",
+        ]
+    lines += [
+        "    if not out:",
+        "        raise ValueError(f\"point {line.split(',', 1)[0]} has no fields\")",
+        "    fields = out[1:]",
+        "    time_ns = record.time_ns",
+        "    if times is not None and time_ns % 1000 == 0:",
+        "        time_ns = times.assign(line, fields, time_ns)",
+        '    return point((f"{line} {fields} {time_ns}".encode(), time_ns))',
+    ]
+    return "\n".join(lines) + "\n"
 
 
 class UniqueTimes:

@@ -18,6 +18,8 @@ from hypothesis import strategies as st
 
 from hub.records import (
     Point,
+    VesselStatic,
+    encode_record,
     stored_field_key,
     stored_measurement,
     stored_tag,
@@ -71,6 +73,25 @@ def test_tag_and_field_strings_read_back(influxdb: InfluxDB) -> None:
         for original in (a, b):
             if representable(original):
                 assert stored_tag(original) == original
+
+    check()
+
+
+def test_compiled_record_lines_read_back(influxdb: InfluxDB) -> None:
+    """The per-class compiled encoder (the ingest path) writes lines InfluxDB reads back."""
+    db = influxdb.create_database("fuzz_records")
+
+    @FUZZ
+    @given(mmsi=TEXT, source=TEXT, name=st.text(ALPHABET, max_size=20))
+    def check(mmsi: str, source: str, name: str) -> None:
+        t = T0 + next(_clock)
+        record = VesselStatic(mmsi=mmsi, time_ns=t, name=name, imo=7, length_m=12.5, source=source)
+        write(db, encode_record(record, "site 1").line.decode())
+        (row,) = db.query(f"SELECT * FROM vessel_static WHERE time = {t}")
+        assert (row["name"], row["imo"], row["length_m"]) == (name, 7, 12.5)
+        assert (row["mmsi"], row["source"], row["site"]) == (
+            stored_tag(mmsi), stored_tag(source), "site 1",
+        )  # fmt: skip
 
     check()
 
