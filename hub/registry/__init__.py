@@ -76,6 +76,7 @@ class Registry:
         max_push_bytes: int = DEFAULT_MAX_PUSH_BYTES,
     ) -> None:
         self.parts = {p.name: p for p in parts}
+        self._routes: dict[type, list[RegistryPart]] = {}  # record class -> parts that tag it
         self.overlay_path = overlay_path
         self.max_push_bytes = max_push_bytes
         self.rejected: Counter[tuple[str, str]] = Counter()  # (via, reason) -> refused pushes
@@ -95,14 +96,27 @@ class Registry:
 
     def observe(self, record: Record) -> Observation:
         """Tag the record and look up, once, the zones its position is in."""
+        parts = self._routes.get(type(record))
+        if parts is None:
+            parts = self._routes[type(record)] = self._route(type(record))
         zones: tuple[Zone, ...] = ()
         sea_grid = None
-        for part in self.parts.values():
+        for part in parts:
             if isinstance(part, MaritimeRegistry):
                 record, zones, sea_grid = part.observe(record)
             else:
                 record = part.tag(record)
         return Observation(record=record, zones=zones, sea_grid=sea_grid)
+
+    def _route(self, kind: type) -> list[RegistryPart]:
+        """The parts, in order, that tag records of this class: those that declare it in
+        `record_types`, and every part that declares none."""
+        route = []
+        for part in self.parts.values():
+            types: tuple[type, ...] | None = getattr(part, "record_types", None)
+            if types is None or issubclass(kind, types):
+                route.append(part)
+        return route
 
     def reload_if_changed(self) -> bool:
         reloaded = [name for name, p in self.parts.items() if p.reload_if_changed()]

@@ -182,6 +182,7 @@ class CommunityRegistry:
     """Who lives where. `tag` fills household and grid tags; rules use the query methods."""
 
     name = "community"
+    record_types = (WaterMeterReading, DoorEvent)  # what `tag` changes; others pass through
 
     def __init__(self, cfg: CommunityRegistryConfig, hash_salt: str = "") -> None:
         self.cfg = cfg

@@ -110,38 +110,44 @@ class ZoneSet:
         for zone in self.zones:
             shapely.prepare(zone.geometry)
         self._tree = shapely.STRtree([z.geometry for z in self.zones])
-        # (index, zone, bounds, exact): a rectangle's bounding box is the rectangle itself.
+        # (zone, min_x, min_y, max_x, max_y, exact): a rectangle's bounding box is the rectangle.
         self._boxes = [
-            (i, z, z.geometry.bounds, bool(z.geometry.equals(shapely.box(*z.geometry.bounds))))
-            for i, z in enumerate(self.zones)
+            (z, *z.geometry.bounds, bool(z.geometry.equals(shapely.box(*z.geometry.bounds))))
+            for z in self.zones
         ]
 
     def at(self, lat: float, lon: float) -> list[Zone]:
-        return list(self._lookup(lat, lon)) if self.zones else []
+        return list(self.lookup(lat, lon)) if self.zones else []
 
-    def _lookup(self, lat: float, lon: float) -> tuple[Zone, ...]:
+    def lookup(self, lat: float, lon: float) -> tuple[Zone, ...]:
         """Zones containing the point, in load order. A few zones: bounding boxes in Python
         (exact for rectangles, the usual sea-grid cell); many: the STRtree."""
         if len(self._boxes) > SCAN_ZONES:
             candidates = self._tree.query(shapely.Point(lon, lat))
             zones = self.zones
-            return tuple(zones[i] for i in sorted(candidates) if zones[i].contains(lat, lon))
+            return tuple([zones[i] for i in sorted(candidates) if zones[i].contains(lat, lon)])
         return tuple(
-            zone
-            for _, zone, (min_x, min_y, max_x, max_y), exact in self._boxes
-            if min_x <= lon <= max_x
-            and min_y <= lat <= max_y
-            and (exact or zone.contains(lat, lon))
+            [
+                zone
+                for zone, min_x, min_y, max_x, max_y, exact in self._boxes
+                if min_x <= lon <= max_x
+                and min_y <= lat <= max_y
+                and (exact or zone.contains(lat, lon))
+            ]
         )
 
     def sea_grid_at(self, lat: float, lon: float) -> Zone | None:
         """The smallest (most specific) sea-grid zone containing the position."""
-        return smallest_sea_grid(self.at(lat, lon))
+        return smallest_sea_grid(self.lookup(lat, lon))
 
 
 def smallest_sea_grid(zones: Iterable[Zone]) -> Zone | None:
-    grids = [z for z in zones if z.kind == "sea_grid"]
-    return min(grids, key=lambda z: z.area) if grids else None
+    """The smallest sea-grid zone among `zones` (the first of equally small ones)."""
+    smallest = None
+    for zone in zones:
+        if zone.kind == "sea_grid" and (smallest is None or zone.area < smallest.area):
+            smallest = zone
+    return smallest
 
 
 class _ZoneProps(BaseModel):
@@ -335,6 +341,7 @@ class MaritimeRegistry:
     """Vessel whitelist and zones; swapped whole on reload or push so lookups never see a mix."""
 
     name = "maritime"
+    record_types = (VesselPosition, VesselStatic)  # what `tag` changes; others pass through
 
     def __init__(self, cfg: MaritimeRegistryConfig, hash_salt: str = "") -> None:
         self.cfg = cfg
@@ -392,7 +399,7 @@ class MaritimeRegistry:
         """The tagged record, the zones its position is in and its sea grid: one lookup."""
         if not isinstance(record, VesselPosition) or record.lat is None or record.lon is None:
             return self.tag(record), (), None
-        zones = tuple(self._zones.at(record.lat, record.lon))
+        zones = self._zones.lookup(record.lat, record.lon)
         sea = smallest_sea_grid(zones)
         return self._tag_position(record, sea, looked_up=True), zones, sea
 

@@ -640,3 +640,93 @@ def test_a_failing_rule_is_counted_by_name_and_the_others_still_run(
         opened += [a.rule for a in batch.alerts if a.state == "open"]
     assert opened == ["unregistered_vessel"]
     assert engine.rule_errors == {"position_jump": 12}
+
+
+def _group_alerts(
+    rules: list[Any], registry: MaritimeRegistry
+) -> tuple[list[tuple[str, str, str, str]], dict[str, int]]:
+    """Alert changes (rule, state, subject, message) of a busy scene through the real engine:
+    an unregistered vessel dwelling, entering a restricted zone and going dark; a placeholder
+    MMSI with and without a fix; a jumping ferry; a static report from a stranger."""
+    from hub.alerts import AlertManager
+    from hub.engine import Engine
+    from hub.rules.maritime import NS_PER_MIN
+
+    cfg = MaritimeRulesConfig()
+    expiry_ns = int(cfg.vessel_expiry_minutes * NS_PER_MIN)
+    engine = Engine([MaritimeRules(rules, registry, expiry_ns, 20)], AlertManager("s", 600))
+    clock = ManualClock()
+    changes: list[tuple[str, str, str, str]] = []
+
+    def step(*records: Record) -> None:
+        now = clock.now_ns()
+        tagged = [registry.tag(r) for r in records]
+        for batch in (engine.on_records(tagged, now), engine.on_tick(now)):
+            changes.extend((a.rule, a.state, a.subject, a.message) for a in batch.alerts)
+
+    for minute in range(40):
+        clock.advance(MIN)
+        now = clock.now_ns()
+        where = SEA if minute < 12 else RESTRICTED
+        ferry = SEA if minute % 2 else OUTSIDE
+        reports: list[Record] = [
+            VesselStatic(mmsi="000000007", time_ns=now),  # an unknown MMSI, nothing else
+            VesselPosition(mmsi="123456789", time_ns=now, msg_type=1),  # no fix
+            VesselPosition(mmsi="123456789", time_ns=now, lat=SEA[0], lon=SEA[1], msg_type=1),
+            VesselPosition(mmsi=FERRY, time_ns=now, lat=ferry[0], lon=ferry[1], sog_kn=9.0),
+        ]
+        if minute < 20:
+            reports.append(
+                VesselPosition(mmsi=STRANGER, time_ns=now, lat=where[0], lon=where[1],
+                               sog_kn=8.0, cog_deg=10.0, msg_type=1)
+            )  # fmt: skip
+        step(*reports)
+    return changes, dict(engine.rule_errors)
+
+
+@pytest.mark.parametrize("hook", ["on_position", "on_static", "check"])
+@pytest.mark.parametrize("broken", ["unregistered_vessel", "ais_gap", "fishing_moratorium"])
+def test_a_rule_failing_first_middle_or_last_costs_only_its_own_alerts(
+    registry: MaritimeRegistry, hook: str, broken: str
+) -> None:
+    """The group runs its rules under one try: whichever rule fails, in whichever hook, the
+    others raise and resolve exactly what they do without it (and in the same order), and the
+    failures are counted under the failing rule's name."""
+    from hub.rules.maritime import RULE_CLASSES
+
+    def fail(*args: Any) -> list[Signal]:
+        raise RuntimeError("bug")
+
+    cfg = MaritimeRulesConfig()
+    others = [cls(cfg, registry) for name, cls in RULE_CLASSES.items() if name != broken]
+    expected, errors = _group_alerts(others, registry)
+    assert errors == {}
+    assert {"unregistered_vessel", "invalid_mmsi", "position_jump", "restricted_zone"} - {
+        broken
+    } <= {rule for rule, *_ in expected}
+
+    rules = [
+        type("Broken", (cls,), {hook: fail})(cfg, registry)
+        if name == broken
+        else cls(cfg, registry)
+        for name, cls in RULE_CLASSES.items()
+    ]
+    changes, errors = _group_alerts(rules, registry)
+    assert [c for c in changes if c[0] != broken] == expected  # its other hooks still work
+    assert list(errors) == [broken] and errors[broken] > 0
+
+
+def test_a_failing_rule_run_on_its_own_is_counted_by_the_engine(
+    registry: MaritimeRegistry,
+) -> None:
+    from hub.alerts import AlertManager
+    from hub.engine import Engine
+
+    class Broken(UnregisteredVesselRule):
+        def on_position(self, *args: Any) -> list[Signal]:
+            raise RuntimeError("bug")
+
+    engine = Engine([Broken(MaritimeRulesConfig(), registry)], AlertManager("s", 600))
+    record = VesselPosition(mmsi=STRANGER, time_ns=1, lat=SEA[0], lon=SEA[1], sog_kn=8.0)
+    assert engine.on_records([registry.tag(record)], 1).alerts == []
+    assert engine.rule_errors == {"unregistered_vessel": 1}

@@ -29,15 +29,15 @@ FERRY = "413801234"  # whitelisted passenger ship
 
 @pytest.fixture
 def lookups(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[float, float]]]:
-    """Every position a ZoneSet was asked about."""
+    """Every position a ZoneSet was asked about (`at` and `sea_grid_at` go through `lookup`)."""
     seen: list[tuple[float, float]] = []
-    real_at = ZoneSet.at
+    real_lookup = ZoneSet.lookup
 
-    def counting_at(self: ZoneSet, lat: float, lon: float) -> list[Zone]:
+    def counting_lookup(self: ZoneSet, lat: float, lon: float) -> tuple[Zone, ...]:
         seen.append((lat, lon))
-        return real_at(self, lat, lon)
+        return real_lookup(self, lat, lon)
 
-    monkeypatch.setattr(ZoneSet, "at", counting_at)
+    monkeypatch.setattr(ZoneSet, "lookup", counting_lookup)
     yield seen
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import math
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import Any
+from math import isfinite
+from typing import Any, ClassVar
 
 from hub.clock import NS_PER_S
 from hub.records import NO_GRID, GridTags, Record, VesselPosition, VesselStatic
@@ -40,17 +40,14 @@ def _has_fix(record: VesselPosition) -> bool:
     return lat is not None and lon is not None and -90 <= lat <= 90 and -180 <= lon <= 180
 
 
-def _finite(value: float | None) -> float | None:
-    return value if value is not None and math.isfinite(value) else None
-
-
 def _new_fix(record: VesselPosition, now_ns: int) -> Fix:
     assert record.lat is not None and record.lon is not None
+    sog, cog = record.sog_kn, record.cog_deg
     return Fix(
         lat=record.lat,
         lon=record.lon,
-        sog_kn=_finite(record.sog_kn),
-        cog_deg=_finite(record.cog_deg),
+        sog_kn=sog if sog is not None and isfinite(sog) else None,
+        cog_deg=cog if cog is not None and isfinite(cog) else None,
         time_ns=record.time_ns if record.time_ns > 0 else now_ns,
         seen_ns=now_ns,
     )
@@ -66,6 +63,9 @@ class VesselRule:
 
     name = ""
     slot = ""  # the Vessel attribute holding this rule's watch
+    # True: `on_position` sees only reports with a usable fix (then `vessel` is never None and
+    # `vessel.fix` is this report's); False: every position report.
+    fix_only: ClassVar[bool] = True
     # The engine hands this rule only these records (see hub/engine.py), as the pipeline's
     # observations: the zones of a position are looked up once, by the pipeline.
     record_types: tuple[type, ...] = (VesselPosition, VesselStatic)
@@ -100,8 +100,9 @@ class VesselRule:
         self, table: MaritimeState, vessel: Vessel | None, record: VesselPosition, now: int,
         obs: Observation, previous: Fix | None,
     ) -> list[Signal]:  # fmt: skip
-        """`vessel` is None only for a report without a usable fix from an unknown MMSI;
-        `vessel.fix` is already this report's fix, `previous` the one before."""
+        """A position report (only those with a usable fix if `fix_only`). `vessel` is None only
+        for a report without a usable fix from an unknown MMSI; with a fix, `vessel.fix` is
+        already this report's fix, `previous` the one before."""
         raise NotImplementedError
 
     def on_static(
@@ -194,6 +195,10 @@ class MaritimeRules:
     turn; expiry and the `max_vessels` bound run once per tick for all of them. Evicting an entry
     resolves the alerts its watches hold open. A rule that fails is reported by its own name
     (`report_failure`, set by the engine) and the others still see the report.
+
+    Which hooks a report reaches is worked out once, here: a position without a usable fix goes
+    only to the rules that look at every report (`fix_only = False`), a static report only to
+    the rules that define `on_static`.
     """
 
     name = "maritime"
@@ -218,6 +223,12 @@ class MaritimeRules:
         self._observed: Observation | None = None  # the one being handled, for its sea grid
         for rule in self.rules:
             rule._group = self
+        self._on_fix = _hooks(self.rules, "on_position")
+        self._on_no_fix = _hooks([r for r in self.rules if not r.fix_only], "on_position")
+        self._on_static = _hooks(
+            [r for r in self.rules if type(r).on_static is not VesselRule.on_static], "on_static"
+        )
+        self._checks = _hooks(self.rules, "check")
 
     def on_record(
         self, state: MaritimeState, item: Record | Observation, now_ns: int
@@ -235,32 +246,29 @@ class MaritimeRules:
         return signals
 
     def on_tick(self, state: MaritimeState, now_ns: int) -> list[Signal]:
-        signals: list[Signal] = []
-        for rule in self.rules:
-            signals += self._guarded(rule, rule.check, state, now_ns)
-        return signals + self._evict(state, now_ns)
+        return self._each(self._checks, state, now_ns) + self._evict(state, now_ns)
 
     def _position(
         self, state: MaritimeState, record: VesselPosition, now: int, obs: Observation
     ) -> list[Signal]:
-        vessel = state.vessels.get(record.mmsi)
+        vessels, mmsi = state.vessels, record.mmsi
+        vessel = vessels.get(mmsi)
         previous = vessel.fix if vessel is not None else None
         if _has_fix(record):
-            vessel = state.vessel(record.mmsi, now)
+            if vessel is None:
+                vessel = vessels[mmsi] = Vessel(heard_ns=now)
             vessel.fix = _new_fix(record, now)
-        if vessel is not None:
-            vessel.heard_ns = now
-        signals: list[Signal] = []
+            hooks = self._on_fix
+        else:
+            hooks = self._on_no_fix
+            if vessel is None:  # an unknown MMSI: a rule may make its entry, the next sees it
+                return self._each_new(hooks, state, mmsi, record, now, obs, previous)
+        vessel.heard_ns = now
         self._observed = obs
         try:
-            for rule in self.rules:
-                signals += self._guarded(
-                    rule, rule.on_position, state, vessel, record, now, obs, previous
-                )
-                vessel = state.vessels.get(record.mmsi)  # a rule may have made it
+            return self._each(hooks, state, vessel, record, now, obs, previous)
         finally:
             self._observed = None
-        return signals
 
     def _static(self, state: MaritimeState, record: VesselStatic, now: int) -> list[Signal]:
         vessel = state.vessels.get(record.mmsi)
@@ -271,24 +279,40 @@ class MaritimeRules:
             if record.ship_type is not None:
                 vessel.ship_type = record.ship_type
             vessel.static_ns = now
-        if vessel is not None:
-            vessel.heard_ns = now
+        if vessel is None:
+            return self._each_new(self._on_static, state, record.mmsi, record, now)
+        vessel.heard_ns = now
+        return self._each(self._on_static, state, vessel, record, now)
+
+    def _each(self, hooks: _Hooks, *args: Any) -> list[Signal]:
+        """Every hook over the same arguments, in rule order. One try around the loop, not one
+        per call: a hook that raises is reported by its rule's name, and the loop goes on with
+        the next rule (run on its own, the rule's error goes to the engine instead)."""
         signals: list[Signal] = []
-        for rule in self.rules:
-            signals += self._guarded(rule, rule.on_static, state, vessel, record, now)
-            vessel = state.vessels.get(record.mmsi)
+        start, count = 0, len(hooks)
+        while start < count:
+            index = start
+            try:
+                for index in range(start, count):
+                    found = hooks[index][1](*args)
+                    if found:
+                        signals += found
+                return signals
+            except Exception:  # one rule's bug must not keep the report from the others
+                if self.report_failure is None:
+                    raise
+                self.report_failure(hooks[index][0])
+                start = index + 1
         return signals
 
-    def _guarded(
-        self, rule: VesselRule, hook: Callable[..., list[Signal]], *args: Any
-    ) -> list[Signal]:
-        if self.report_failure is None:
-            return hook(*args)
-        try:
-            return hook(*args)
-        except Exception:  # one rule's bug must not keep the report from the others
-            self.report_failure(rule.name)
-            return []
+    def _each_new(self, hooks: _Hooks, state: MaritimeState, mmsi: str, *args: Any) -> list[Signal]:
+        """As `_each`, for a report of an MMSI without an entry yet: each hook gets the entry
+        as the hooks before it left it (None until one of them makes it)."""
+        signals: list[Signal] = []
+        for index in range(len(hooks)):
+            vessel = state.vessels.get(mmsi)
+            signals += self._each(hooks[index : index + 1], state, vessel, *args)
+        return signals
 
     def _failed(self, name: str) -> None:
         if self.errors[name] == 0:
@@ -326,6 +350,13 @@ class MaritimeRules:
                     if watch is not None:
                         signals += rule.on_evict(vessel, mmsi, watch)
         return signals
+
+
+_Hooks = list[tuple[str, Callable[..., list[Signal]]]]  # (rule name, bound hook)
+
+
+def _hooks(rules: Sequence[VesselRule], hook: str) -> _Hooks:
+    return [(rule.name, getattr(rule, hook)) for rule in rules]
 
 
 def _oldest_ns(vessel: Vessel) -> int:

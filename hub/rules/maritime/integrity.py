@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from hub.clock import NS_PER_S
 from hub.geo import destination, distance_nm
 from hub.mid import MID_COUNTRY, MmsiKind, mid_of, mmsi_kind
@@ -9,7 +11,7 @@ from hub.records import VesselPosition, VesselStatic
 from hub.registry import Observation
 from hub.registry.maritime import MaritimeRegistry, Zone
 from hub.rules import Signal
-from hub.rules.maritime._base import NS_PER_MIN, VesselRule, _fmt_pos, _has_fix, _iso
+from hub.rules.maritime._base import NS_PER_MIN, VesselRule, _fmt_pos, _iso
 from hub.rules.maritime.config import MaritimeRulesConfig
 from hub.rules.maritime.state import Fix, GapWatch, InvalidWatch, JumpWatch, MaritimeState, Vessel
 
@@ -39,17 +41,21 @@ def mmsi_problems(mmsi: str, check_mid: bool = True) -> list[str]:
 
 def class_problems(mmsi: str, record: VesselPosition) -> list[str]:
     """Report types an MMSI of this format cannot send (ITU-R M.1371-5 §3.3, M.585-9)."""
-    kind, msg = mmsi_kind(mmsi), record.msg_type
-    if (msg == 21 or record.ais_class == "AtoN") and kind is not MmsiKind.ATON:
-        return ["class_mismatch: AtoN report from an MMSI not starting 99"]
-    if (msg == 4 or record.ais_class == "base") and kind is not MmsiKind.COAST:
-        return ["class_mismatch: base station report from an MMSI not starting 00"]
+    return list(_class_problems(mmsi_kind(mmsi), record.msg_type, record.ais_class))
+
+
+@lru_cache(maxsize=1024)  # a handful of (kind, message type, class) combinations in practice
+def _class_problems(kind: MmsiKind, msg: int, ais_class: str) -> tuple[str, ...]:
+    if (msg == 21 or ais_class == "AtoN") and kind is not MmsiKind.ATON:
+        return ("class_mismatch: AtoN report from an MMSI not starting 99",)
+    if (msg == 4 or ais_class == "base") and kind is not MmsiKind.COAST:
+        return ("class_mismatch: base station report from an MMSI not starting 00",)
     # AIS-SART, MOB and EPIRB-AIS (970/972/974) legitimately send message 1 (M.1371-5 Annex 9).
     if msg in _CLASS_A_POSITION and kind in (MmsiKind.ATON, MmsiKind.CRAFT_ASSOCIATED):
-        return [f"class_mismatch: class A position report from a {kind.value} MMSI"]
+        return (f"class_mismatch: class A position report from a {kind.value} MMSI",)
     if msg in _SHIP_MESSAGES and kind in _NOT_TRANSMITTERS:
-        return [f"class_mismatch: ship report from a {kind.value} MMSI"]
-    return []
+        return (f"class_mismatch: ship report from a {kind.value} MMSI",)
+    return ()
 
 
 class InvalidMmsiRule(VesselRule):
@@ -57,10 +63,12 @@ class InvalidMmsiRule(VesselRule):
 
     name = "invalid_mmsi"
     slot = "invalid"
+    fix_only = False  # an MMSI is checked on every report, with a position or without
 
     def __init__(self, common: MaritimeRulesConfig, registry: MaritimeRegistry) -> None:
         super().__init__(common, registry)
         self.cfg = common.invalid_mmsi
+        self.check_class = self.cfg.check_class
         self.quiet_ns = int(self.cfg.quiet_minutes * NS_PER_MIN)
 
     def seen_ns(self, vessel: Vessel) -> int:
@@ -70,25 +78,30 @@ class InvalidMmsiRule(VesselRule):
         self, table: MaritimeState, vessel: Vessel | None, record: VesselPosition, now: int,
         obs: Observation, previous: Fix | None,
     ) -> list[Signal]:  # fmt: skip
-        problems = self._mmsi_problems(vessel, record.mmsi)
-        if self.cfg.check_class:
-            problems += class_problems(record.mmsi, record)
-        return self._raise_new(table, vessel, record.mmsi, problems, record.msg_type, now)
+        mmsi = record.mmsi
+        problems = self._mmsi_problems(vessel, mmsi)
+        if self.check_class:
+            problems += _class_problems(mmsi_kind(mmsi), record.msg_type, record.ais_class)
+        if not problems:  # nothing new to raise: the usual report
+            return []
+        return self._raise_new(table, vessel, mmsi, list(problems), record.msg_type, now)
 
     def on_static(
         self, table: MaritimeState, vessel: Vessel | None, record: VesselStatic, now: int
     ) -> list[Signal]:
         problems = self._mmsi_problems(vessel, record.mmsi)
-        return self._raise_new(table, vessel, record.mmsi, problems, record.msg_type, now)
+        if not problems:
+            return []
+        return self._raise_new(table, vessel, record.mmsi, list(problems), record.msg_type, now)
 
-    def _mmsi_problems(self, vessel: Vessel | None, mmsi: str) -> list[str]:
+    def _mmsi_problems(self, vessel: Vessel | None, mmsi: str) -> tuple[str, ...]:
         """The MMSI's own problems, worked out once per vessel entry (the same MMSIs report
         over and over; the entry is where the rules keep per-vessel facts anyway)."""
         if vessel is None:
-            return mmsi_problems(mmsi, self.cfg.check_mid)
+            return tuple(mmsi_problems(mmsi, self.cfg.check_mid))
         if vessel.mmsi_problems is None:
             vessel.mmsi_problems = tuple(mmsi_problems(mmsi, self.cfg.check_mid))
-        return list(vessel.mmsi_problems)
+        return vessel.mmsi_problems
 
     def _raise_new(
         self, table: MaritimeState, vessel: Vessel | None, mmsi: str, problems: list[str],
@@ -135,6 +148,7 @@ class AisGapRule(VesselRule):
     def __init__(self, common: MaritimeRulesConfig, registry: MaritimeRegistry) -> None:
         super().__init__(common, registry)
         self.cfg = common.ais_gap
+        self.zone_kinds = frozenset(self.cfg.zone_kinds)
         self.gap_ns = int(self.cfg.gap_minutes * NS_PER_MIN)
 
     def expires(self, watch: GapWatch) -> bool:
@@ -144,22 +158,29 @@ class AisGapRule(VesselRule):
         self, table: MaritimeState, vessel: Vessel | None, record: VesselPosition, now: int,
         obs: Observation, previous: Fix | None,
     ) -> list[Signal]:  # fmt: skip
-        if vessel is None or not _has_fix(record):
-            return []
-        mmsi = record.mmsi
+        assert vessel is not None  # fix_only: the group hands in reports with a fix
         signals: list[Signal] = []
-        if vessel.gap is not None and vessel.gap.active:
+        watch = vessel.gap
+        if watch is not None and watch.active:
+            mmsi = record.mmsi
             silent_min = (now - (previous.seen_ns if previous else now)) / NS_PER_MIN
             msg = f"{self.label(vessel, mmsi)} reported again after {silent_min:.0f} min"
             signals.append(self.signal(vessel, mmsi, f"mmsi:{mmsi}", False, msg, reason="reported"))
         zone = self._watched_zone(obs.zones)
-        vessel.gap = GapWatch(zone=zone.id) if zone is not None else None
+        if zone is None:
+            vessel.gap = None
+        elif watch is None or watch.active or watch.settled or watch.zone != zone.id:
+            vessel.gap = GapWatch(zone=zone.id)  # else: the same fresh watch, kept as it is
         return signals
 
     def _watched_zone(self, at: tuple[Zone, ...]) -> Zone | None:
-        """The largest watched zone containing the position: the one a vessel would leave last."""
-        zones = [z for z in at if z.kind in self.cfg.zone_kinds]
-        return max(zones, key=lambda z: z.area) if zones else None
+        """The largest watched zone containing the position: the one a vessel would leave last
+        (the first of equally large ones)."""
+        largest = None
+        for zone in at:
+            if zone.kind in self.zone_kinds and (largest is None or zone.area > largest.area):
+                largest = zone
+        return largest
 
     def check(self, table: MaritimeState, now_ns: int) -> list[Signal]:
         signals: list[Signal] = []
@@ -222,8 +243,7 @@ class PositionJumpRule(VesselRule):
         self, table: MaritimeState, vessel: Vessel | None, record: VesselPosition, now: int,
         obs: Observation, previous: Fix | None,
     ) -> list[Signal]:  # fmt: skip
-        if vessel is None or vessel.fix is None or not _has_fix(record):
-            return []
+        assert vessel is not None and vessel.fix is not None  # fix_only
         fix, watch = vessel.fix, vessel.jump
         if watch is None:
             vessel.jump = JumpWatch(origin=fix)

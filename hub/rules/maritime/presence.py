@@ -9,7 +9,7 @@ from hub.records import VesselPosition
 from hub.registry import Observation
 from hub.registry.maritime import MaritimeRegistry, Zone
 from hub.rules import Signal
-from hub.rules.maritime._base import NS_PER_MIN, VesselRule, _fmt_pos, _has_fix, _iso
+from hub.rules.maritime._base import NS_PER_MIN, VesselRule, _fmt_pos, _iso
 from hub.rules.maritime.config import MaritimeRulesConfig
 from hub.rules.maritime.state import Fix, MaritimeState, Stay, Vessel
 
@@ -32,8 +32,7 @@ class UnregisteredVesselRule(VesselRule):
         self, table: MaritimeState, vessel: Vessel | None, record: VesselPosition, now: int,
         obs: Observation, previous: Fix | None,
     ) -> list[Signal]:  # fmt: skip
-        if vessel is None or not _has_fix(record):
-            return []
+        assert vessel is not None  # fix_only: the group hands in reports with a fix
         mmsi, stay = record.mmsi, vessel.unregistered
         if record.registered:
             if stay is None:
@@ -103,12 +102,13 @@ class RestrictedZoneRule(VesselRule):
         self, table: MaritimeState, vessel: Vessel | None, record: VesselPosition, now: int,
         obs: Observation, previous: Fix | None,
     ) -> list[Signal]:  # fmt: skip
-        if vessel is None or not _has_fix(record):
-            return []
+        assert vessel is not None  # fix_only: the group hands in reports with a fix
+        visits = vessel.restricted
+        if visits is None and not any(z.kind == "restricted" for z in obs.zones):
+            return []  # the usual report: no restricted zone here, none being left
         mmsi = record.mmsi
         restricted = [z for z in obs.zones if z.kind == "restricted"]
         inside = {z.id: z for z in restricted if mmsi not in z.allowed_mmsi}
-        visits = vessel.restricted
         if visits is None:
             if not inside:
                 return []
@@ -238,8 +238,7 @@ class FishingMoratoriumRule(VesselRule):
         self, table: MaritimeState, vessel: Vessel | None, record: VesselPosition, now: int,
         obs: Observation, previous: Fix | None,
     ) -> list[Signal]:  # fmt: skip
-        if vessel is None or not _has_fix(record):
-            return []
+        assert vessel is not None  # fix_only: the group hands in reports with a fix
         mmsi, run = record.mmsi, vessel.fishing
         sea = self._fishing_in_grid(vessel, record, now, obs)
         if run is None:
