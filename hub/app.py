@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hub.alerts import AlertManager, StormLimits, install_hub_id
 from hub.backoff import Backoff
@@ -28,7 +28,6 @@ from hub.forwarder import Forwarder
 from hub.logs import ThrottledLog, register_secret
 from hub.outbox import Outbox
 from hub.pipeline import Pipeline
-from hub.publishers import DeliveryLoop, MqttLink, WebhookPublisher, parse_ack
 from hub.records import HealthSample
 from hub.registry import Registry, RegistryPart
 from hub.registry.community import CommunityRegistry
@@ -48,6 +47,9 @@ from hub.status import (
     vessel_table_view,
 )
 from hub.vessels import VesselTable
+
+if TYPE_CHECKING:
+    from hub.publishers import DeliveryLoop, MqttLink
 
 log = logging.getLogger("hub.app")
 _ack_log = ThrottledLog(log)  # acks come from the network: a flood must not flood the log
@@ -184,7 +186,10 @@ class Hub:
         self.publishers: list[DeliveryLoop] = []
         self.feedback_rejected: Counter[str] = Counter()  # invalid | unknown | conflict
         self.mqtt: MqttLink | None = None
+        # The MQTT and HTTP client libraries are loaded only by a hub that publishes (RSS).
         if cfg.mqtt.enabled:
+            from hub.publishers import MqttLink
+
             self.mqtt = MqttLink(
                 cfg=cfg.mqtt,
                 password=self.secrets.mqtt_password,
@@ -197,6 +202,8 @@ class Hub:
             )
             self.publishers.append(self.mqtt)
         if cfg.webhook.enabled:
+            from hub.publishers import WebhookPublisher
+
             self.publishers.append(
                 WebhookPublisher(
                     cfg=cfg.webhook,
@@ -429,6 +436,8 @@ class Hub:
         return self.fleet.status(self.status())
 
     async def _on_ack(self, topic: str, tail: str, payload: bytes) -> None:
+        from hub.publishers import parse_ack
+
         try:
             alert_id, by = parse_ack(payload)
         except ValueError as exc:

@@ -8,12 +8,14 @@ import shutil
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
-
-import aiohttp
+from typing import TYPE_CHECKING
 
 from hub.config import HubConfig
 from hub.errors import HubError
 from hub.sinks import basic_auth
+
+if TYPE_CHECKING:
+    import aiohttp
 
 
 async def check_connections(cfg: HubConfig, mqtt: bool = True) -> list[str]:
@@ -21,6 +23,8 @@ async def check_connections(cfg: HubConfig, mqtt: bool = True) -> list[str]:
     problems = []
     influx = cfg.influxdb
     if influx.api in ("v1", "v2"):
+        import aiohttp  # not loaded by a hub that never talks HTTP (RSS)
+
         url = f"{influx.url.rstrip('/')}/ping"
         try:
             timeout = aiohttp.ClientTimeout(total=min(influx.timeout_s, 5))

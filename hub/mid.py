@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from enum import Enum
-from functools import lru_cache
 from types import MappingProxyType
 
 # ITU Radio Regulations Appendix 43 / ITU MARS table of MIDs (201-775), as allocated in 2024.
@@ -294,15 +293,25 @@ _NINE_DIGIT_PREFIXES: tuple[tuple[str, MmsiKind], ...] = (
 )
 
 
-@lru_cache(maxsize=16_384)
+def _kind_of_prefix(prefix: str) -> MmsiKind:
+    for start, kind in _NINE_DIGIT_PREFIXES:
+        if prefix.startswith(start):
+            return kind
+    return MmsiKind.SHIP if prefix[0] in "234567" else MmsiKind.UNASSIGNED
+
+
+# Every format is told by the first three digits: a table of all 1,000 instead of a cache per
+# MMSI (which held ~80 bytes for each of up to 16,384 vessels).
+_KIND_BY_PREFIX: dict[str, MmsiKind] = {
+    f"{n:03d}": _kind_of_prefix(f"{n:03d}") for n in range(1000)
+}
+
+
 def mmsi_kind(mmsi: str) -> MmsiKind:
     """Classify an MMSI string (exactly nine ASCII digits, leading zeros kept)."""
     if len(mmsi) != 9 or not mmsi.isascii() or not mmsi.isdigit():
         return MmsiKind.MALFORMED
-    for prefix, kind in _NINE_DIGIT_PREFIXES:
-        if mmsi.startswith(prefix):
-            return kind
-    return MmsiKind.SHIP if mmsi[0] in "234567" else MmsiKind.UNASSIGNED
+    return _KIND_BY_PREFIX[mmsi[:3]]
 
 
 def mid_of(mmsi: str) -> int | None:

@@ -393,7 +393,9 @@ def _tag_text(value: str) -> str:
     if escaped is None:
         if len(_tag_cache) >= _CACHE_LIMIT:
             _tag_cache.clear()
-        escaped = _tag_cache[value] = escape_tag(value)
+        escaped = escape_tag(value)
+        # Mostly nothing to escape: keep the value itself, not a second copy (one per MMSI).
+        escaped = _tag_cache[value] = value if escaped == value else escaped
     return escaped
 
 

@@ -15,12 +15,13 @@ import re
 import sqlite3
 import threading
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlencode
 
-import aiohttp
-
 from hub.errors import BatchTooLarge, PointRejected, SinkError, SinkRefused, SinkRejected
+
+if TYPE_CHECKING:
+    import aiohttp
 
 RETRYABLE_STATUS = {408, 429}
 
@@ -102,10 +103,14 @@ class InfluxV1Sink:
         self.write_url = f"{url.rstrip('/')}/write?{urlencode(params)}"
         self.auth_headers = basic_auth(username, password)
         self.gzip = gzip_body
+        import aiohttp  # only a hub that writes to InfluxDB loads an HTTP client (RSS)
+
         self.timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._session: aiohttp.ClientSession | None = None
 
     async def write(self, lines: list[bytes]) -> None:
+        import aiohttp
+
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=self.timeout)
         body = b"\n".join(lines)
@@ -150,6 +155,7 @@ class InfluxV2Sink:
         self._client: Any = None
 
     async def write(self, lines: list[bytes]) -> None:
+        import aiohttp
         from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
         from influxdb_client.domain.write_precision import WritePrecision
         from influxdb_client.rest import ApiException

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from hub.alerts import iso
@@ -22,43 +22,68 @@ ZonesAt = Callable[[float, float], Iterable[str]]
 
 @dataclass(slots=True, kw_only=True)
 class Vessel:
+    """One entry: only what the status page and /api/vessels show, not the records themselves
+    (a kept VesselPosition and its strings cost more than the entry; there are up to 20,000)."""
+
     mmsi: str
     first_seen_ns: int
     last_seen_ns: int
-    position: VesselPosition | None = None
-    static: VesselStatic | None = None
-    zones: tuple[str, ...] = ()
-    dwell_s: dict[str, float] = field(default_factory=dict)
+    # The last position with a fix (fix_ns None: none yet), as tagged by the registry.
+    fix_ns: int | None = None
+    lat: float | None = None
+    lon: float | None = None
+    sog_kn: float | None = None
+    cog_deg: float | None = None
+    heading_deg: float | None = None
+    registered: bool = False
+    grid: str = ""
+    # From the last static report (message 5 / 24).
+    name: str | None = None
+    ship_type: int | None = None
+    zones: tuple[str, ...] = ()  # shared between vessels in the same zones
+    # Seconds inside each zone ever entered, flat: (zone, seconds, zone, seconds, ...).
+    dwell: tuple[str | float, ...] = ()
     # An AIS base station (type 4) or SAR aircraft (type 9): shown on the map, not a vessel.
     station: AisBaseStation | SarAircraftPosition | None = None
 
     @property
     def has_fix(self) -> bool:
         """Whether the map can place it: a vessel position, or a base station's / aircraft's."""
-        return self.position is not None or self.station is not None
+        return self.fix_ns is not None or self.station is not None
 
     @property
     def kind(self) -> str:
         return "vessel" if self.station is None else self.station.measurement
 
+    @property
+    def dwell_s(self) -> dict[str, float]:
+        """Seconds inside each zone ever entered, by zone id."""
+        dwell = self.dwell
+        return {str(dwell[i]): float(dwell[i + 1]) for i in range(0, len(dwell), 2)}
+
+    def add_dwell(self, zones: tuple[str, ...], step_s: float) -> None:
+        totals = self.dwell_s
+        for zone in zones:
+            totals[zone] = totals.get(zone, 0.0) + step_s
+        self.dwell = tuple(item for pair in totals.items() for item in pair)
+
     def to_json(self) -> dict[str, Any]:
-        pos, static, station = self.position, self.static, self.station
-        fix = pos or station
+        station = self.station
+        moving = self.fix_ns is not None
+        fix: Any = self if moving else station
         return {
             "mmsi": self.mmsi,
             "kind": self.kind,
-            "name": static.name if static else None,
-            "ship_type": static.ship_type if static else None,
+            "name": self.name,
+            "ship_type": self.ship_type,
             "lat": fix.lat if fix else None,
             "lon": fix.lon if fix else None,
-            "sog_kn": fix.sog_kn if isinstance(fix, VesselPosition | SarAircraftPosition) else None,
-            "cog_deg": fix.cog_deg
-            if isinstance(fix, VesselPosition | SarAircraftPosition)
-            else None,
-            "heading_deg": pos.heading_deg if pos else None,
+            "sog_kn": fix.sog_kn if moving or isinstance(fix, SarAircraftPosition) else None,
+            "cog_deg": fix.cog_deg if moving or isinstance(fix, SarAircraftPosition) else None,
+            "heading_deg": self.heading_deg if moving else None,
             "altitude_m": station.altitude_m if isinstance(station, SarAircraftPosition) else None,
-            "registered": pos.registered if pos else None,
-            "grid": pos.grid.grid if pos else "",
+            "registered": self.registered if moving else None,
+            "grid": self.grid,
             "zones": list(self.zones),
             "dwell_s": {k: round(v) for k, v in self.dwell_s.items()},
             "first_seen": iso(self.first_seen_ns),
@@ -80,6 +105,7 @@ class VesselTable:
         # A gap longer than this between two reports is not counted as dwell (the vessel was dark).
         self.max_dwell_step_s = max_dwell_step_s
         self._vessels: OrderedDict[str, Vessel] = OrderedDict()
+        self._zone_sets: dict[tuple[str, ...], tuple[str, ...]] = {}  # one tuple per zone set
 
     def __len__(self) -> int:
         return len(self._vessels)
@@ -96,37 +122,52 @@ class VesselTable:
                 zones = item.zones if isinstance(item, Observation) else None
                 self._position(record, zones)
             elif isinstance(record, VesselStatic):
-                self._vessel(record.mmsi, record.time_ns).static = record
+                vessel = self._vessel(record.mmsi, record.time_ns)
+                vessel.name, vessel.ship_type = record.name, record.ship_type
             elif isinstance(record, AisBaseStation | SarAircraftPosition):
                 station = self._vessel(record.mmsi, record.time_ns)
                 if record.lat is not None and record.lon is not None:
                     station.station = record
 
     def _vessel(self, mmsi: str, time_ns: int) -> Vessel:
-        vessel = self._vessels.pop(mmsi, None)
+        vessels = self._vessels
+        vessel = vessels.get(mmsi)
         if vessel is None:
-            vessel = Vessel(mmsi=mmsi, first_seen_ns=time_ns, last_seen_ns=time_ns)
-            if len(self._vessels) >= self.max_vessels:
-                self._vessels.popitem(last=False)
-        vessel.last_seen_ns = max(vessel.last_seen_ns, time_ns)
-        self._vessels[mmsi] = vessel  # most recently heard last
+            if len(vessels) >= self.max_vessels:
+                vessels.popitem(last=False)
+            vessel = vessels[mmsi] = Vessel(mmsi=mmsi, first_seen_ns=time_ns, last_seen_ns=time_ns)
+        else:
+            vessels.move_to_end(mmsi)  # most recently heard last
+            vessel.last_seen_ns = max(vessel.last_seen_ns, time_ns)
         return vessel
 
     def _position(self, record: VesselPosition, zones: tuple[Zone, ...] | None) -> None:
         vessel = self._vessel(record.mmsi, record.time_ns)
-        previous = vessel.position
-        if previous is not None and vessel.zones:
-            step_s = (record.time_ns - previous.time_ns) / NS
+        if vessel.fix_ns is not None and vessel.zones:
+            step_s = (record.time_ns - vessel.fix_ns) / NS
             if 0 < step_s <= self.max_dwell_step_s:
-                for zone in vessel.zones:
-                    vessel.dwell_s[zone] = vessel.dwell_s.get(zone, 0.0) + step_s
-        if record.lat is None or record.lon is None:
+                vessel.add_dwell(vessel.zones, step_s)
+        lat, lon = record.lat, record.lon
+        if lat is None or lon is None:
             return
-        vessel.position = record
+        vessel.fix_ns, vessel.lat, vessel.lon = record.time_ns, lat, lon
+        vessel.sog_kn, vessel.cog_deg = record.sog_kn, record.cog_deg
+        vessel.heading_deg, vessel.registered = record.heading_deg, record.registered
+        vessel.grid = record.grid.grid
         if zones is not None:
-            vessel.zones = tuple(z.id for z in zones)
+            ids = tuple(z.id for z in zones)
         else:
-            vessel.zones = tuple(self.zones_at(record.lat, record.lon)) if self.zones_at else ()
+            ids = tuple(self.zones_at(lat, lon)) if self.zones_at else ()
+        vessel.zones = self._shared(ids)
+
+    def _shared(self, ids: tuple[str, ...]) -> tuple[str, ...]:
+        """The one tuple kept for this set of zones: vessels mostly share a few."""
+        shared = self._zone_sets.get(ids)
+        if shared is None:
+            if len(self._zone_sets) >= 4096:  # bounded, whatever zones a file defines
+                self._zone_sets.clear()
+            shared = self._zone_sets[ids] = ids
+        return shared
 
     def expire(self, now_ns: int) -> int:
         """Drop vessels not heard for `expiry_s`; returns how many went."""

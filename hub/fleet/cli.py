@@ -11,13 +11,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import aiomqtt
-
 from hub.errors import HubError
 from hub.fleet.documents import build_config_payload, build_manifest_payload
 from hub.fleet.presence import format_table, gateway_row
-from hub.fleet.sealed import aad, parse_env, seal
-from hub.fleet.signing import generate_keypair, key_id, load_private_key, sign_envelope
+
+# The crypto and MQTT libraries are imported by the commands that use them: `hub run` builds
+# this parser too, and a running hub should not carry them for nothing (RSS).
 
 MAX_GATEWAYS = 100_000
 
@@ -77,6 +76,8 @@ def _emit(data: bytes, out: Path | None) -> None:
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
+    from hub.fleet.signing import generate_keypair
+
     key_path, pub_path = generate_keypair(args.dir, args.name)
     print(f"private key {key_path} (keep it off the gateways), public key {pub_path}")
     print("install the .pub on each gateway in /etc/harbourgrid/trusted_keys/")
@@ -84,6 +85,9 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 
 
 def cmd_sign_config(args: argparse.Namespace) -> int:
+    from hub.fleet.sealed import aad, parse_env, seal
+    from hub.fleet.signing import key_id, load_private_key, sign_envelope
+
     key = load_private_key(args.key)
     env = None
     if args.env_file is not None:
@@ -103,6 +107,8 @@ def cmd_sign_config(args: argparse.Namespace) -> int:
 
 
 def cmd_sign_upgrade(args: argparse.Namespace) -> int:
+    from hub.fleet.signing import load_private_key, sign_envelope
+
     key = load_private_key(args.key)
     payload = build_manifest_payload(
         args.bundle,
@@ -159,6 +165,8 @@ async def collect_status(
     tls: ssl.SSLContext | None = None,
 ) -> list[dict[str, Any]]:
     """Retained status documents, one per site; stops when the broker goes quiet or at wait_s."""
+    import aiomqtt
+
     found: dict[str, dict[str, Any]] = {}
     async with aiomqtt.Client(
         host, port, username=username or None, password=password, tls_context=tls

@@ -12,19 +12,26 @@ from typing import TYPE_CHECKING
 
 from hub import __version__
 from hub.alerts import install_hub_id
-from hub.fleet.config_apply import ConfigApplier, ConfigRejected
 from hub.fleet.presence import Identity, SourceState, config_hash, iso, offline_will, online
 from hub.fleet.reports import Reporter
-from hub.fleet.sealed import gateway_key, public_b64
 from hub.fleet.settings import FleetSection
-from hub.fleet.upgrade import UpgradeFailed, Upgrader
 
+# config_apply, sealed and upgrade (cryptography, aiohttp) are imported only where remote
+# control is on: a hub without it does not carry those libraries (RSS).
 if TYPE_CHECKING:
+    from hub.fleet.config_apply import ConfigApplier
+    from hub.fleet.upgrade import Upgrader
     from hub.status import HubStatus
 
 log = logging.getLogger("hub.fleet")
 
 CONFIG_SET, UPGRADE = "config/set", "upgrade"
+
+
+def _env_public_key(data_dir: Path) -> str:
+    from hub.fleet.sealed import gateway_key, public_b64
+
+    return public_b64(gateway_key(data_dir / "fleet"))
 
 
 class FleetControl:
@@ -58,9 +65,7 @@ class FleetControl:
             started_at=iso(started_at),
             config_hash=config_hash(config_path, registry) if config_path else "",
             status_interval_s=settings.status_interval_s,
-            env_public_key=public_b64(gateway_key(data_dir / "fleet"))
-            if settings.remote_control
-            else "",
+            env_public_key=_env_public_key(data_dir) if settings.remote_control else "",
         )
         self._upgrade_task: asyncio.Task[None] | None = None
 
@@ -92,6 +97,8 @@ class FleetControl:
 
     async def on_message(self, tail: str, payload: bytes) -> None:
         if tail == CONFIG_SET and self.applier is not None:
+            from hub.fleet.config_apply import ConfigRejected
+
             try:
                 await asyncio.to_thread(self.applier.receive, payload)
             except ConfigRejected:
@@ -104,6 +111,8 @@ class FleetControl:
             self._upgrade_task = asyncio.create_task(self._upgrade(payload), name="upgrade")
 
     async def _upgrade(self, payload: bytes) -> None:
+        from hub.fleet.upgrade import UpgradeFailed
+
         assert self.upgrader is not None
         with contextlib.suppress(UpgradeFailed):  # reported and logged step by step
             await self.upgrader.handle(payload)

@@ -19,11 +19,8 @@ from typing import TYPE_CHECKING
 from hub import __version__
 from hub.config import HubConfig, load_config
 from hub.errors import HubError
-from hub.fleet.config_apply import ConfigApplier, load_env
 from hub.fleet.control import FleetControl
 from hub.fleet.reports import Reporter
-from hub.fleet.signing import load_trusted_keys
-from hub.fleet.upgrade import Upgrader
 
 if TYPE_CHECKING:
     from hub.app import Hub
@@ -39,6 +36,11 @@ def build_control(
     state_dir = cfg.hub.data_dir / "fleet"
     applier = upgrader = None
     if fleet.remote_control and config_path is not None:
+        # Only remote control needs the signing and upgrade code (cryptography, aiohttp).
+        from hub.fleet.config_apply import ConfigApplier
+        from hub.fleet.signing import load_trusted_keys
+        from hub.fleet.upgrade import Upgrader
+
         trusted = load_trusted_keys(fleet.trusted_keys_dir)
         if not trusted:
             log.warning("fleet.remote_control is on but %s holds no *.pub", fleet.trusted_keys_dir)
@@ -66,6 +68,8 @@ async def run_supervised(config_path: Path, cfg: HubConfig, stop: asyncio.Event)
 
     reporter = Reporter(cfg.hub.site)
     if cfg.fleet.remote_control:
+        from hub.fleet.config_apply import load_env
+
         load_env(cfg.hub.data_dir / "fleet")  # secrets delivered sealed in an earlier config
     first = build_control(cfg, config_path, reporter, asyncio.Event())
     if first.applier is not None and first.applier.pending is not None:

@@ -59,5 +59,6 @@ def test_missing_position_keeps_last_known_fix() -> None:
         ]
     )
     vessel = table.get("9")
-    assert vessel is not None and vessel.position is not None and vessel.position.lat == 30.0
+    assert vessel is not None and vessel.has_fix
+    assert (vessel.to_json()["lat"], vessel.to_json()["sog_kn"]) == (30.0, 5.0)
     assert vessel.last_seen_ns == T0 + 10 * NS
