@@ -136,8 +136,9 @@ class PymodbusReader:
         else:
             pending = self._client.read_input_registers(address, count=count, device_id=device_id)
         try:
-            # A shorter timeout than the client's own: pymodbus gives up the request when cancelled.
-            reply = await (pending if timeout_s is None else asyncio.wait_for(pending, timeout_s))
+            # A shorter timeout than the client's own cancels pymodbus's wait (no extra task).
+            async with asyncio.timeout(timeout_s):
+                reply = await pending
         except TimeoutError as exc:
             raise DeviceUnreachable(f"no reply within {timeout_s:.3f} s") from exc
         except ConnectionException as exc:
