@@ -67,22 +67,21 @@ async def poll(port: str, meters: int, seconds: float) -> dict[str, Any]:
     )
     source = ModbusBusSource(cfg, SystemClock())
     cycles = 0
-    stamps: list[float] = []  # when each reading was published
+    stamps_ns: list[int] = []  # when each reading was taken (published once per cycle)
 
     async def publish(records: Sequence[Record]) -> None:
-        now = time.perf_counter()
-        stamps.extend(now for _ in records)
+        stamps_ns.extend(r.time_ns for r in records)
 
-    started = (
-        time.perf_counter()
-    )  # the first cycle opens the port: a dead meter's first timeout counts
+    # Timed from the first cycle, which opens the port: a dead meter's first timeout counts.
+    started_ns = time.time_ns()  # SystemClock's time, as in the readings
+    started = time.perf_counter()
     while time.perf_counter() - started < seconds:
         await source.poll_once(publish)
         cycles += 1
     elapsed = time.perf_counter() - started
     errors = dict(source.stats.errors)
     await source.aclose()
-    offsets = [t - started for t in stamps]
+    offsets = [(t - started_ns) / 1e9 for t in stamps_ns]
     return {"seconds": elapsed, "offsets": offsets, "cycles": cycles, "errors": errors}
 
 
