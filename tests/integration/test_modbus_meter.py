@@ -385,13 +385,15 @@ async def test_meter_that_never_answers_goes_offline_on_a_busy_paced_line(
 async def test_a_dead_meter_costs_one_timeout_per_backoff_probe_and_no_live_reading(
     tmp_path: Path, pty_pair: tuple[str, str], caplog: pytest.LogCaptureFixture
 ) -> None:
-    # A 10 s interval leaves room for a same-cycle retry of any live meter whose fitted timeout
-    # expired (a loaded machine): every live meter must be read in every cycle regardless.
+    # With fitted timeouts on, a loaded machine can cut a live meter's read short; its same-cycle
+    # retry (full timeout) must still read it: every live meter is read in every cycle.
     path_a, path_b = pty_pair
     cycles, interval_s = 6, 10.0
     caplog.set_level(logging.INFO, logger="drivers.modbus_meter")
     with paced_slave(tmp_path, path_b, 16, dead_ids=[9]) as seen:
-        cfg = rtu_config(path_a, 16, poll_interval_s=interval_s, timeout_s=0.5)
+        cfg = rtu_config(
+            path_a, 16, poll_interval_s=interval_s, timeout_s=0.5, fitted_timeouts=True
+        )
         source = ModbusBusSource(cfg, SystemClock())
         sink = Sink()
         started = time.monotonic()

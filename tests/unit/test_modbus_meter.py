@@ -779,7 +779,7 @@ async def test_offline_probes_back_off_to_the_cap_and_each_state_change_is_count
 
 
 async def test_a_live_meter_waits_a_timeout_fitted_to_its_answers() -> None:
-    source, reader, clock, sink = poller(min_timeout_s=0.05)
+    source, reader, clock, sink = poller(fitted_timeouts=True, min_timeout_s=0.05)
     for _ in range(3):
         await source.poll_once(sink)
         clock.advance(10)
@@ -793,7 +793,7 @@ async def test_a_live_meter_waits_a_timeout_fitted_to_its_answers() -> None:
 
 
 async def test_a_meter_that_slows_down_loses_no_reading_and_its_timeout_follows() -> None:
-    source, reader, clock, sink = poller(min_timeout_s=0.05)
+    source, reader, clock, sink = poller(fitted_timeouts=True, min_timeout_s=0.05)
     for _ in range(3):
         await source.poll_once(sink)
         clock.advance(10)
@@ -805,19 +805,41 @@ async def test_a_meter_that_slows_down_loses_no_reading_and_its_timeout_follows(
     assert source.offline_meters == frozenset()
 
 
-async def test_min_timeout_at_the_bus_timeout_turns_fitting_off() -> None:
-    source, reader, clock, sink = poller(min_timeout_s=1.0)
+@pytest.mark.parametrize("fitting", [{}, {"fitted_timeouts": True, "min_timeout_s": 1.0}])
+async def test_without_fitting_every_read_waits_the_bus_timeout(fitting: dict[str, object]) -> None:
+    source, reader, clock, sink = poller(**fitting)
     for _ in range(3):
         await source.poll_once(sink)
         clock.advance(10)
     assert set(reader.timeouts_s[1]) == {1.0}
 
 
+async def test_a_read_cut_short_by_its_fitted_timeout_is_retried_even_without_room() -> None:
+    source, reader, clock, sink = poller(fitted_timeouts=True, min_timeout_s=0.05)
+    for _ in range(3):
+        await source.poll_once(sink)
+        clock.advance(10)
+    reader.answer_s[2] = 0.3  # a loaded gateway: late for the fitted timeout, within timeout_s
+    readings = await source.poll_once(sink, deadline_ns=clock.now_ns() + 500_000_000)
+    assert sorted(r.meter_id for r in readings) == ["m1", "m2", "m3"]
+    reader.dead.add(3)  # answered before, now silent: one retry after its fitted timeout...
+    for expected_requests in (6, 7):  # ...then one full-timeout try per cycle, no retry: no room
+        clock.advance(10)
+        readings = await source.poll_once(sink, deadline_ns=clock.now_ns() + 500_000_000)
+        assert reader.requests[3] == expected_requests
+        assert sorted(r.meter_id for r in readings) == ["m1", "m2"]
+    assert reader.timeouts_s[3][-3:] == [pytest.approx(0.05), 1.0, 1.0]
+
+
 async def test_a_fitted_rtu_timeout_never_undercuts_the_line_time_of_the_read() -> None:
     # 1200 baud 8N1: request, 6-register reply and the 3.5-character silence take 0.24 s on the
     # line, far more than the scripted meter's 10 ms.
     source, reader, clock, sink = poller(
-        transport="rtu", serial_port="/dev/null", baudrate=1200, min_timeout_s=0.02
+        transport="rtu",
+        serial_port="/dev/null",
+        baudrate=1200,
+        fitted_timeouts=True,
+        min_timeout_s=0.02,
     )
     for _ in range(3):
         await source.poll_once(sink)
