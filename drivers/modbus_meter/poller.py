@@ -21,8 +21,10 @@ from drivers.modbus_meter.transport import (
     ExceptionReply,
     PymodbusReader,
     RegisterReader,
+    rtu_char_s,
+    rtu_read_wire_s,
 )
-from drivers.polling import MeterHealth, due_in_order, poll_forever
+from drivers.polling import MeterHealth, ResponseTimes, due_in_order, poll_forever
 from hub.clock import NS_PER_S, Clock
 from hub.errors import ConfigError, DeviceUnreachable, ProtocolError
 from hub.records import WaterMeterReading
@@ -69,7 +71,14 @@ class ModbusBusConfig(SourceConfig):
     # At 9600 baud one extra request costs about as much bus time as ~30 unused registers.
     max_gap_registers: int = Field(default=32, ge=0, le=MAX_READ_REGISTERS)
     offline_after_failures: int = Field(default=3, ge=1)
+    # A meter that has not answered once since the hub started holds up the bus for nothing.
+    offline_after_failures_never_answered: int = Field(default=1, ge=1)
     dead_probe_interval_s: float = Field(default=600.0, gt=0)
+    # Opt-in: a live meter's first try waits a timeout fitted to its answers, never below the
+    # read's line time plus min_timeout_s (a slow meter's turnaround). Off by default: on a
+    # loaded gateway the event loop's own latency can exceed it (measured in bench/RESULTS.md).
+    fitted_timeouts: bool = False
+    min_timeout_s: float = Field(default=0.1, ge=0)
     meters: tuple[MeterConfig, ...] = ()
 
     @model_validator(mode="before")
@@ -108,15 +117,23 @@ class _Meter:
     profile: MeterProfile
     plan: tuple[ReadRequest, ...]
     health: MeterHealth = field(default_factory=MeterHealth)
+    response_times: ResponseTimes = field(default_factory=ResponseTimes)
+    cut_short: bool = False  # its last read failed on a fitted (shorter) timeout
 
 
 class ModbusBusSource(Source):
     """Polls every meter of one bus in turn; meters that failed before go after the healthy ones.
 
     A failed read yields no reading. Every due meter is read once per cycle, so after
-    `offline_after_failures` consecutive failures (as many cycles) a meter is offline (in
-    `offline_meters`, one log line) and is then probed with exponential backoff. Only extra
-    same-cycle retries wait for room: the rest of the interval must fit a full timeout.
+    `offline_after_failures` consecutive failures (as many cycles; `..._never_answered` for a
+    meter that has not answered since start) a meter is offline (in `offline_meters`, one log
+    line) and is then probed with exponential backoff. Only extra same-cycle retries wait for
+    room: the rest of the interval must fit a full timeout.
+
+    With `fitted_timeouts`, the first try of a meter that answered last time waits a timeout
+    fitted to its recent response times (see `ResponseTimes`); retries, probes and meters never
+    heard from wait the full `timeout_s`, and a read cut short gets its retry even without room,
+    so a meter that merely slowed down (or a loaded gateway) costs no reading when retries >= 1.
     """
 
     kind = "modbus"
@@ -131,6 +148,10 @@ class ModbusBusSource(Source):
         self._meters = [self._meter(m) for m in cfg.meters]
         self._bus_down = False
         self.offline_total = 0  # how many times a meter went offline
+        serial = cfg.transport == "rtu"
+        self._char_s = (
+            rtu_char_s(cfg.baudrate, cfg.bytesize, cfg.parity, cfg.stopbits) if serial else 0.0
+        )
 
     def _meter(self, cfg: MeterConfig) -> _Meter:
         profile = load_profile(cfg.profile, cfg.accumulator)
@@ -168,7 +189,7 @@ class ModbusBusSource(Source):
         retry: list[_Meter] = []
         for meter in due:
             had_failed = meter.health.failures > 0
-            reading = await self._poll_meter(meter)
+            reading = await self._poll_meter(meter, fitted_timeout=not had_failed)
             if reading is not None:
                 readings.append(reading)
             elif meter.health.failures and not meter.health.offline and not had_failed:
@@ -185,10 +206,14 @@ class ModbusBusSource(Source):
         timeout_ns = int(self.cfg.timeout_s * NS_PER_S)
         readings: list[WaterMeterReading] = []
         for meter in retry:
-            for _ in range(self.cfg.retries):
-                if deadline_ns - self.clock.now_ns() < timeout_ns or self._bus_down:
+            for attempt in range(self.cfg.retries):
+                if self._bus_down:
                     return await self._publish(publish, readings)
-                reading = await self._poll_meter(meter)
+                room = deadline_ns - self.clock.now_ns() >= timeout_ns
+                # A reply cut short by a fitted timeout is likely late, not lost: worth one overrun.
+                if not room and not (attempt == 0 and meter.cut_short):
+                    break
+                reading = await self._poll_meter(meter, fitted_timeout=False)
                 if reading is not None:
                     readings.append(reading)
                     break
@@ -204,24 +229,40 @@ class ModbusBusSource(Source):
             self.stats.records += len(readings)
         return readings
 
-    async def _poll_meter(self, meter: _Meter) -> WaterMeterReading | None:
+    def _timeout_s(self, meter: _Meter, request: ReadRequest, fitted: bool) -> float | None:
+        if not (fitted and self.cfg.fitted_timeouts) or meter.health.offline:
+            return None
+        floor_s = rtu_read_wire_s(self._char_s, request.count) + self.cfg.min_timeout_s
+        timeout_s = meter.response_times.timeout_s(floor_s, self.cfg.timeout_s)
+        return None if timeout_s >= self.cfg.timeout_s else timeout_s
+
+    async def _poll_meter(self, meter: _Meter, *, fitted_timeout: bool) -> WaterMeterReading | None:
         reader = self._reader_or_open()
         responses: dict[ReadRequest, list[int]] = {}
+        meter.cut_short = False
         for request in meter.plan:
+            timeout_s = self._timeout_s(meter, request, fitted_timeout)
+            asked_ns = self.clock.now_ns()
             try:
                 reply = await reader.read(
-                    request.function, request.address, request.count, meter.cfg.device_id
+                    request.function,
+                    request.address,
+                    request.count,
+                    meter.cfg.device_id,
+                    timeout_s=timeout_s,
                 )
             except BusUnreachable as exc:
                 self._bus_state(down=True, reason=str(exc))
                 return None
             except DeviceUnreachable:
+                meter.cut_short = timeout_s is not None
                 self._failed(meter, "timeout")
                 return None
             except ProtocolError as exc:
                 self._answered_badly(meter, "bad_response", str(exc))
                 return None
             self._bus_state(down=False)
+            meter.response_times.record((self.clock.now_ns() - asked_ns) / NS_PER_S)
             if isinstance(reply, ExceptionReply):
                 self._exception_reply(meter, request, reply)
                 return None
@@ -278,12 +319,20 @@ class ModbusBusSource(Source):
         self.stats.error(kind)
         cfg = self.cfg
         now_ns = self.clock.now_ns()
-        threshold = cfg.offline_after_failures
-        if meter.health.failed(now_ns, threshold, cfg.poll_interval_s, cfg.dead_probe_interval_s):
+        health = meter.health
+        if health.failed(
+            now_ns,
+            cfg.offline_after_failures,
+            cfg.poll_interval_s,
+            cfg.dead_probe_interval_s,
+            threshold_never_answered=cfg.offline_after_failures_never_answered,
+        ):
             self.offline_total += 1
+            self.stats.counts["meter_offline"] += 1
             log.warning(
-                "meter %s (device %d on %s) offline after %d failed reads",
-                meter.cfg.meter_id, meter.cfg.device_id, self.name, threshold,
+                "meter %s (device %d on %s) offline after %d failed read%s; probed with backoff",
+                meter.cfg.meter_id, meter.cfg.device_id, self.name, health.offline_after,
+                "s" if health.offline_after > 1 else "",
             )  # fmt: skip
 
     def _succeeded(self, meter: _Meter) -> None:
@@ -292,6 +341,7 @@ class ModbusBusSource(Source):
         self.stats.last_message_ns = now_ns
         offline_s = meter.health.succeeded(now_ns)
         if offline_s is not None:
+            self.stats.counts["meter_back_online"] += 1
             log.info(
                 "meter %s (device %d) back online after %.0f s",
                 meter.cfg.meter_id,

@@ -27,8 +27,15 @@ class BusUnreachable(DeviceUnreachable):
 
 class RegisterReader(Protocol):
     async def read(
-        self, function: int, address: int, count: int, device_id: int
-    ) -> list[int] | ExceptionReply: ...
+        self,
+        function: int,
+        address: int,
+        count: int,
+        device_id: int,
+        timeout_s: float | None = None,
+    ) -> list[int] | ExceptionReply:
+        """One request; `timeout_s` (at most the bus's own) overrides the bus's timeout."""
+        ...
 
     async def close(self) -> None: ...
 
@@ -42,8 +49,18 @@ def rtu_silence_s(baudrate: int, bytesize: int = 8, parity: str = "N", stopbits:
     """
     if baudrate > 19200:
         return 0.00175
-    bits = 1 + bytesize + (0 if parity == "N" else 1) + stopbits
-    return 3.5 * bits / baudrate
+    return 3.5 * rtu_char_s(baudrate, bytesize, parity, stopbits)
+
+
+def rtu_char_s(baudrate: int, bytesize: int = 8, parity: str = "N", stopbits: int = 1) -> float:
+    """One character on the line: start + data + parity + stop bits."""
+    return (1 + bytesize + (0 if parity == "N" else 1) + stopbits) / baudrate
+
+
+def rtu_read_wire_s(char_s: float, count: int) -> float:
+    """Line time of a register read: the 8-byte request, the reply (address, function, byte count,
+    2 bytes per register, CRC) and the 3.5-character silence before the request."""
+    return (8 + 5 + 2 * count + 3.5) * char_s
 
 
 class BusSilence:
@@ -102,22 +119,28 @@ class PymodbusReader:
             )
 
     async def read(
-        self, function: int, address: int, count: int, device_id: int
+        self,
+        function: int,
+        address: int,
+        count: int,
+        device_id: int,
+        timeout_s: float | None = None,
     ) -> list[int] | ExceptionReply:
         from pymodbus.exceptions import ConnectionException, ModbusException
 
         if not self._client.connected and not await self._client.connect():
             raise BusUnreachable("cannot open the Modbus bus")
         await self._silence.wait()
+        if function == 3:
+            pending = self._client.read_holding_registers(address, count=count, device_id=device_id)
+        else:
+            pending = self._client.read_input_registers(address, count=count, device_id=device_id)
         try:
-            if function == 3:
-                reply = await self._client.read_holding_registers(
-                    address, count=count, device_id=device_id
-                )
-            else:
-                reply = await self._client.read_input_registers(
-                    address, count=count, device_id=device_id
-                )
+            # A shorter timeout than the client's own cancels pymodbus's wait (no extra task).
+            async with asyncio.timeout(timeout_s):
+                reply = await pending
+        except TimeoutError as exc:
+            raise DeviceUnreachable(f"no reply within {timeout_s:.3f} s") from exc
         except ConnectionException as exc:
             raise BusUnreachable(str(exc)) from exc
         except ModbusException as exc:

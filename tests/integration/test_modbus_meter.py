@@ -235,14 +235,16 @@ async def test_rtu_over_a_pty_pair_at_9600_baud(pty_pair: tuple[str, str]) -> No
     finally:
         await source.aclose()
         await server.stop()
-    assert dict(server.requests) == {1: 3, 2: 3, 3: 3, 4: 3}
+    # m3, never heard from, is offline on its first timeout and probed again a poll interval later
+    assert {k: v for k, v in server.requests.items() if k != 3} == {1: 3, 2: 3, 4: 3}
+    assert 1 <= server.requests[3] < 3
     assert {r.meter_id for r in sink.readings} == {"m1", "m2", "m4"}
     assert len(sink.readings) == 9
     m1 = sink.of("m1")[-1]
     assert m1.total_m3 == pytest.approx(expected_total(sims[0], server, m1), abs=0.002)
     assert sink.of("m2")[-1].alarm_bits == MeterAlarm.TAMPER
     assert source.offline_meters == {"m3"}
-    assert source.stats.errors["timeout"] == 3
+    assert source.stats.errors["timeout"] == server.requests[3]
 
 
 # --- a paced RTU line: the slave runs in its own process and releases bytes at 9600 baud ---------
@@ -367,13 +369,71 @@ async def test_meter_that_never_answers_goes_offline_on_a_busy_paced_line(
         try:
             async with running(source, sink):
                 await wait_for(lambda: source.offline_meters == {"m9"}, timeout=60)
+                others = {f"m{i}" for i in range(1, 33)} - {"m9"}
+                await wait_for(lambda: {r.meter_id for r in sink.readings} == others, timeout=60)
         finally:
             await source.aclose()
     lines = [r.getMessage() for r in caplog.records if "offline after" in r.getMessage()]
-    assert len(lines) == 1 and "meter m9 (device 9 on rs485)" in lines[0]
-    assert seen["requests"]["9"] >= 3
+    assert (
+        len(lines) == 1 and "meter m9 (device 9 on rs485) offline after 1 failed read" in lines[0]
+    )
+    assert seen["requests"]["9"] >= 1
     assert sink.of("m9") == []
     assert {r.meter_id for r in sink.readings} == {f"m{i}" for i in range(1, 33)} - {"m9"}
+
+
+async def test_a_dead_meter_costs_one_timeout_per_backoff_probe_and_no_live_reading(
+    tmp_path: Path, pty_pair: tuple[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    # With fitted timeouts on, a loaded machine can cut a live meter's read short; its same-cycle
+    # retry (full timeout) must still read it: every live meter is read in every cycle.
+    path_a, path_b = pty_pair
+    cycles, interval_s = 6, 10.0
+    caplog.set_level(logging.INFO, logger="drivers.modbus_meter")
+    with paced_slave(tmp_path, path_b, 16, dead_ids=[9]) as seen:
+        cfg = rtu_config(
+            path_a, 16, poll_interval_s=interval_s, timeout_s=0.5, fitted_timeouts=True
+        )
+        source = ModbusBusSource(cfg, SystemClock())
+        sink = Sink()
+        started = time.monotonic()
+        try:
+            for _ in range(cycles):
+                await source.poll_once(sink)
+        finally:
+            elapsed_s = time.monotonic() - started
+            await source.aclose()
+    live = [f"m{i}" for i in range(1, 17) if i != 9]
+    assert {m: len(sink.of(m)) for m in live} == {m: cycles for m in live}
+    assert sink.of("m9") == []
+    # Never heard from: offline on its first timeout, then probed 10, 20, 40 s ... later.
+    lines = [r.getMessage() for r in caplog.records if "offline after" in r.getMessage()]
+    assert (
+        len(lines) == 1 and "meter m9 (device 9 on rs485) offline after 1 failed read" in lines[0]
+    )
+    probes = sum(1 for k in range(16) if interval_s * (2**k - 1) <= elapsed_s)
+    assert 1 <= seen["requests"]["9"] <= probes
+
+
+async def test_a_request_given_up_early_leaves_the_line_usable(
+    tmp_path: Path, pty_pair: tuple[str, str]
+) -> None:
+    """The reader's own short timeout cancels pymodbus's request; the next one must still work."""
+    from drivers.modbus_meter import PymodbusReader
+    from hub.errors import DeviceUnreachable
+
+    path_a, path_b = pty_pair
+    with paced_slave(tmp_path, path_b, 4, dead_ids=[3]):
+        reader = PymodbusReader(rtu_config(path_a, 4, timeout_s=1.0))
+        try:
+            first = await reader.read(3, 0, 6, 1)
+            with pytest.raises(DeviceUnreachable, match=r"no reply within 0\.080 s"):
+                await reader.read(3, 0, 6, 3, timeout_s=0.08)
+            again = await reader.read(3, 0, 6, 2, timeout_s=0.5)
+        finally:
+            await reader.close()
+    assert isinstance(first, list) and len(first) == 6
+    assert isinstance(again, list) and len(again) == 6
 
 
 # --- hub modbus probe against the pymodbus simulator holding a real TUF-2000M register dump ------

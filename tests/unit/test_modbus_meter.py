@@ -299,28 +299,39 @@ def test_minimal_bus_config_is_valid() -> None:
 
 
 class ScriptedReader:
-    """Answers like the generic profile; dead ids time out (advancing the clock by the timeout)."""
+    """Answers like the generic profile after 10 ms (or `answer_s[id]`); dead ids, and answers
+    slower than the timeout asked for, time out (advancing the clock by that timeout)."""
 
     def __init__(self, clock: ManualClock, timeout_s: float) -> None:
         self.clock = clock
         self.timeout_s = timeout_s
         self.dead: set[int] = set()
         self.exception: dict[int, int] = {}
+        self.answer_s: dict[int, float] = {}
         self.bus_down = False
         self.requests: Counter[int] = Counter()
+        self.timeouts_s: dict[int, list[float]] = {}  # the timeout of each request, per id
 
     async def read(
-        self, function: int, address: int, count: int, device_id: int
+        self,
+        function: int,
+        address: int,
+        count: int,
+        device_id: int,
+        timeout_s: float | None = None,
     ) -> list[int] | ExceptionReply:
         self.requests[device_id] += 1
+        timeout_s = self.timeout_s if timeout_s is None else timeout_s
+        self.timeouts_s.setdefault(device_id, []).append(timeout_s)
         if self.bus_down:
             raise BusUnreachable("connection refused")
-        if device_id in self.dead:
-            self.clock.advance(self.timeout_s)
+        answer_s = self.answer_s.get(device_id, 0.01)
+        if device_id in self.dead or answer_s > timeout_s:
+            self.clock.advance(timeout_s)
             raise DeviceUnreachable("timeout")
         if device_id in self.exception:
             return ExceptionReply(self.exception[device_id])
-        self.clock.advance(0.01)
+        self.clock.advance(answer_s)
         return [0, 1000 * device_id, 0, 0, 360, 0][address : address + count]
 
     async def close(self) -> None:
@@ -375,13 +386,16 @@ async def test_dead_meter_goes_offline_once_yields_nothing_and_is_probed_less(
 
 async def test_dead_meter_retried_only_after_the_healthy_ones() -> None:
     source, reader, clock, sink = poller()
+    await source.poll_once(sink)  # m1 answers once, then falls silent
+    clock.advance(10)
     reader.dead.add(1)
     start_ns = clock.now_ns()
     readings = await source.poll_once(sink)
     assert [r.meter_id for r in readings] == ["m2", "m3"]
     # m2 waited for one timeout of m1 at most; the retry of m1 came after m3 was read.
     assert readings[0].time_ns - start_ns < 1.1e9
-    assert reader.requests[1] == 2
+    assert reader.requests[1] == 3
+    assert source.offline_meters == frozenset()  # it answered before: 3 failures to go offline
 
 
 async def test_dead_meter_probe_skipped_when_the_interval_has_no_room() -> None:
@@ -629,14 +643,19 @@ class BusyReader(ScriptedReader):
         self.asked_ns: dict[int, list[int]] = {}
 
     async def read(
-        self, function: int, address: int, count: int, device_id: int
+        self,
+        function: int,
+        address: int,
+        count: int,
+        device_id: int,
+        timeout_s: float | None = None,
     ) -> list[int] | ExceptionReply:
         self.asked_ns.setdefault(device_id, []).append(self.clock.now_ns())
         if self.clock.now_ns() < self.silent_until_ns.get(device_id, 0):
             self.requests[device_id] += 1
-            self.clock.advance(self.timeout_s)
+            self.clock.advance(self.timeout_s if timeout_s is None else timeout_s)
             raise DeviceUnreachable("timeout")
-        reply = await super().read(function, address, count, device_id)
+        reply = await super().read(function, address, count, device_id, timeout_s)
         self.clock.advance(self.read_s - 0.01)
         return reply
 
@@ -680,18 +699,23 @@ async def test_a_meter_silent_at_start_is_still_polled_when_the_cycle_has_no_sla
     # The issue's case: 32 meters at a 1.5 s poll take ~1 s of bus time, leaving less slack than
     # the 1 s timeout; meter 17 is silent for its first 5 s, then answers.
     source, reader, clock, sink = busy_bus(32, 1.5, 1.0, read_s=0.031, offline_after_failures=3)
-    reader.silent_until_ns[17] = clock.now_ns() + 5 * 10**9
+    start_ns = clock.now_ns()
+    reader.silent_until_ns[17] = start_ns + 5 * 10**9
     caplog.set_level(logging.INFO, logger="drivers.modbus_meter")
     await run_for(source, sink, clock, 85)
     back = [r for r in sink.readings if r.meter_id == "m17"]
     assert len(back) >= 40, len(back)  # read again from its return on, every cycle
-    # while silent it was asked at least every offline_after_failures x poll_interval_s
-    asked = reader.asked_ns[17]
-    assert max(b - a for a, b in itertools.pairwise(asked)) <= 3 * 1.5e9
+    # Never heard from, it went offline on its first failure and was probed with a backoff
+    # doubling from the poll interval, so it was read again within its silence plus a cycle.
+    assert back[0].time_ns - reader.silent_until_ns[17] <= 5e9 + 2 * 1.5e9
+    asked = [t for t in reader.asked_ns[17] if t < reader.silent_until_ns[17]]
+    gaps = [b - a for a, b in itertools.pairwise(asked)]
+    assert all(b <= 2 * a + 1.5e9 for a, b in itertools.pairwise(gaps)), gaps
     messages = [r.getMessage() for r in caplog.records]
-    offline = [m for m in messages if "m17" in m and "offline after" in m]
+    offline = [m for m in messages if "m17" in m and "offline after 1 failed read;" in m]
     back_online = [m for m in messages if "m17" in m and "back online" in m]
-    assert len(offline) == len(back_online) <= 1
+    assert len(offline) == len(back_online) == 1
+    assert source.stats.counts["meter_offline"] == source.stats.counts["meter_back_online"] == 1
 
 
 async def test_a_meter_that_never_answers_goes_offline_with_its_log_line(
@@ -702,11 +726,126 @@ async def test_a_meter_that_never_answers_goes_offline_with_its_log_line(
     caplog.set_level(logging.INFO, logger="drivers.modbus_meter")
     await run_for(source, sink, clock, 3 * 1.5 + 3)
     assert source.offline_meters == {"m9"}
-    lines = [r for r in caplog.records if "offline after 3 failed reads" in r.getMessage()]
+    lines = [r for r in caplog.records if "offline after 1 failed read;" in r.getMessage()]
     assert len(lines) == 1 and "m9" in lines[0].getMessage()
-    tries = reader.asked_ns[9][:3]  # offline on its third failed read, then probed with backoff
-    assert max(b - a for a, b in itertools.pairwise(tries)) <= 3 * 1.5e9
+    # offline on its first failed read, then probed no sooner than 1.5 s, 3 s, ... later
+    asked = reader.asked_ns[9]
+    assert 2 <= len(asked) <= 3
+    assert all(b - a >= 1.5e9 * 2**k for k, (a, b) in enumerate(itertools.pairwise(asked)))
     assert {r.meter_id for r in sink.readings} == {f"m{i}" for i in range(1, 33)} - {"m9"}
+
+
+async def test_a_meter_that_answered_before_goes_offline_after_the_full_threshold(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    source, reader, clock, sink = busy_bus(32, 1.5, 1.0, read_s=0.031, offline_after_failures=3)
+    await run_for(source, sink, clock, 3)
+    reader.silent_until_ns[9] = 2**62
+    silent_ns = clock.now_ns()
+    caplog.set_level(logging.INFO, logger="drivers.modbus_meter")
+    await run_for(source, sink, clock, 3 * 1.5 + 3)
+    assert source.offline_meters == {"m9"}
+    lines = [r for r in caplog.records if "offline after 3 failed reads;" in r.getMessage()]
+    assert len(lines) == 1 and "m9" in lines[0].getMessage()
+    tries = [t for t in reader.asked_ns[9] if t >= silent_ns][:3]
+    assert max(b - a for a, b in itertools.pairwise(tries)) <= 3 * 1.5e9
+    others = {r.meter_id for r in sink.readings if r.time_ns >= silent_ns}
+    assert others == {f"m{i}" for i in range(1, 33)} - {"m9"}
+
+
+async def test_offline_probes_back_off_to_the_cap_and_each_state_change_is_counted_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    source, reader, clock, sink = poller(dead_probe_interval_s=80.0)
+    reader.dead.add(2)
+    caplog.set_level(logging.INFO, logger="drivers.modbus_meter")
+    for _ in range(60):  # 600 s at a 10 s poll
+        await source.poll_once(sink)
+        clock.advance(10)
+    # one try, then probes after 10, 20, 40 s and then every 80 s (the cap): 1 + 3 + 6 in 600 s
+    assert 9 <= reader.requests[2] <= 11, reader.requests[2]
+    assert source.stats.counts["meter_offline"] == 1 and source.offline_total == 1
+    assert source.stats.errors["timeout"] == reader.requests[2]
+    reader.dead.clear()
+    for _ in range(10):
+        await source.poll_once(sink)
+        clock.advance(10)
+    assert source.offline_meters == frozenset()
+    assert source.stats.counts["meter_back_online"] == 1
+    messages = [r.getMessage() for r in caplog.records]
+    assert len([m for m in messages if "offline after" in m]) == 1
+    assert len([m for m in messages if "back online" in m]) == 1
+    assert len([r for r in sink.readings if r.meter_id == "m2"]) >= 2
+
+
+async def test_a_live_meter_waits_a_timeout_fitted_to_its_answers() -> None:
+    source, reader, clock, sink = poller(fitted_timeouts=True, min_timeout_s=0.05)
+    for _ in range(3):
+        await source.poll_once(sink)
+        clock.advance(10)
+    # first read: nothing known, the bus's timeout; then 3 x its 10 ms answers, at least the floor
+    assert reader.timeouts_s[1] == [1.0, pytest.approx(0.05), pytest.approx(0.05)]
+    reader.answer_s[1] = 0.04
+    await source.poll_once(sink)
+    clock.advance(10)
+    await source.poll_once(sink)
+    assert reader.timeouts_s[1][-1] == pytest.approx(0.12)
+
+
+async def test_a_meter_that_slows_down_loses_no_reading_and_its_timeout_follows() -> None:
+    source, reader, clock, sink = poller(fitted_timeouts=True, min_timeout_s=0.05)
+    for _ in range(3):
+        await source.poll_once(sink)
+        clock.advance(10)
+    reader.answer_s[2] = 0.4  # slower than its fitted timeout, within the bus's 1 s
+    per_poll = [len(await source.poll_once(sink)) for _ in range(5)]
+    assert per_poll == [3] * 5  # the same-cycle retry waits the full timeout: nothing lost
+    assert source.stats.errors["timeout"] == 1  # then the fitted timeout covers its new pace
+    assert reader.timeouts_s[2][-1] == 1.0  # 3 x 0.4 s is more than the bus's timeout
+    assert source.offline_meters == frozenset()
+
+
+@pytest.mark.parametrize("fitting", [{}, {"fitted_timeouts": True, "min_timeout_s": 1.0}])
+async def test_without_fitting_every_read_waits_the_bus_timeout(fitting: dict[str, object]) -> None:
+    source, reader, clock, sink = poller(**fitting)
+    for _ in range(3):
+        await source.poll_once(sink)
+        clock.advance(10)
+    assert set(reader.timeouts_s[1]) == {1.0}
+
+
+async def test_a_read_cut_short_by_its_fitted_timeout_is_retried_even_without_room() -> None:
+    source, reader, clock, sink = poller(fitted_timeouts=True, min_timeout_s=0.05)
+    for _ in range(3):
+        await source.poll_once(sink)
+        clock.advance(10)
+    reader.answer_s[2] = 0.3  # a loaded gateway: late for the fitted timeout, within timeout_s
+    readings = await source.poll_once(sink, deadline_ns=clock.now_ns() + 500_000_000)
+    assert sorted(r.meter_id for r in readings) == ["m1", "m2", "m3"]
+    reader.dead.add(3)  # answered before, now silent: one retry after its fitted timeout...
+    for expected_requests in (6, 7):  # ...then one full-timeout try per cycle, no retry: no room
+        clock.advance(10)
+        readings = await source.poll_once(sink, deadline_ns=clock.now_ns() + 500_000_000)
+        assert reader.requests[3] == expected_requests
+        assert sorted(r.meter_id for r in readings) == ["m1", "m2"]
+    assert reader.timeouts_s[3][-3:] == [pytest.approx(0.05), 1.0, 1.0]
+
+
+async def test_a_fitted_rtu_timeout_never_undercuts_the_line_time_of_the_read() -> None:
+    # 1200 baud 8N1: request, 6-register reply and the 3.5-character silence take 0.24 s on the
+    # line, far more than the scripted meter's 10 ms.
+    source, reader, clock, sink = poller(
+        transport="rtu",
+        serial_port="/dev/null",
+        baudrate=1200,
+        fitted_timeouts=True,
+        min_timeout_s=0.02,
+    )
+    for _ in range(3):
+        await source.poll_once(sink)
+        clock.advance(10)
+    line_s = (8 + 5 + 2 * 6 + 3.5) * 10 / 1200
+    assert reader.timeouts_s[1][-1] == pytest.approx(line_s + 0.02)
 
 
 async def test_an_overrun_starts_the_next_cycle_at_once_and_is_counted() -> None:
@@ -738,7 +877,12 @@ class DumpReader:
         self.exception = exception
 
     async def read(
-        self, function: int, address: int, count: int, device_id: int
+        self,
+        function: int,
+        address: int,
+        count: int,
+        device_id: int,
+        timeout_s: float | None = None,
     ) -> list[int] | ExceptionReply:
         if self.exception is not None:
             return ExceptionReply(self.exception)
