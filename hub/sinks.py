@@ -15,7 +15,7 @@ import re
 import sqlite3
 import threading
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urlencode
 
 import aiohttp
@@ -31,6 +31,18 @@ class Sink(Protocol):
     async def write(self, lines: list[bytes]) -> None: ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class BodySink(Protocol):
+    """A sink that also takes a whole request body (lines joined by b"\n"), so the forwarder
+    can encode the next batch in a worker thread while the current one is in flight."""
+
+    def encode(self, body: bytes) -> bytes:
+        """The request payload (compressed, if the sink compresses); CPU only, thread-safe."""
+        ...
+
+    async def send(self, payload: bytes) -> None: ...
 
 
 def classify(status: int, body: str, retry_after: str | None = None) -> SinkError:
@@ -106,15 +118,19 @@ class InfluxV1Sink:
         self._session: aiohttp.ClientSession | None = None
 
     async def write(self, lines: list[bytes]) -> None:
+        await self.send(self.encode(b"\n".join(lines)))
+
+    def encode(self, body: bytes) -> bytes:
+        return gzip.compress(body, compresslevel=1) if self.gzip else body
+
+    async def send(self, payload: bytes) -> None:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=self.timeout)
-        body = b"\n".join(lines)
         headers = {"Content-Type": "text/plain; charset=utf-8", **self.auth_headers}
         if self.gzip:
-            body = gzip.compress(body, compresslevel=1)
             headers["Content-Encoding"] = "gzip"
         try:
-            async with self._session.post(self.write_url, data=body, headers=headers) as resp:
+            async with self._session.post(self.write_url, data=payload, headers=headers) as resp:
                 if resp.status // 100 == 2:
                     return
                 raise classify_influx(
