@@ -220,6 +220,8 @@ class Forwarder:
         self, rows: list[tuple[int, bytes]], exc: SinkRejected, refused: list[str]
     ) -> None:
         """Halve a refused batch until the bad lines are alone; those go to the dead letters."""
+        if not rows:  # the budget dropped them meanwhile
+            return
         if len(rows) == 1:
             refused.append(str(exc))
             now_ns = self.clock.now_ns()
