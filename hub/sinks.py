@@ -166,6 +166,12 @@ class InfluxV2Sink:
         self._client: Any = None
 
     async def write(self, lines: list[bytes]) -> None:
+        await self.send(b"\n".join(lines))
+
+    def encode(self, body: bytes) -> bytes:
+        return body  # influxdb-client compresses it (enable_gzip)
+
+    async def send(self, payload: bytes) -> None:
         from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
         from influxdb_client.domain.write_precision import WritePrecision
         from influxdb_client.rest import ApiException
@@ -179,7 +185,7 @@ class InfluxV2Sink:
                 timeout=self.timeout_ms,
             )
         client = self._client
-        body = b"\n".join(lines).decode()
+        body = payload.decode()
         try:
             ok = await client.write_api().write(
                 bucket=self.bucket, org=self.org, record=body, write_precision=WritePrecision.NS
