@@ -74,6 +74,7 @@ class Forwarder:
         self.refused = ""
         self.last_error = ""
         self._body_sink = sink if isinstance(sink, BodySink) else None
+        self._accepted: list[PointBatch] = []  # acknowledged, delete not queued yet
         self._acks: set[asyncio.Future[None]] = set()
         self._ack_error: BaseException | None = None
 
@@ -119,6 +120,7 @@ class Forwarder:
             ahead = None
             if batch.count == self.batch_size:
                 ahead = asyncio.create_task(self._read_ahead(batch.last_id))
+            self._start_acks()  # queued on the outbox thread behind that read
             try:
                 delivered = await self._deliver(batch, payload)
             except BaseException:
@@ -233,9 +235,14 @@ class Forwarder:
 
     def _ack_later(self, batch: PointBatch) -> None:
         """Delete acknowledged rows on the outbox thread while the next batch is in flight."""
-        ack = asyncio.ensure_future(self.outbox.ack_batch(batch))
-        self._acks.add(ack)
-        ack.add_done_callback(self._ack_done)
+        self._accepted.append(batch)
+
+    def _start_acks(self) -> None:
+        for batch in self._accepted:
+            ack = asyncio.ensure_future(self.outbox.ack_batch(batch))
+            self._acks.add(ack)
+            ack.add_done_callback(self._ack_done)
+        self._accepted.clear()
 
     def _ack_done(self, ack: asyncio.Future[None]) -> None:
         self._acks.discard(ack)
@@ -243,6 +250,7 @@ class Forwarder:
             self._ack_error = ack.exception()
 
     async def _settle_acks(self) -> None:
+        self._start_acks()
         while self._acks:
             await asyncio.wait(list(self._acks))
         self._raise_ack_error()
