@@ -15,7 +15,7 @@ import re
 import sqlite3
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from urllib.parse import urlencode
 
 from hub.errors import BatchTooLarge, PointRejected, SinkError, SinkRefused, SinkRejected
@@ -32,6 +32,18 @@ class Sink(Protocol):
     async def write(self, lines: list[bytes]) -> None: ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class BodySink(Protocol):
+    """A sink that also takes a whole request body (lines joined by b"\n"), so the forwarder
+    can encode the next batch in a worker thread while the current one is in flight."""
+
+    def encode(self, body: bytes) -> bytes:
+        """The request payload (compressed, if the sink compresses); CPU only, thread-safe."""
+        ...
+
+    async def send(self, payload: bytes) -> None: ...
 
 
 def classify(status: int, body: str, retry_after: str | None = None) -> SinkError:
@@ -109,17 +121,21 @@ class InfluxV1Sink:
         self._session: aiohttp.ClientSession | None = None
 
     async def write(self, lines: list[bytes]) -> None:
+        await self.send(self.encode(b"\n".join(lines)))
+
+    def encode(self, body: bytes) -> bytes:
+        return gzip.compress(body, compresslevel=1) if self.gzip else body
+
+    async def send(self, payload: bytes) -> None:
         import aiohttp
 
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=self.timeout)
-        body = b"\n".join(lines)
         headers = {"Content-Type": "text/plain; charset=utf-8", **self.auth_headers}
         if self.gzip:
-            body = gzip.compress(body, compresslevel=1)
             headers["Content-Encoding"] = "gzip"
         try:
-            async with self._session.post(self.write_url, data=body, headers=headers) as resp:
+            async with self._session.post(self.write_url, data=payload, headers=headers) as resp:
                 if resp.status // 100 == 2:
                     return
                 raise classify_influx(
@@ -155,6 +171,12 @@ class InfluxV2Sink:
         self._client: Any = None
 
     async def write(self, lines: list[bytes]) -> None:
+        await self.send(b"\n".join(lines))
+
+    def encode(self, body: bytes) -> bytes:
+        return body  # influxdb-client compresses it (enable_gzip)
+
+    async def send(self, payload: bytes) -> None:
         import aiohttp
         from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
         from influxdb_client.domain.write_precision import WritePrecision
@@ -169,7 +191,7 @@ class InfluxV2Sink:
                 timeout=self.timeout_ms,
             )
         client = self._client
-        body = b"\n".join(lines).decode()
+        body = payload.decode()
         try:
             ok = await client.write_api().write(
                 bucket=self.bucket, org=self.org, record=body, write_precision=WritePrecision.NS
