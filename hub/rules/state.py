@@ -4,11 +4,20 @@ A state is a slotted dataclass with `to_json()` (readable names, a `version` fie
 `from_json(data)` classmethod. `from_json` migrates the layouts it knows (version 0 is the
 `dict[str, Any]` kept before states were typed: it has no `version` key) and raises
 `UnknownStateVersion` for any other; the engine then starts that rule afresh with a warning.
+
+A state that grows with what it watches (a vessel per MMSI, a meter per id) is a `KeyedState`:
+it is stored as a small header plus one entry per key, and after each step the engine writes
+only the entries that step changed, in the transaction that commits the step's records and
+alerts. What changed is known three ways: the keys of the records the rule was given
+(`record_keys`), the keys its signals name (`signal_keys`, for clock ticks), and the keys its
+`TrackedDict`s saw added, replaced or removed (`take_changed`). A change a tick makes in place
+without a signal (an inactive watch settled or dropped) is written with the entry's next change;
+a restart recomputes it on its first tick, as it depends only on the entry and the clock.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, Self, TypeVar
 
@@ -16,6 +25,7 @@ from hub.errors import HubError
 from hub.records import GridTags
 
 T = TypeVar("T")
+V = TypeVar("V")
 
 
 class UnknownStateVersion(HubError):
@@ -27,6 +37,82 @@ class RuleState(Protocol):
 
     @classmethod
     def from_json(cls, data: Any) -> Self: ...
+
+
+class KeyedState(RuleState, Protocol):
+    """A rule state stored as a header plus one entry per key (see the module docstring)."""
+
+    def header_json(self) -> dict[str, Any]: ...
+
+    def entry_json(self, key: str) -> Any:
+        """The JSON of the entry under `key`; None when there is none (deleted)."""
+
+    def entry_keys(self) -> Iterable[str]: ...
+
+    def record_keys(self, records: Sequence[Any]) -> Iterable[str]: ...
+
+    def signal_keys(self, signals: Sequence[Any]) -> Iterable[str]: ...
+
+    def take_changed(self) -> set[str]: ...
+
+    @classmethod
+    def from_entries(cls, header: Any, entries: dict[str, Any]) -> Self: ...
+
+
+def is_keyed(state_class: type[Any]) -> bool:
+    return hasattr(state_class, "from_entries")
+
+
+class TrackedDict(dict[str, V]):
+    """A dict that remembers the keys added, replaced or removed since `take_changed()`.
+
+    Reads are the plain dict's; only writes pay for the bookkeeping."""
+
+    __slots__ = ("changed",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.changed: set[str] = set()
+
+    def take_changed(self) -> set[str]:
+        changed, self.changed = self.changed, set()
+        return changed
+
+    def __setitem__(self, key: str, value: V) -> None:
+        self.changed.add(key)
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key: str) -> None:
+        super().__delitem__(key)
+        self.changed.add(key)
+
+    def pop(self, key: str, *default: Any) -> Any:
+        if key in self:
+            self.changed.add(key)
+        return super().pop(key, *default)
+
+    def popitem(self) -> tuple[str, V]:
+        key, value = super().popitem()
+        self.changed.add(key)
+        return key, value
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        if key not in self:
+            self.changed.add(key)
+        return super().setdefault(key, default)
+
+    def clear(self) -> None:
+        self.changed.update(self)
+        super().clear()
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        other = dict(*args, **kwargs)
+        self.changed.update(other)
+        super().update(other)
+
+
+def tracked(entries: dict[str, V]) -> TrackedDict[V]:
+    return entries if isinstance(entries, TrackedDict) else TrackedDict(entries)
 
 
 def layout(data: Any, current: int) -> int:
