@@ -115,6 +115,62 @@ def tracked(entries: dict[str, V]) -> TrackedDict[V]:
     return entries if isinstance(entries, TrackedDict) else TrackedDict(entries)
 
 
+class Sections:
+    """A `KeyedState` whose entries sit in `TrackedDict` fields ("sections"): `SECTIONS` maps
+    each field name to its entry parser; an entry's key is "<section>/<id>". Entries with a
+    `to_json()` are stored as its result, plain values as they are."""
+
+    __slots__ = ()
+    VERSION: ClassVar[int]
+    SECTIONS: ClassVar[dict[str, Callable[[Any], Any]]]
+
+    def __post_init__(self) -> None:
+        for section in self.SECTIONS:
+            setattr(self, section, tracked(getattr(self, section)))
+
+    def header_json(self) -> dict[str, Any]:
+        return {"version": self.VERSION}
+
+    @classmethod
+    def header_fields(cls, header: dict[str, Any]) -> dict[str, Any]:
+        """The fields kept in the header, as constructor arguments."""
+        return {}
+
+    def entry_json(self, key: str) -> Any:
+        section, _, ident = key.partition("/")
+        entry = getattr(self, section).get(ident)
+        return entry.to_json() if hasattr(entry, "to_json") else entry
+
+    def entry_keys(self) -> list[str]:
+        return [
+            f"{section}/{ident}" for section in self.SECTIONS for ident in getattr(self, section)
+        ]
+
+    def record_keys(self, records: Sequence[Any]) -> Iterable[str]:
+        """Keys of entries a record changes in place (replacing or removing one is tracked)."""
+        return ()
+
+    def signal_keys(self, signals: Sequence[Any]) -> Iterable[str]:
+        return ()
+
+    def take_changed(self) -> set[str]:
+        return {
+            f"{section}/{ident}"
+            for section in self.SECTIONS
+            for ident in getattr(self, section).take_changed()
+        }
+
+    @classmethod
+    def from_entries(cls, header: Any, entries: dict[str, Any]) -> Self:
+        if layout(header, cls.VERSION) != cls.VERSION:
+            raise UnknownStateVersion("a stored header of version 0")
+        sections: dict[str, TrackedDict[Any]] = {name: TrackedDict() for name in cls.SECTIONS}
+        for key, value in entries.items():
+            section, _, ident = key.partition("/")
+            dict.__setitem__(sections[section], ident, cls.SECTIONS[section](value))
+        return cls(**sections, **cls.header_fields(header))
+
+
 def layout(data: Any, current: int) -> int:
     """Which layout `data` is in: `current`, or 0 for the untyped dict of before; raises
     UnknownStateVersion for anything else."""
@@ -126,9 +182,9 @@ def layout(data: Any, current: int) -> int:
     raise UnknownStateVersion(f"rule state version {version!r} (this hub reads {current})")
 
 
-def entries(raw: Any, parse: Callable[[Any], T]) -> dict[str, T]:
+def entries(raw: Any, parse: Callable[[Any], T]) -> TrackedDict[T]:
     """A JSON object of per-entity entries parsed one by one ({} when absent)."""
-    return {str(k): parse(v) for k, v in (raw or {}).items()}
+    return TrackedDict((str(k), parse(v)) for k, v in (raw or {}).items())
 
 
 def grid_json(grid: GridTags) -> list[str]:

@@ -9,14 +9,21 @@ import shutil
 import sqlite3
 from contextlib import closing
 from pathlib import Path
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from hub.alerts import AlertManager
 from hub.engine import AlertBatch, Engine
 from hub.outbox import Commit, Outbox, StoredState
 from hub.records import VesselPosition
 from hub.registry.maritime import MaritimeRegistry, MaritimeRegistryConfig
+from hub.rules.core import SinkRefusedState, SourceSilentState
 from hub.rules.maritime import MaritimeRulesConfig, build_maritime_rules
+from hub.rules.state import NoState, is_keyed
 from tests.rule_state_scenario import NS, PHASE1_MIN, PHASE2_MIN, T0, Scenario, records_at
+from tests.unit.test_rule_state import STATES
 
 DATA = Path(__file__).parent.parent / "data"
 MAIN_OUTBOX = DATA / "rule_state" / "main_outbox.sqlite"  # made by main's hub, see the scenario
@@ -196,3 +203,23 @@ def test_changes_of_a_failed_commit_are_written_with_the_next() -> None:
     batch = engine.on_records([later], T0 + NS)
     assert {k for _, k in batch.rule_entries} == {v.mmsi for v in fleet(10, T0)} | {later.mmsi}
     assert "maritime" in batch.rule_state
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(STATES))
+def test_every_keyed_state_survives_its_entries_round_trip(state: Any) -> None:
+    """Header and entries as stored (JSON text each) give back the same state."""
+    if not is_keyed(type(state)):
+        return
+    header = json.loads(json.dumps(state.header_json(), allow_nan=False))
+    entries = {
+        key: json.loads(json.dumps(state.entry_json(key), allow_nan=False))
+        for key in state.entry_keys()
+    }
+    assert type(state).from_entries(header, entries) == state
+
+
+def test_every_state_that_grows_with_what_it_watches_is_keyed() -> None:
+    """Only the rules' fixed-size states are stored whole."""
+    whole = {type(s) for s in Scenario().engine().states.values() if not is_keyed(type(s))}
+    assert whole <= {NoState, SourceSilentState, SinkRefusedState}
