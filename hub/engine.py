@@ -109,7 +109,24 @@ def _select(
     return picked
 
 
-_encode = json.JSONEncoder(separators=(",", ":")).encode
+def _compact_encoder() -> Callable[[Any], str]:
+    """JSON text of a value, compact. JSONEncoder.encode builds a new C encoder on every call,
+    which costs as much as encoding a vessel's entry; this one is built once."""
+    make: Any = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # a Python without the C accelerator
+        return json.JSONEncoder(separators=(",", ":")).encode
+
+    def unserialisable(value: Any) -> Any:
+        raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+    iterencode = make(
+        None, unserialisable, json.encoder.encode_basestring_ascii, None, ":", ",",
+        False, False, True,
+    )  # fmt: skip
+    return lambda value: "".join(iterencode(value, 0))
+
+
+_encode = _compact_encoder()
 
 
 def _dump(state: RuleState) -> str:
