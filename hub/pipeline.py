@@ -131,8 +131,8 @@ class Pipeline:
                 records, future = self._urgent.get_nowait()
                 self._add(step, [_Slice(records, future, True)])
             return step
-        # Without urgent publishes about, a group goes through the rules in one call (a rule
-        # that signalled serialises its whole state once per call).
+        # Without urgent publishes about, a group goes through the rules in one call (each call
+        # serialises the rule-state entries it changed, so a vessel heard twice is written once).
         limit = self.write_batch
         if asyncio.get_running_loop().time() - self._urgent_at < URGENT_WINDOW_S:
             limit = min(limit, SLICE_RECORDS)
