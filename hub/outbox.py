@@ -514,15 +514,14 @@ class Outbox:
     def _load_rule_state(self) -> dict[str, Any]:
         db = self.db
         states: dict[str, Any] = {
-            rule: json.loads(value)
-            for rule, value in db.execute("SELECT rule, value FROM rule_state")
+            rule: _parse(value) for rule, value in db.execute("SELECT rule, value FROM rule_state")
         }
         for rule, value in db.execute("SELECT rule, value FROM rule_header"):
-            states[rule] = StoredState(header=json.loads(value), entries={})
+            states[rule] = StoredState(header=_parse(value), entries={})
         for rule, key, value in db.execute("SELECT rule, key, value FROM rule_entry"):
             stored = states.get(rule)
             if isinstance(stored, StoredState):
-                stored.entries[key] = json.loads(value)
+                stored.entries[key] = _parse(value)
         return states
 
     async def replace_rule_state(
@@ -667,6 +666,15 @@ class DeadLetters:
     def purge(self, destination: str | None = None, since_ns: int | None = None) -> int:
         where, args = self._where(destination, since_ns)
         return int(self.db.execute(f"DELETE FROM dead_letter WHERE {where}", args).rowcount)
+
+
+def _parse(text: str) -> Any:
+    """A stored JSON text; a damaged one is returned as the text itself, which no state class
+    reads, so that rule starts afresh with a warning instead of the hub failing to start."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
 
 
 def _write_rule_state(

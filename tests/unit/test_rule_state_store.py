@@ -223,3 +223,24 @@ def test_every_state_that_grows_with_what_it_watches_is_keyed() -> None:
     """Only the rules' fixed-size states are stored whole."""
     whole = {type(s) for s in Scenario().engine().states.values() if not is_keyed(type(s))}
     assert whole <= {NoState, SourceSilentState, SinkRefusedState}
+
+
+async def test_a_damaged_entry_starts_that_rule_afresh_and_the_hub_starts(tmp_path: Path) -> None:
+    path = tmp_path / "o.sqlite"
+    engine = maritime_engine()
+    outbox = Outbox(path=path, max_bytes=64 * 1024 * 1024)
+    await outbox.open()
+    await commit(outbox, engine.on_records(fleet(3, T0), T0))
+    await outbox.close()
+    with closing(sqlite3.connect(path)) as db, db:
+        db.execute('UPDATE rule_entry SET value=\'{"heard_ns": 1, "fix": {\'')
+    outbox = Outbox(path=path, max_bytes=64 * 1024 * 1024)
+    await outbox.open()
+    restored = maritime_engine()
+    restored.restore(await outbox.load_rule_state(), {})
+    rewrite = restored.rewrite()
+    assert rewrite is not None and rewrite.headers == [("maritime", '{"version":1}')]
+    await outbox.replace_rule_state(rewrite.headers, rewrite.entries, rewrite.old_rows)
+    stored = (await outbox.load_rule_state())["maritime"]
+    await outbox.close()
+    assert stored.entries == {}  # the damaged rows are gone with the state they belonged to
