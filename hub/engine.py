@@ -193,10 +193,9 @@ class Engine:
         come from the current layout is stored whole by `rewrite()`."""
         for rule in self.rules:
             raw = rule_state.get(rule.name)
-            rows = [rule.name]
             if raw is None:
-                rows = [n for n in getattr(rule, "legacy_names", ()) if n in rule_state]
-                raw = {n: rule_state[n] for n in rows} or None
+                legacy = getattr(rule, "legacy_names", ())
+                raw = {n: rule_state[n] for n in legacy if n in rule_state} or None
             if raw is None:
                 continue
             state = _load_state(rule, raw)
@@ -204,7 +203,12 @@ class Engine:
                 self.states[rule.name] = state
             if state is None or not isinstance(raw, StoredState):
                 self._rewrite.add(rule.name)
-                self._old_rows += [n for n in rows if not isinstance(rule_state[n], StoredState)]
+                rows = [rule.name, *getattr(rule, "legacy_names", ())]  # all it replaces
+                self._old_rows += [
+                    n
+                    for n in rows
+                    if n in rule_state and not isinstance(rule_state[n], StoredState)
+                ]
         self.alerts.restore(alert_state)
 
     def rewrite(self) -> StateRewrite | None:

@@ -100,9 +100,11 @@ async def test_outbox_of_the_hub_before_entries_upgrades_with_nothing_open_lost(
     resolves what that hub left open, exactly as the control does."""
     path = tmp_path / "outbox.sqlite"
     shutil.copy(MAIN_OUTBOX, path)
-    with closing(sqlite3.connect(path)) as db:
+    with closing(sqlite3.connect(path)) as db, db:
         old_rows = {r for (r,) in db.execute("SELECT rule FROM rule_state")}
         opened = {k for (k,) in db.execute("SELECT key FROM alert_state")}
+        # a row an even older hub left for one of the six rules the maritime group replaced
+        db.execute("INSERT INTO rule_state(rule, value) VALUES ('ais_gap', '{\"v\": {}}')")
     assert "maritime" in old_rows and len(opened) == 19
 
     scenario, engine, outbox = await restart(path, {})
