@@ -285,13 +285,15 @@ class Hub:
         self.engine.restore(
             await self.outbox.load_rule_state(), await self.outbox.load_alert_state()
         )
+        rewrite = self.engine.rewrite()  # state of an earlier layout, stored in this one
+        if rewrite is not None:
+            await self.outbox.replace_rule_state(rewrite.headers, rewrite.entries, rewrite.old_rows)
         self._spawn(self.pipeline.run(), "pipeline")
         if self.forwarder:
             self._spawn(self.forwarder.run(), "forwarder")
         for publisher in self.publishers:
             self._spawn(publisher.run(), publisher.destination)  # type: ignore[attr-defined]
         self._spawn(self._tick_loop(), "rules-tick")
-        self._spawn(self._state_saver(), "state-saver")
         self._spawn(self._health_loop(), "health")
         self._spawn(self._registry_watch(), "registry-watch")
         if self.cfg.http.enabled:
@@ -312,7 +314,8 @@ class Hub:
         )
 
     async def stop(self, flush_timeout_s: float = 5.0) -> None:
-        """Stop sources, commit what they handed over, flush the sink briefly, persist state."""
+        """Stop sources, commit what they handed over, flush the sink briefly. Rule state needs
+        no saving: each step committed what it changed, with its records and alerts."""
         await _cancel_and_wait(self._source_tasks, "sources")
         for source in self.sources:
             with contextlib.suppress(Exception):
@@ -324,7 +327,6 @@ class Hub:
         await _cancel_and_wait(self._tasks, "hub tasks")
         if self._http_runner is not None:
             await self._http_runner.cleanup()
-        await self.outbox.save_rule_state(self.engine.snapshot())
         if self.sink:
             await self.sink.aclose()
         await self.outbox.close()
@@ -368,11 +370,6 @@ class Hub:
         while True:
             await self.clock.sleep(self.cfg.alerts.tick_s)
             await self.pipeline.commit_alerts(self.engine.on_tick(self.clock.now_ns()))
-
-    async def _state_saver(self) -> None:
-        while True:
-            await asyncio.sleep(5.0)
-            await self.outbox.save_rule_state(self.engine.snapshot())
 
     async def _health_loop(self) -> None:
         while True:

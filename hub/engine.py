@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from hub.alerts import Alert, AlertManager, FeedbackResult
 from hub.feedback import Feedback
-from hub.outbox import Commit
+from hub.outbox import Commit, StoredState
 from hub.records import Record, to_line
 from hub.registry import Observation
 from hub.rules import Rule, Signal
-from hub.rules.state import RuleState
+from hub.rules.state import KeyedState, RuleState, is_keyed
 
 log = logging.getLogger("hub.engine")
 
@@ -29,13 +30,22 @@ class AlertBatch:
     pruned: list[str] = field(default_factory=list)  # alert_state keys to forget
     feedback: list[tuple[Alert, Feedback, int]] = field(default_factory=list)  # (…, now_ns)
     reopened: list[tuple[Alert, int]] = field(default_factory=list)  # (resolved alert, now_ns)
-    # The state (JSON of its `to_json()`) of each rule that signalled in this step: committed
-    # in the same transaction as the alert changes, so a crash cannot keep one without the
-    # other (it rides along; on its own it is left to the periodic snapshot).
+    # What this step changed in the rules' states, committed in the same transaction as its
+    # records and alert changes, so a crash keeps both or neither: the header (a keyed state's)
+    # or whole JSON (any other) of each rule whose one changed, and the changed entries of
+    # keyed states by (rule, key), None for an entry that is gone.
     rule_state: dict[str, str] = field(default_factory=dict)
+    rule_entries: dict[tuple[str, str], str | None] = field(default_factory=dict)
 
     def empty(self) -> bool:
-        return not self.alerts and not self.pruned and not self.feedback and not self.reopened
+        return not (
+            self.alerts
+            or self.pruned
+            or self.feedback
+            or self.reopened
+            or self.rule_state
+            or self.rule_entries
+        )
 
     def fill(self, commit: Commit, destinations: Sequence[str]) -> None:
         commit.alert_points = self._points()
@@ -47,6 +57,7 @@ class AlertBatch:
         commit.alert_state = list(self.state.items())
         commit.pruned_state = [k for k in self.pruned if k not in self.state]
         commit.rule_state = list(self.rule_state.items())
+        commit.rule_entries = [(r, k, v) for (r, k), v in self.rule_entries.items()]
 
     def _points(self) -> list[bytes]:
         """One `alert` point per change, and an `alert_response` point per acknowledgement,
@@ -98,13 +109,43 @@ def _select(
     return picked
 
 
+def _compact_encoder() -> Callable[[Any], str]:
+    """JSON text of a value, compact. JSONEncoder.encode builds a new C encoder on every call,
+    which costs as much as encoding a vessel's entry; this one is built once."""
+    make: Any = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # a Python without the C accelerator
+        return json.JSONEncoder(separators=(",", ":")).encode
+
+    def unserialisable(value: Any) -> Any:
+        raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+    iterencode = make(
+        None, unserialisable, json.encoder.encode_basestring_ascii, None, ":", ",",
+        False, False, True,
+    )  # fmt: skip
+    return lambda value: "".join(iterencode(value, 0))
+
+
+_encode = _compact_encoder()
+
+
 def _dump(state: RuleState) -> str:
-    return json.dumps(state.to_json(), separators=(",", ":"))
+    return _encode(state.to_json())
 
 
-def _load_state(rule: Rule, raw: Any) -> RuleState:
+def _digest(text: str) -> bytes:
+    return hashlib.blake2b(text.encode(), digest_size=16).digest()
+
+
+def _load_state(rule: Rule, raw: Any) -> RuleState | None:
+    """The rule's state from its stored form (None if unreadable: the rule starts afresh)."""
     try:
-        return rule.state_class.from_json(raw)
+        if not isinstance(raw, StoredState):
+            return rule.state_class.from_json(raw)
+        if is_keyed(rule.state_class):
+            keyed: Any = rule.state_class
+            return keyed.from_entries(raw.header, raw.entries)  # type: ignore[no-any-return]
+        return rule.state_class.from_json(raw.header)
     except Exception as exc:  # any unreadable state: this rule starts afresh, the hub runs on
         log.warning(
             "rule %s: persisted state not restored (%s: %s); starting with a fresh state",
@@ -112,7 +153,17 @@ def _load_state(rule: Rule, raw: Any) -> RuleState:
             type(exc).__name__,
             exc,
         )
-        return rule.state_class()
+        return None
+
+
+@dataclass(slots=True, frozen=True, kw_only=True)
+class StateRewrite:
+    """Whole rule states to store at start, replacing what an earlier layout (or an
+    unreadable state) left: arguments of `Outbox.replace_rule_state`."""
+
+    headers: list[tuple[str, str]]
+    entries: list[tuple[str, str, str | None]]
+    old_rows: list[str]
 
 
 class Engine:
@@ -121,6 +172,11 @@ class Engine:
         self._rule_types = [_record_types(rule) for rule in self.rules]
         self.alerts = alerts
         self.states: dict[str, RuleState] = {r.name: r.state_class() for r in self.rules}
+        self._keyed = {r.name: is_keyed(r.state_class) for r in self.rules}
+        self._header_digests: dict[str, bytes] = {}  # of each header as last handed to a commit
+        self._unsaved: dict[str, set[str]] = {}  # written by a commit that failed: write again
+        self._rewrite: set[str] = set()
+        self._old_rows: list[str] = []
         self.rule_errors: Counter[str] = Counter()
         for rule in self.rules:
             if hasattr(rule, "report_failure"):  # a rule group: its parts fail one by one
@@ -130,21 +186,63 @@ class Engine:
         self.listeners: list[Callable[[Alert], None]] = []
 
     def restore(self, rule_state: dict[str, Any], alert_state: dict[str, Any]) -> None:
-        """Rule states from their persisted JSON (as parsed), alert states likewise. A rule
-        group that replaced several rules (`legacy_names`) is restored from their rows when
-        it has none of its own. A state this hub cannot read starts afresh, with a warning."""
+        """Rule states as `Outbox.load_rule_state` gives them (a `StoredState`, or the parsed
+        JSON of the earlier single-text layout), alert states likewise. A rule group that
+        replaced several rules (`legacy_names`) is restored from their rows when it has none
+        of its own. A state this hub cannot read starts afresh, with a warning. What did not
+        come from the current layout is stored whole by `rewrite()`."""
         for rule in self.rules:
             raw = rule_state.get(rule.name)
             if raw is None:
-                legacy = {
-                    n: rule_state[n] for n in getattr(rule, "legacy_names", ()) if n in rule_state
-                }
-                raw = legacy or None
-            if raw is not None:
-                self.states[rule.name] = _load_state(rule, raw)
+                legacy = getattr(rule, "legacy_names", ())
+                raw = {n: rule_state[n] for n in legacy if n in rule_state} or None
+            if raw is None:
+                continue
+            state = _load_state(rule, raw)
+            if state is not None:
+                self.states[rule.name] = state
+            if state is None or not isinstance(raw, StoredState):
+                self._rewrite.add(rule.name)
+                rows = [rule.name, *getattr(rule, "legacy_names", ())]  # all it replaces
+                self._old_rows += [
+                    n
+                    for n in rows
+                    if n in rule_state and not isinstance(rule_state[n], StoredState)
+                ]
         self.alerts.restore(alert_state)
 
+    def rewrite(self) -> StateRewrite | None:
+        """The whole state of each rule restored from an earlier layout or not restored at all,
+        once (None when there is none): stored at start, it replaces the old rows."""
+        if not self._rewrite:
+            return None
+        headers: list[tuple[str, str]] = []
+        entries: list[tuple[str, str, str | None]] = []
+        for name in sorted(self._rewrite):
+            state = self.states[name]
+            if self._keyed[name]:
+                keyed: Any = state
+                header = _encode(keyed.header_json())
+                entries += [(name, k, _encode(keyed.entry_json(k))) for k in keyed.entry_keys()]
+                keyed.take_changed()
+            else:
+                header = _dump(state)
+            headers.append((name, header))
+            self._header_digests[name] = _digest(header)
+        rewrite = StateRewrite(headers=headers, entries=entries, old_rows=self._old_rows)
+        self._rewrite, self._old_rows = set(), []
+        return rewrite
+
+    def unsaved(self, commit: Commit) -> None:
+        """The commit carrying these state changes failed: write them again with the next."""
+        for rule, _ in commit.rule_state:
+            self._header_digests.pop(rule, None)
+            self._unsaved.setdefault(rule, set())
+        for rule, key, _ in commit.rule_entries:
+            self._unsaved.setdefault(rule, set()).add(key)
+
     def snapshot(self) -> dict[str, str]:
+        """Every rule's whole state as JSON text (its `to_json()`)."""
         return {name: _dump(state) for name, state in self.states.items()}
 
     def on_records(self, items: Sequence[Record | Observation], now_ns: int) -> AlertBatch:
@@ -155,22 +253,32 @@ class Engine:
         observations = [i if isinstance(i, Observation) else None for i in items]
         records = [i.record if isinstance(i, Observation) else i for i in items]
         selected: dict[tuple[tuple[type, ...] | None, bool], Sequence[Any]] = {}
+        touched: dict[str, set[str]] = {}  # rules that ran, with the entries they changed
         for rule, types in zip(self.rules, self._rule_types, strict=True):
             observes = bool(getattr(rule, "observes", False))
             mine = selected.get((types, observes))
             if mine is None:
                 mine = selected[(types, observes)] = _select(records, observations, types, observes)
-            state = self.states[rule.name]
+            if not mine:
+                continue
+            name = rule.name
+            state = self.states[name]
             on_record = rule.on_record
+            keys = touched[name] = set()
             for record in mine:
                 try:
                     signals = on_record(state, record, now_ns)
                 except Exception:  # a rule bug must not stop ingest; counted and logged
-                    self._rule_failed(rule.name)
+                    self._rule_failed(name)
                     continue
                 if signals:
-                    self._apply(rule.name, signals, now_ns, batch)
-        self._dirty_states(batch)
+                    self._apply(name, signals, now_ns, batch, keys)
+            if self._keyed[name]:
+                bare = selected.get((types, False))
+                if bare is None:
+                    bare = selected[(types, False)] = _select(records, observations, types, False)
+                keys.update(cast(KeyedState, state).record_keys(bare))
+        self._save_states(batch, touched)
         return batch
 
     def on_tick(self, now_ns: int) -> AlertBatch:
@@ -178,14 +286,16 @@ class Engine:
         changes, batch.pruned = self.alerts.tick(now_ns)
         for changed in changes:
             self._record(changed, batch)
+        touched: dict[str, set[str]] = {}
         for rule in self.rules:
+            keys = touched[rule.name] = set()
             try:
                 signals = rule.on_tick(self.states[rule.name], now_ns)
             except Exception:
                 self._rule_failed(rule.name)
                 continue
-            self._apply(rule.name, signals, now_ns, batch)
-        self._dirty_states(batch)
+            self._apply(rule.name, signals, now_ns, batch, keys)
+        self._save_states(batch, touched)
         return batch
 
     def acknowledge(self, alert_id: str, by: str, now_ns: int) -> AlertBatch:
@@ -207,9 +317,11 @@ class Engine:
             batch.state[result.state[0]] = result.state[1]
         return result, batch
 
-    def _apply(self, rule: str, signals: list[Signal], now_ns: int, batch: AlertBatch) -> None:
-        if signals:
-            batch.rule_state[rule] = ""  # filled once at the end of the step
+    def _apply(
+        self, rule: str, signals: list[Signal], now_ns: int, batch: AlertBatch, keys: set[str]
+    ) -> None:
+        if signals and self._keyed[rule]:
+            keys.update(cast(KeyedState, self.states[rule]).signal_keys(signals))
         for signal in signals:
             changed = self.alerts.apply(signal, now_ns)
             for alert, entry_json in self.alerts.take_comebacks():  # before `changed`: older state
@@ -218,10 +330,29 @@ class Engine:
             if changed:
                 self._record(changed, batch)
 
-    def _dirty_states(self, batch: AlertBatch) -> None:
-        """Serialise, once per step, the state of every rule that signalled."""
-        for name in batch.rule_state:
-            batch.rule_state[name] = _dump(self.states[name])
+    def _save_states(self, batch: AlertBatch, touched: dict[str, set[str]]) -> None:
+        """Serialise, once per step, what changed in the states of the rules that ran: the
+        entries of keyed states it touched, and each header (or unkeyed state) that differs
+        from the one last written."""
+        if self._unsaved:
+            for name, keys in self._unsaved.items():
+                touched.setdefault(name, set()).update(keys)
+            self._unsaved = {}
+        for name, keys in touched.items():
+            state = self.states[name]
+            if self._keyed[name]:
+                keyed = cast(KeyedState, state)
+                keys |= keyed.take_changed()
+                for key in keys:
+                    value = keyed.entry_json(key)
+                    batch.rule_entries[(name, key)] = None if value is None else _encode(value)
+                header = _encode(keyed.header_json())
+            else:
+                header = _dump(state)
+            digest = _digest(header)
+            if self._header_digests.get(name) != digest:
+                self._header_digests[name] = digest
+                batch.rule_state[name] = header
 
     def _record(self, changed: tuple[Alert, str], batch: AlertBatch) -> None:
         alert, entry_json = changed

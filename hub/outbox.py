@@ -1,5 +1,9 @@
 """Durable store-and-forward: readings, alert deliveries and rule state in one SQLite WAL file.
 
+Rule state is kept per rule as a header (`rule_header`) plus one row per entry (`rule_entry`:
+a vessel, a meter, a door), written with the step that changed it; the `rule_state` table of
+earlier versions (one JSON text per rule) is still read, and replaced on the first save.
+
 All SQLite work runs on one dedicated thread, so the event loop never blocks on disk and the
 connection is used from a single thread. A batch is acknowledged only after its transaction
 committed. The byte budget counts stored line-protocol bytes, alert delivery payloads and dead
@@ -15,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import logging
 import sqlite3
@@ -57,11 +60,20 @@ CREATE TABLE IF NOT EXISTS deliveries (
 CREATE INDEX IF NOT EXISTS deliveries_dest ON deliveries(destination, id);
 CREATE TABLE IF NOT EXISTS alert_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS rule_state (rule TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS rule_header (rule TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS rule_entry (
+    rule TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (rule, key)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
 
 
-_SAVE_RULE_STATE = "INSERT OR REPLACE INTO rule_state(rule, value) VALUES (?, ?)"
+_SAVE_HEADER = "INSERT OR REPLACE INTO rule_header(rule, value) VALUES (?, ?)"
+_SAVE_ENTRY = "INSERT OR REPLACE INTO rule_entry(rule, key, value) VALUES (?, ?, ?)"
+_DELETE_ENTRY = "DELETE FROM rule_entry WHERE rule=? AND key=?"
 
 
 def _prepare(db: sqlite3.Connection) -> None:
@@ -88,7 +100,8 @@ class Commit:
     deliveries: Sequence[tuple[str, bytes]] = ()  # (destination, payload)
     alert_state: Sequence[tuple[str, str]] = ()  # (key, json)
     pruned_state: Sequence[str] = ()  # alert_state keys to delete
-    rule_state: Sequence[tuple[str, str]] = ()  # (rule, json) of rules whose alerts changed
+    rule_state: Sequence[tuple[str, str]] = ()  # (rule, json): header of a changed rule state
+    rule_entries: Sequence[tuple[str, str, str | None]] = ()  # (rule, key, json; None: delete)
 
     def extend(self, later: Commit) -> None:
         """Add a later step's changes, with the effect of committing it after this one."""
@@ -101,6 +114,18 @@ class Commit:
         self.alert_state = list(state.items())
         self.pruned_state = [k for k in self.pruned_state if k not in state] + [*pruned]
         self.rule_state = list({**dict(self.rule_state), **dict(later.rule_state)}.items())
+        if later.rule_entries:
+            entries = {(r, k): v for r, k, v in self.rule_entries}
+            entries.update(((r, k), v) for r, k, v in later.rule_entries)
+            self.rule_entries = [(r, k, v) for (r, k), v in entries.items()]
+
+
+@dataclass(slots=True, frozen=True, kw_only=True)
+class StoredState:
+    """A rule state as stored in the current layout: its header and its entries by key."""
+
+    header: Any
+    entries: dict[str, Any]
 
 
 @dataclass(slots=True, frozen=True, kw_only=True)
@@ -145,7 +170,6 @@ class Outbox:
         self._wal_limit = wal_checkpoint_pages(max_bytes) * 4096
         self.new_points = asyncio.Event()
         self._delivery_events: dict[str, asyncio.Event] = {}
-        self._rule_digests: dict[str, bytes] = {}  # of each rule state as last written
 
     def delivery_event(self, destination: str) -> asyncio.Event:
         """Set whenever a delivery for `destination` was committed."""
@@ -305,14 +329,12 @@ class Outbox:
             db.executemany(
                 "DELETE FROM alert_state WHERE key=?", [(k,) for k in batch.pruned_state]
             )
-            rule_states = self._changed_rule_states(batch.rule_state)
-            db.executemany(_SAVE_RULE_STATE, rule_states)
+            _write_rule_state(db, batch.rule_state, batch.rule_entries)
             added = sum(len(line) for _, line, _ in points)
             added_deliveries = sum(len(payload) for _, payload in batch.deliveries)
             total = self.stats.bytes + self.stats.delivery_bytes + self.stats.dead_letter_bytes
             total += added + added_deliveries
             drops = self._enforce_budget(total)
-        self._rule_states_written(rule_states)
         st = self.stats
         st.rows += len(points)
         st.bytes += added
@@ -577,31 +599,40 @@ class Outbox:
         return {k: json.loads(v) for k, v in rows}
 
     async def load_rule_state(self) -> dict[str, Any]:
-        rows = await self._run(
-            lambda: self.db.execute("SELECT rule, value FROM rule_state").fetchall()
-        )
-        return {k: json.loads(v) for k, v in rows}
+        """Each rule's stored state: a `StoredState` for the current layout, or the parsed
+        JSON of an earlier version's single text (rules without a header of their own)."""
+        return await self._run(self._load_rule_state)
 
-    async def save_rule_state(self, states: dict[str, str]) -> None:
-        """Persist rule states given as {rule: json text}; unchanged ones are not rewritten."""
+    def _load_rule_state(self) -> dict[str, Any]:
+        db = self.db
+        states: dict[str, Any] = {
+            rule: _parse(value) for rule, value in db.execute("SELECT rule, value FROM rule_state")
+        }
+        for rule, value in db.execute("SELECT rule, value FROM rule_header"):
+            states[rule] = StoredState(header=_parse(value), entries={})
+        for rule, key, value in db.execute("SELECT rule, key, value FROM rule_entry"):
+            stored = states.get(rule)
+            if isinstance(stored, StoredState):
+                stored.entries[key] = _parse(value)
+        return states
 
-        def save() -> None:
-            changed = self._changed_rule_states(states.items())
-            if changed:
-                with self._transaction() as db:
-                    db.executemany(_SAVE_RULE_STATE, changed)
-                self._rule_states_written(changed)
+    async def replace_rule_state(
+        self,
+        headers: Sequence[tuple[str, str]],
+        entries: Sequence[tuple[str, str, str | None]],
+        old_rows: Sequence[str] = (),
+    ) -> None:
+        """Store the whole state of the rules in `headers` in one transaction: their stored
+        entries are replaced by `entries`, and the earlier layout's rows named in `old_rows`
+        deleted (an upgrade, or a state that could not be read)."""
 
-        await self._run(save)
+        def replace() -> None:
+            with self._transaction() as db:
+                db.executemany("DELETE FROM rule_entry WHERE rule=?", [(r,) for r, _ in headers])
+                db.executemany("DELETE FROM rule_state WHERE rule=?", [(r,) for r in old_rows])
+                _write_rule_state(db, headers, entries)
 
-    def _changed_rule_states(self, states: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
-        """A maritime rule's state is megabytes of JSON: the periodic save and every commit of
-        a rule that signalled would rewrite it whole (flash wear, WAL size) even when equal."""
-        return [(r, v) for r, v in states if self._rule_digests.get(r) != _digest(v)]
-
-    def _rule_states_written(self, states: list[tuple[str, str]]) -> None:
-        """After the transaction that wrote `states` committed."""
-        self._rule_digests.update((rule, _digest(value)) for rule, value in states)
+        await self._run(replace)
 
     async def file_sizes(self) -> dict[str, int]:
         """Bytes on disk of the outbox file and its WAL, taken between two operations."""
@@ -729,8 +760,24 @@ class DeadLetters:
         return int(self.db.execute(f"DELETE FROM dead_letter WHERE {where}", args).rowcount)
 
 
-def _digest(text: str) -> bytes:
-    return hashlib.blake2b(text.encode(), digest_size=16).digest()
+def _parse(text: str) -> Any:
+    """A stored JSON text; a damaged one is returned as the text itself, which no state class
+    reads, so that rule starts afresh with a warning instead of the hub failing to start."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _write_rule_state(
+    db: sqlite3.Connection,
+    headers: Sequence[tuple[str, str]],
+    entries: Sequence[tuple[str, str, str | None]],
+) -> None:
+    db.executemany(_SAVE_HEADER, headers)
+    if entries:
+        db.executemany(_SAVE_ENTRY, [e for e in entries if e[2] is not None])
+        db.executemany(_DELETE_ENTRY, [(r, k) for r, k, v in entries if v is None])
 
 
 def _chunks(items: list[int], size: int) -> Iterable[list[int]]:

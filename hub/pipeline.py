@@ -131,8 +131,8 @@ class Pipeline:
                 records, future = self._urgent.get_nowait()
                 self._add(step, [_Slice(records, future, True)])
             return step
-        # Without urgent publishes about, a group goes through the rules in one call (a rule
-        # that signalled serialises its whole state once per call).
+        # Without urgent publishes about, a group goes through the rules in one call (each call
+        # serialises the rule-state entries it changed, so a vessel heard twice is written once).
         limit = self.write_batch
         if asyncio.get_running_loop().time() - self._urgent_at < URGENT_WINDOW_S:
             limit = min(limit, SLICE_RECORDS)
@@ -192,6 +192,7 @@ class Pipeline:
         try:
             await self.outbox.commit(step.commit)
         except Exception as exc:  # disk full, I/O error: the writer must outlive it
+            self.engine.unsaved(step.commit)
             self._fail(step.slices, exc)
             await asyncio.sleep(1.0)  # sources see the error and retry; don't spin
             return
@@ -213,12 +214,16 @@ class Pipeline:
         log.error("outbox commit failed; %d records not acknowledged: %r", count, exc)
 
     async def commit_alerts(self, alerts_batch: AlertBatch) -> None:
-        """Commit alert changes made outside ingest (clock ticks, acknowledgements)."""
+        """Commit alert and rule-state changes made outside ingest (clock ticks, acks)."""
         if alerts_batch.empty():
             return
         commit = Commit()
         alerts_batch.fill(commit, self.destinations)
-        await self.outbox.commit(commit)
+        try:
+            await self.outbox.commit(commit)
+        except Exception:
+            self.engine.unsaved(commit)  # its rule state goes with the next commit
+            raise
         self.engine.notify(alerts_batch.alerts)
 
     def _encode(self, records: list[Record]) -> list[bytes]:

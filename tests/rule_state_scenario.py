@@ -13,10 +13,20 @@ state after phase 1: tests/data/rule_state/v0_state.json was made so, by the hub
     /tmp/old/.venv/bin/python tests/rule_state_scenario.py tests/data/rule_state/v0_state.json
 
 It uses only what both hubs have: Engine(rules, alerts), on_records, on_tick, snapshot, restore.
+
+With `--outbox PATH` it writes phase 1 into an outbox file instead, as that hub's `hub run` leaves
+it: each step committed (AlertBatch.fill into a Commit), then the hub's save at stop when it has
+one (`Outbox.save_rule_state`). tests/data/rule_state/main_outbox.sqlite was made so, by the hub
+of commit 6212552 (one JSON text per rule in the `rule_state` table), with
+`git archive 6212552 | tar -x -C /tmp/base` and
+
+    PYTHONPATH=/tmp/base python tests/rule_state_scenario.py --outbox \
+        tests/data/rule_state/main_outbox.sqlite
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import sys
@@ -179,7 +189,34 @@ def _pos(mmsi: str, now: int, where: tuple[float, float], sog: float, cog: float
     )
 
 
+async def write_outbox(path: Path) -> None:
+    """Phase 1 through the outbox, as the hub commits it."""
+    from hub.outbox import Commit, Outbox
+
+    scenario = Scenario()
+    engine = scenario.engine()
+    outbox = Outbox(path=path, max_bytes=64 * 1024 * 1024)
+    await outbox.open()
+    for minute in range(PHASE1_MIN):
+        now = T0 + minute * 60 * NS
+        records = [scenario._tag(r) for r in records_at(minute, now)]
+        for batch in (engine.on_records(records, now), engine.on_tick(now)):
+            scenario._keep(minute, batch)
+            commit = Commit()
+            batch.fill(commit, [])
+            await outbox.commit(commit)
+    if hasattr(outbox, "save_rule_state"):
+        await outbox.save_rule_state(engine.snapshot())
+    await outbox.close()
+
+
 def main() -> None:
+    if sys.argv[1] == "--outbox":
+        path = Path(sys.argv[2])
+        path.unlink(missing_ok=True)
+        asyncio.run(write_outbox(path))
+        print(f"phase 1 written to {path}")
+        return
     scenario = Scenario()
     engine = scenario.engine()
     scenario.run(engine, 0, PHASE1_MIN)

@@ -1,8 +1,9 @@
 """Rules: pure logic over (persisted state, record, clock time) that emits alert signals.
 
 A rule never talks to the network or the database. The engine (hub/engine.py) owns each rule's
-state (an instance of the rule's `state_class`, see hub/rules/state.py), persists it in SQLite
-with the alert changes it caused, and turns signals into alert lifecycle events.
+state (an instance of the rule's `state_class`, see hub/rules/state.py), persists what each step
+changed in it in SQLite with that step's records and alert changes, and turns signals into alert
+lifecycle events.
 """
 
 from __future__ import annotations

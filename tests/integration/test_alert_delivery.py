@@ -309,11 +309,12 @@ storm_max_new_per_minute = 100
             "SELECT sum(pgsize) FROM dbstat WHERE name IN "
             "('points', 'points_kind', 'deliveries', 'deliveries_dest')"
         ).fetchone()[0]
-        # The state as stored (a rule's state is written when it signals; the in-memory one
-        # may since have shrunk on a tick): what the file must hold besides the queue.
+        # The state as stored (each rule's header and its entries, one per vessel, with
+        # their keys): what the file must hold besides the queue.
         state_bytes = db.execute(
-            "SELECT (SELECT coalesce(sum(length(value)), 0) FROM rule_state) + "
-            "(SELECT coalesce(sum(length(value)), 0) FROM alert_state)"
+            "SELECT (SELECT coalesce(sum(length(value)), 0) FROM rule_header) + "
+            "(SELECT coalesce(sum(length(rule) + length(key) + length(value)), 0) "
+            "FROM rule_entry) + (SELECT coalesce(sum(length(value)), 0) FROM alert_state)"
         ).fetchone()[0]
     print(f"budget {budget}, queue pages {queued_pages}, state {state_bytes}, WAL {wal}, {files}")
     assert queued_pages <= 1.5 * budget  # the queue's share of the file, row overhead included

@@ -1,5 +1,6 @@
-"""Rule state is committed with the alerts it caused: a SIGKILL right after an alert opened
-does not leave that alert open forever after the restart."""
+"""Rule state is committed with the step that changed it: a SIGKILL right after a step is durable
+neither leaves an alert open forever after the restart (the forced door of issue 10) nor loses
+state that raised no alert yet (a meter's last reading)."""
 
 from __future__ import annotations
 
@@ -37,17 +38,24 @@ def _open_alerts(base: str, token: str) -> list[dict[str, Any]] | None:
         return None
 
 
-def _door_alert_states(store: Path) -> list[str]:
-    """The `state` field of every door_forced alert point written to the local store."""
+def _alert_points(store: Path, rule: str) -> list[tuple[str, int]]:
+    """(state, time_ns) of every alert point of `rule` written to the local store, distinct (a
+    point sent just before the kill may be sent again: at least once, same line)."""
     if not store.exists():
         return []
     db = sqlite3.connect(store)
     try:
-        rows = db.execute("SELECT line FROM points WHERE measurement='alert' ORDER BY time_ns")
-        lines = [r[0] for r in rows if "rule=door_forced" in r[0]]
+        rows = db.execute(
+            "SELECT line, time_ns FROM points WHERE measurement='alert' ORDER BY time_ns"
+        ).fetchall()
     finally:
         db.close()
-    return [re.search(r'state="(\w+)"', line).group(1) for line in lines]  # type: ignore[union-attr]
+    points = [
+        (re.search(r'state="(\w+)"', line).group(1), int(t))  # type: ignore[union-attr]
+        for line, t in rows
+        if f"rule={rule}," in line
+    ]
+    return list(dict.fromkeys(points))
 
 
 def _post(base: str, token: str, docs: list[dict[str, Any]]) -> None:
@@ -79,6 +87,8 @@ flush_interval_s = 0.1
 tick_s = 0.2
 [rules.community.door_forced]
 resolve_minutes = 0.05
+[rules.community.meter_offline]
+offline_minutes = 0.05
 """
     )
     token = "s3cret-token-123"
@@ -92,8 +102,8 @@ resolve_minutes = 0.05
             "event": "forced",
             "time_ns": time.time_ns(),
         }
-        _post(base, token, [door])
-        wait_for_sync(lambda: _open_alerts(base, token), timeout=30, message="alert open")
+        meter = {"measurement": "water_meter", "meter_id": "M-9", "total_m3": 1.5}
+        _post(base, token, [door, meter])  # answered once the step's commit is durable
         proc.send_signal(signal.SIGKILL)  # well inside the 5 s a periodic snapshot would need
         proc.wait(10)
 
@@ -101,12 +111,22 @@ resolve_minutes = 0.05
         wait_for_sync(lambda: _open_alerts(base, token) is not None, timeout=30, message="hub back")
         store = tmp_path / "data" / "store.sqlite"
         wait_for_sync(
-            # a point sent just before the kill may be sent again (at least once): same line
-            lambda: list(dict.fromkeys(_door_alert_states(store))) == ["open", "resolved"],
+            lambda: [s for s, _ in _alert_points(store, "door_forced")] == ["open", "resolved"],
             timeout=60,
             message="the forced-door alert resolved after the restart",
         )
-        assert _open_alerts(base, token) == []
+        (_, opened_ns), (_, resolved_ns) = _alert_points(store, "door_forced")
+        assert resolved_ns - opened_ns >= 3 * 10**9  # on its timer (0.05 min), not early
+        # The meter's reading raised nothing before the kill; it must still be known after
+        # it, so the meter's silence since is an offline alert (a fresh state never sees it).
+        offline = wait_for_sync(
+            lambda: [a for a in _open_alerts(base, token) or [] if a["rule"] == "meter_offline"],
+            timeout=60,
+            message="the meter heard before the kill is reported offline after the restart",
+        )
+        assert [a["subject"] for a in offline] == ["meter:M-9"]
+        assert [s for s, t in _alert_points(store, "meter_offline")][:1] == ["open"]
+        assert [a["rule"] for a in _open_alerts(base, token) or []] == ["meter_offline"]
         log_text = (tmp_path / "hub.log").read_text()
         assert "Traceback" not in log_text
         assert log_text.count("hub started") == 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
 
@@ -11,7 +12,7 @@ from hub.registry.community import CommunityRegistry
 from hub.rules import Signal
 from hub.rules.community._base import NS, _CommunityRule
 from hub.rules.community.config import CommunityRulesConfig
-from hub.rules.state import entries, grid_from, grid_json, layout
+from hub.rules.state import Sections, TrackedDict, entries, grid_from, grid_json, layout
 
 _EVENT_TEXT = {
     "forced": "forced open",
@@ -38,11 +39,12 @@ class DoorEpisode:
 
 
 @dataclass(slots=True, kw_only=True)
-class DoorEpisodesState:
+class DoorEpisodesState(Sections):
     """The open episodes of door_forced / door_held_open, by door id."""
 
     VERSION: ClassVar[int] = 1
-    open: dict[str, DoorEpisode] = field(default_factory=dict)
+    SECTIONS: ClassVar[dict[str, Any]] = {"open": DoorEpisode.from_json}
+    open: TrackedDict[DoorEpisode] = field(default_factory=TrackedDict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -171,9 +173,13 @@ class DeniedDoor:
 
 
 @dataclass(slots=True, kw_only=True)
-class DoorDeniedState:
+class DoorDeniedState(Sections):
     VERSION: ClassVar[int] = 1
-    doors: dict[str, DeniedDoor] = field(default_factory=dict)
+    SECTIONS: ClassVar[dict[str, Any]] = {"doors": DeniedDoor.from_json}
+    doors: TrackedDict[DeniedDoor] = field(default_factory=TrackedDict)
+
+    def record_keys(self, records: Sequence[Any]) -> set[str]:
+        return {f"doors/{r.door_id}" for r in records if r.event == "denied"}
 
     def to_json(self) -> dict[str, Any]:
         return {

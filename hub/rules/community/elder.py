@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
 
@@ -17,7 +18,7 @@ from hub.rules.community._base import (
     _hours,
 )
 from hub.rules.community.config import CommunityRulesConfig
-from hub.rules.state import entries, grid_from, grid_json, layout
+from hub.rules.state import Sections, TrackedDict, entries, grid_from, grid_json, layout
 
 
 @dataclass(slots=True, kw_only=True)
@@ -75,11 +76,22 @@ class DoorSeen:
 
 
 @dataclass(slots=True, kw_only=True)
-class ElderState:
+class ElderState(Sections):
     VERSION: ClassVar[int] = 1
-    meters: dict[str, ElderMeter] = field(default_factory=dict)
-    doors: dict[str, DoorSeen] = field(default_factory=dict)
-    buildings: dict[str, DoorSeen] = field(default_factory=dict)
+    SECTIONS: ClassVar[dict[str, Any]] = {
+        "meters": ElderMeter.from_json,
+        "doors": DoorSeen.from_json,
+        "buildings": DoorSeen.from_json,
+    }
+    meters: TrackedDict[ElderMeter] = field(default_factory=TrackedDict)
+    doors: TrackedDict[DoorSeen] = field(default_factory=TrackedDict)
+    buildings: TrackedDict[DoorSeen] = field(default_factory=TrackedDict)
+
+    def record_keys(self, records: Sequence[Any]) -> set[str]:
+        return {f"meters/{r.meter_id}" for r in records if isinstance(r, WaterMeterReading)}
+
+    def signal_keys(self, signals: Sequence[Any]) -> set[str]:
+        return {f"meters/{s.data['meter_id']}" for s in signals if "meter_id" in s.data}
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -96,10 +108,13 @@ class ElderState:
             buildings = data.get("buildings", {})  # {building: [t_ns, event, door_id]}
             return cls(
                 meters=entries(data.get("meters"), ElderMeter.from_json),
-                doors={d: DoorSeen(time_ns=t, event=e, door_id=d) for d, (t, e) in doors.items()},
-                buildings={
-                    b: DoorSeen(time_ns=t, event=e, door_id=d) for b, (t, e, d) in buildings.items()
-                },
+                doors=TrackedDict(
+                    (d, DoorSeen(time_ns=t, event=e, door_id=d)) for d, (t, e) in doors.items()
+                ),
+                buildings=TrackedDict(
+                    (b, DoorSeen(time_ns=t, event=e, door_id=d))
+                    for b, (t, e, d) in buildings.items()
+                ),
             )
         return cls(
             meters=entries(data["meters"], ElderMeter.from_json),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
 
@@ -18,7 +19,7 @@ from hub.rules.community._base import (
     _hours,
 )
 from hub.rules.community.config import CommunityRulesConfig
-from hub.rules.state import entries, grid_from, grid_json, layout
+from hub.rules.state import Sections, TrackedDict, entries, grid_from, grid_json, layout
 
 
 @dataclass(slots=True, kw_only=True)
@@ -57,9 +58,13 @@ class FlowMeter:
 
 
 @dataclass(slots=True, kw_only=True)
-class ContinuousFlowState:
+class ContinuousFlowState(Sections):
     VERSION: ClassVar[int] = 1
-    meters: dict[str, FlowMeter] = field(default_factory=dict)
+    SECTIONS: ClassVar[dict[str, Any]] = {"meters": FlowMeter.from_json}
+    meters: TrackedDict[FlowMeter] = field(default_factory=TrackedDict)
+
+    def record_keys(self, records: Sequence[Any]) -> set[str]:
+        return {f"meters/{r.meter_id}" for r in records}
 
     def to_json(self) -> dict[str, Any]:
         meters = {meter_id: m.to_json() for meter_id, m in self.meters.items()}
@@ -165,10 +170,18 @@ class MeterSeen:
 
 
 @dataclass(slots=True, kw_only=True)
-class MeterOfflineState:
+class MeterOfflineState(Sections):
     VERSION: ClassVar[int] = 1
-    last: dict[str, MeterSeen] = field(default_factory=dict)
+    SECTIONS: ClassVar[dict[str, Any]] = {"last": MeterSeen.from_json}
+    last: TrackedDict[MeterSeen] = field(default_factory=TrackedDict)
     offline: list[str] = field(default_factory=list)
+
+    def header_json(self) -> dict[str, Any]:
+        return {"version": self.VERSION, "offline": list(self.offline)}
+
+    @classmethod
+    def header_fields(cls, header: dict[str, Any]) -> dict[str, Any]:
+        return {"offline": [str(m) for m in header["offline"]]}
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -248,11 +261,12 @@ class MeterOffline(_CommunityRule):
 
 
 @dataclass(slots=True, kw_only=True)
-class MeterLowBatteryState:
+class MeterLowBatteryState(Sections):
     """The severity of each meter whose low-battery alert is open."""
 
     VERSION: ClassVar[int] = 1
-    low: dict[str, str] = field(default_factory=dict)
+    SECTIONS: ClassVar[dict[str, Any]] = {"low": str}
+    low: TrackedDict[str] = field(default_factory=TrackedDict)
 
     def to_json(self) -> dict[str, Any]:
         return {"version": self.VERSION, "low": dict(self.low)}
@@ -260,7 +274,7 @@ class MeterLowBatteryState:
     @classmethod
     def from_json(cls, data: Any) -> Self:
         layout(data, cls.VERSION)  # version 0 kept the same key
-        return cls(low={str(k): str(v) for k, v in data.get("low", {}).items()})
+        return cls(low=entries(data.get("low"), str))
 
 
 class MeterLowBattery(_CommunityRule):
@@ -319,11 +333,12 @@ class MeterLowBattery(_CommunityRule):
 
 
 @dataclass(slots=True, kw_only=True)
-class MeterTamperState:
+class MeterTamperState(Sections):
     """The reasons of each meter whose tamper alert is open."""
 
     VERSION: ClassVar[int] = 1
-    active: dict[str, list[str]] = field(default_factory=dict)
+    SECTIONS: ClassVar[dict[str, Any]] = {"active": lambda reasons: [str(r) for r in reasons]}
+    active: TrackedDict[list[str]] = field(default_factory=TrackedDict)
 
     def to_json(self) -> dict[str, Any]:
         active = {meter_id: list(reasons) for meter_id, reasons in self.active.items()}
@@ -332,7 +347,7 @@ class MeterTamperState:
     @classmethod
     def from_json(cls, data: Any) -> Self:
         layout(data, cls.VERSION)  # version 0 kept the same key
-        return cls(active={str(k): list(v) for k, v in data.get("active", {}).items()})
+        return cls(active=entries(data.get("active"), list))
 
 
 class MeterTamper(_CommunityRule):

@@ -4,14 +4,17 @@ The six maritime rules used to keep six dictionaries keyed by MMSI, each with it
 last position and of the static data. Now one `Vessel` per MMSI holds what they all need, and a
 rule's own flags and timers sit in its watch slot (None while the rule is not watching it).
 Version 0 of this state is the six old per-rule dicts, keyed by rule name (see `from_json`).
+It is stored as one entry per MMSI (a `KeyedState`, see hub/rules/state.py), so a step writes
+only the vessels it touched, not the whole table.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
 
-from hub.rules.state import UnknownStateVersion, layout
+from hub.rules.state import TrackedDict, UnknownStateVersion, layout, tracked
 
 
 @dataclass(slots=True, frozen=True, kw_only=True)
@@ -228,7 +231,10 @@ class MaritimeState:
     """The vessel table shared by the maritime rules, by MMSI, in order of first report."""
 
     VERSION: ClassVar[int] = 1
-    vessels: dict[str, Vessel] = field(default_factory=dict)
+    vessels: TrackedDict[Vessel] = field(default_factory=TrackedDict)
+
+    def __post_init__(self) -> None:
+        self.vessels = tracked(self.vessels)
 
     def __len__(self) -> int:
         return len(self.vessels)
@@ -256,7 +262,34 @@ class MaritimeState:
     def from_json(cls, data: Any) -> Self:
         if layout(data, cls.VERSION) == 0:
             return cls.from_rule_dicts(data)
-        return cls(vessels={str(m): Vessel.from_json(v) for m, v in data["vessels"].items()})
+        return cls.from_entries({"version": cls.VERSION}, data["vessels"])
+
+    # KeyedState: one entry per MMSI
+
+    def header_json(self) -> dict[str, Any]:
+        return {"version": self.VERSION}
+
+    def entry_json(self, key: str) -> Any:
+        vessel = self.vessels.get(key)
+        return vessel.to_json() if vessel is not None else None
+
+    def entry_keys(self) -> list[str]:
+        return list(self.vessels)
+
+    def record_keys(self, records: Sequence[Any]) -> set[str]:
+        return {record.mmsi for record in records}
+
+    def signal_keys(self, signals: Sequence[Any]) -> set[str]:
+        return {s.data["mmsi"] for s in signals if "mmsi" in s.data}
+
+    def take_changed(self) -> set[str]:
+        return self.vessels.take_changed()
+
+    @classmethod
+    def from_entries(cls, header: Any, entries: dict[str, Any]) -> Self:
+        if layout(header, cls.VERSION) != cls.VERSION:
+            raise UnknownStateVersion("a stored header of version 0")
+        return cls(vessels=TrackedDict((str(m), Vessel.from_json(v)) for m, v in entries.items()))
 
     @classmethod
     def from_rule_dicts(cls, rules: dict[str, Any]) -> Self:
