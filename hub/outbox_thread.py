@@ -4,7 +4,8 @@ Work runs one item at a time, in submission order, except that an urgent item (a
 commit, the peek that starts its alert's delivery) runs before queued *bulk* items it shares no
 state with (readings commits, forwarder peeks and acks, delivery acks). It never overtakes an
 ordered item (rule-state snapshots, alert changes from clock ticks, maintenance), so nothing
-older can overwrite what it wrote.
+older can overwrite what it wrote, and a bulk item is overtaken at most MAX_OVERTAKEN times,
+so a steady stream of urgent work (slow fsyncs on a loaded disk) cannot starve ingest.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
+
+MAX_OVERTAKEN = 2
 
 
 class Lane(Enum):
@@ -28,6 +31,7 @@ class _Item:
     fn: Callable[[], Any]
     lane: Lane
     keys: frozenset[str]  # the alert and rule state the item writes
+    overtaken: int = 0
     future: Future[Any] = field(default_factory=Future)
 
 
@@ -73,12 +77,17 @@ class OutboxThread:
             return self._queue.pop(self._pick())
 
     def _pick(self) -> int:
-        """The head, unless an urgent item is queued behind bulk items only, none sharing keys."""
+        """The head, unless an urgent item is queued behind bulk items only, none sharing keys
+        and none overtaken MAX_OVERTAKEN times already."""
         passed: set[str] = set()
         for index, item in enumerate(self._queue):
             if item.lane is Lane.URGENT:
-                return 0 if item.keys & passed else index  # urgent items stay in order
-            if item.lane is Lane.ORDERED:
+                if index and not item.keys & passed:  # urgent items stay in order
+                    for bulk in self._queue[:index]:
+                        bulk.overtaken += 1
+                    return index
+                return 0
+            if item.lane is Lane.ORDERED or item.overtaken >= MAX_OVERTAKEN:
                 return 0
             passed |= item.keys
         return 0
