@@ -285,7 +285,7 @@ class Outbox:
     async def commit(self, batch: Commit, *, lane: Lane = Lane.ORDERED) -> None:
         """Make a batch durable; returns only after the transaction committed. An urgent
         commit runs before queued bulk commits whose alert and rule state it does not share."""
-        await self._run(self._commit, batch, lane=lane, keys=_state_keys(batch))
+        await self._run(self._commit, batch, lane=lane, keys=state_keys(batch))
         if batch.readings or batch.alert_points:
             self.new_points.set()
         for destination in {dest for dest, _ in batch.deliveries}:
@@ -713,7 +713,7 @@ def _chunks(items: list[int], size: int) -> Iterable[list[int]]:
         yield items[start : start + size]
 
 
-def _state_keys(batch: Commit) -> frozenset[str]:
+def state_keys(batch: Commit) -> frozenset[str]:
     """The alert and rule state a commit writes: what an urgent commit must not overtake."""
     keys = {key for key, _ in batch.alert_state}
     keys.update(batch.pruned_state)

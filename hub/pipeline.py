@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 from hub.clock import Clock
 from hub.engine import AlertBatch, Engine
-from hub.outbox import Commit, Outbox
+from hub.outbox import Commit, Outbox, state_keys
 from hub.outbox_thread import Lane
 from hub.records import DoorEvent, Record, UniqueTimes, encode_record
 from hub.registry import Observation, Registry
@@ -98,6 +98,8 @@ class Pipeline:
         self.vessels = vessels
         self._times = UniqueTimes()  # stored points stay unique on (series, timestamp)
         self._record_s = 50e-6  # moving average of the loop time one bulk record takes
+        self._in_flight_urgent: asyncio.Task[None] | None = None
+        self._held: _Step | None = None  # an urgent step waiting for the bulk step before it
 
     async def publish(self, records: Sequence[Record]) -> None:
         """Hand records to the hub; returns once they are durable in the outbox."""
@@ -116,41 +118,77 @@ class Pipeline:
         """The single writer: drains the queues into group commits until cancelled.
 
         One bulk commit is in flight on the outbox thread while the next group is tagged,
-        passed through the rules and encoded on the loop; bulk commits stay in order, since
-        each waits for the one before, and so do urgent ones. An urgent commit does not wait
-        for the bulk one: the outbox thread runs it ahead of queued bulk work it shares no
-        alert or rule state with."""
+        passed through the rules and encoded on the loop, and one urgent commit beside it:
+        urgent publishes that arrive meanwhile wait for it and share the next urgent commit,
+        while bulk work goes on. Bulk commits stay in order, and so do urgent ones; the outbox
+        thread runs an urgent commit ahead of queued bulk work it shares no alert or rule
+        state with."""
+        self._in_flight_urgent = None
         bulk: asyncio.Task[None] | None = None
-        urgent: asyncio.Task[None] | None = None
         try:
             while True:
-                step = await self._next_step()
-                if step.urgent:
-                    if urgent is not None:
-                        await urgent
-                    urgent = asyncio.create_task(self._finish(step, Lane.URGENT))
-                else:
-                    if bulk is not None:
-                        await bulk
-                    bulk = asyncio.create_task(self._finish(step, Lane.BULK))
+                await self._wait_for_work()
+                if self._urgent_due():
+                    self._launch_urgent(None)
+                    continue
+                step = await self._bulk_step()
+                while bulk is not None and not bulk.done():
+                    if self._urgent_due():
+                        self._launch_urgent(step)
+                        continue
+                    self._ready.clear()
+                    await self._ready.wait()
+                bulk = asyncio.create_task(self._finish(step, Lane.BULK))
+                bulk.add_done_callback(self._wake)
+                if self._held is not None:  # an urgent commit sharing state with `step`
+                    self._submit_urgent(self._held)
+                    self._held = None
         finally:  # the commits run on regardless: settle their sources
-            for task in (urgent, bulk):
+            for task in (self._in_flight_urgent, bulk):
                 if task is not None:
                     await asyncio.shield(task)
 
-    async def _next_step(self) -> _Step:
-        """Urgent publishes first, on their own; otherwise up to `write_batch` bulk records,
-        slice by slice, ending early when an urgent publish arrived meanwhile."""
-        while self._urgent.empty() and self._queue.empty() and not self._backlog:
+    def _wake(self, _task: asyncio.Task[None]) -> None:
+        self._ready.set()
+
+    def _bulk_waiting(self) -> bool:
+        return not self._queue.empty() or bool(self._backlog)
+
+    def _urgent_due(self) -> bool:
+        """Urgent publishes queued, and no urgent commit in flight (or held) to wait for."""
+        in_flight = self._in_flight_urgent
+        return (
+            not self._urgent.empty()
+            and self._held is None
+            and (in_flight is None or in_flight.done())
+        )
+
+    async def _wait_for_work(self) -> None:
+        while not self._urgent_due() and not self._bulk_waiting():
             self._ready.clear()
             await self._ready.wait()
+
+    def _launch_urgent(self, unsubmitted: _Step | None) -> None:
+        """Tag, check and encode the queued urgent publishes, and commit them now, unless
+        they share alert or rule state with a bulk step that is not yet submitted: then right
+        after it, so nothing older overwrites them."""
+        step = _Step(urgent=True)
+        while not self._urgent.empty() and len(step.observations) < self.write_batch:
+            records, future = self._urgent.get_nowait()
+            self._add(step, [_Slice(records, future, True)])
+        if unsubmitted is not None and state_keys(step.commit) & state_keys(unsubmitted.commit):
+            self._held = step
+        else:
+            self._submit_urgent(step)
+
+    def _submit_urgent(self, step: _Step) -> None:
+        self._in_flight_urgent = asyncio.create_task(self._finish(step, Lane.URGENT))
+        self._in_flight_urgent.add_done_callback(self._wake)
+
+    async def _bulk_step(self) -> _Step:
+        """Up to `write_batch` bulk records, slice by slice, with the loop free in between:
+        urgent publishes that arrive meanwhile are committed on their own at once."""
         step = _Step()
-        if not self._urgent.empty():
-            step.urgent = True
-            while not self._urgent.empty() and len(step.observations) < self.write_batch:
-                records, future = self._urgent.get_nowait()
-                self._add(step, [_Slice(records, future, True)])
-            return step
         limit = slice_records = self.write_batch
         if asyncio.get_running_loop().time() - self._urgent_at < URGENT_WINDOW_S:
             limit = min(limit, URGENT_WINDOW_COMMIT_RECORDS)
@@ -165,8 +203,8 @@ class Pipeline:
             taken = sum(len(piece.records) for piece in slices)
             self._record_s = 0.7 * self._record_s + 0.3 * (time.perf_counter() - started) / taken
             await asyncio.sleep(0)  # an urgent publish gets in here
-            if not self._urgent.empty():
-                break
+            if self._urgent_due():
+                self._launch_urgent(step)
         return step
 
     def _take_bulk(self, limit: int) -> list[_Slice]:
