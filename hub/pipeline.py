@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 from hub.clock import Clock
 from hub.engine import AlertBatch, Engine
-from hub.outbox import Commit, Outbox, state_keys
+from hub.outbox import Commit, Outbox
 from hub.outbox_thread import Lane
 from hub.records import DoorEvent, Record, UniqueTimes, encode_record
 from hub.registry import Observation, Registry
@@ -99,7 +99,6 @@ class Pipeline:
         self._times = UniqueTimes()  # stored points stay unique on (series, timestamp)
         self._record_s = 50e-6  # moving average of the loop time one bulk record takes
         self._in_flight_urgent: asyncio.Task[None] | None = None
-        self._held: _Step | None = None  # an urgent step waiting for the bulk step before it
 
     async def publish(self, records: Sequence[Record]) -> None:
         """Hand records to the hub; returns once they are durable in the outbox."""
@@ -132,17 +131,16 @@ class Pipeline:
                     self._launch_urgent(None)
                     continue
                 step = await self._bulk_step()
-                while bulk is not None and not bulk.done():
+                while step is not None and bulk is not None and not bulk.done():
                     if self._urgent_due():
                         self._launch_urgent(step)
-                        continue
+                        step = None
+                        break
                     self._ready.clear()
                     await self._ready.wait()
-                bulk = asyncio.create_task(self._finish(step, Lane.BULK))
-                bulk.add_done_callback(self._wake)
-                if self._held is not None:  # an urgent commit sharing state with `step`
-                    self._submit_urgent(self._held)
-                    self._held = None
+                if step is not None:
+                    bulk = asyncio.create_task(self._finish(step, Lane.BULK))
+                    bulk.add_done_callback(self._wake)
         finally:  # the commits run on regardless: settle their sources
             for task in (self._in_flight_urgent, bulk):
                 if task is not None:
@@ -157,11 +155,7 @@ class Pipeline:
     def _urgent_due(self) -> bool:
         """Urgent publishes queued, and no urgent commit in flight (or held) to wait for."""
         in_flight = self._in_flight_urgent
-        return (
-            not self._urgent.empty()
-            and self._held is None
-            and (in_flight is None or in_flight.done())
-        )
+        return not self._urgent.empty() and (in_flight is None or in_flight.done())
 
     async def _wait_for_work(self) -> None:
         while not self._urgent_due() and not self._bulk_waiting():
@@ -169,25 +163,20 @@ class Pipeline:
             await self._ready.wait()
 
     def _launch_urgent(self, unsubmitted: _Step | None) -> None:
-        """Tag, check and encode the queued urgent publishes, and commit them now, unless
-        they share alert or rule state with a bulk step that is not yet submitted: then right
-        after it, so nothing older overwrites them."""
-        step = _Step(urgent=True)
-        while not self._urgent.empty() and len(step.observations) < self.write_batch:
+        """Tag, check and encode the queued urgent publishes and commit them now, together
+        with the bulk step prepared so far (after it in the same transaction): the bulk rows
+        ride on the urgent commit's fsync instead of needing one of their own."""
+        step = unsubmitted or _Step()
+        step.urgent = True
+        while not self._urgent.empty() and len(step.observations) < 2 * self.write_batch:
             records, future = self._urgent.get_nowait()
             self._add(step, [_Slice(records, future, True)])
-        if unsubmitted is not None and state_keys(step.commit) & state_keys(unsubmitted.commit):
-            self._held = step
-        else:
-            self._submit_urgent(step)
-
-    def _submit_urgent(self, step: _Step) -> None:
         self._in_flight_urgent = asyncio.create_task(self._finish(step, Lane.URGENT))
         self._in_flight_urgent.add_done_callback(self._wake)
 
-    async def _bulk_step(self) -> _Step:
-        """Up to `write_batch` bulk records, slice by slice, with the loop free in between:
-        urgent publishes that arrive meanwhile are committed on their own at once."""
+    async def _bulk_step(self) -> _Step | None:
+        """Up to `write_batch` bulk records, slice by slice, with the loop free in between;
+        None if urgent publishes arrived meanwhile and took the slices into their commit."""
         step = _Step()
         limit = slice_records = self.write_batch
         if asyncio.get_running_loop().time() - self._urgent_at < URGENT_WINDOW_S:
@@ -205,6 +194,7 @@ class Pipeline:
             await asyncio.sleep(0)  # an urgent publish gets in here
             if self._urgent_due():
                 self._launch_urgent(step)
+                return None
         return step
 
     def _take_bulk(self, limit: int) -> list[_Slice]:
