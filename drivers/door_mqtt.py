@@ -7,7 +7,9 @@ import logging
 import os
 import random
 import ssl
-from dataclasses import dataclass
+from asyncio import FIRST_COMPLETED
+from collections import deque
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,6 +22,8 @@ from hub.records import DoorEvent
 from hub.source import Publish, Source, SourceConfig, SourceContext
 
 log = logging.getLogger("drivers.door_mqtt")
+
+IN_FLIGHT = 64  # events handed to the hub and not yet durable, per session
 
 
 class DoorMqttConfig(SourceConfig):
@@ -101,6 +105,15 @@ def _password(env_name: str) -> str:
     return value
 
 
+@dataclass(slots=True, kw_only=True)
+class _Window:
+    """Messages handed to the hub and not yet acknowledged, oldest first."""
+
+    pending: deque[tuple[asyncio.Task[None], aiomqtt.Message]] = field(default_factory=deque)
+    added: asyncio.Event = field(default_factory=asyncio.Event)
+    room: asyncio.Event = field(default_factory=asyncio.Event)
+
+
 class DoorMqttSource(Source):
     kind = "door_mqtt"
 
@@ -152,10 +165,47 @@ class DoorMqttSource(Source):
                 await client.subscribe(topic, qos=1)
             self.stats.connected = True
             log.info("%s: subscribed to %s", self.name, ", ".join(self.cfg.topics))
-            async for message in client.messages:
-                await self._handle(message, publish)
-                if message.qos > 0:
-                    client._client.ack(message.mid, message.qos)
+            await self._consume(client, publish)
+
+    async def _consume(self, client: aiomqtt.Client, publish: Publish) -> None:
+        """Up to IN_FLIGHT events are handed to the hub at once (they share a group commit
+        instead of each waiting for the one before); each is acknowledged once durable, in
+        the order received (MQTT 3.1.1 §4.6). A failed commit ends the session unacknowledged
+        from that message on: the broker redelivers it and all after it."""
+        window = _Window()
+        reader = asyncio.create_task(self._read(client, publish, window))
+        acker = asyncio.create_task(self._ack_in_order(client, window))
+        try:
+            done, _ = await asyncio.wait([reader, acker], return_when=FIRST_COMPLETED)
+        finally:
+            reader.cancel()
+            acker.cancel()
+            for task, _message in window.pending:
+                task.cancel()
+            handlers = [task for task, _message in window.pending]
+            await asyncio.gather(reader, acker, *handlers, return_exceptions=True)
+        for task in done:
+            task.result()  # the broker's error, or the failed commit, that ended the session
+
+    async def _read(self, client: aiomqtt.Client, publish: Publish, window: _Window) -> None:
+        async for message in client.messages:
+            while len(window.pending) >= IN_FLIGHT:
+                window.room.clear()
+                await window.room.wait()
+            window.pending.append((asyncio.create_task(self._handle(message, publish)), message))
+            window.added.set()
+
+    async def _ack_in_order(self, client: aiomqtt.Client, window: _Window) -> None:
+        while True:
+            while not window.pending:
+                window.added.clear()
+                await window.added.wait()
+            task, message = window.pending[0]
+            await task
+            window.pending.popleft()
+            window.room.set()
+            if message.qos > 0:
+                client._client.ack(message.mid, message.qos)
 
     async def _handle(self, message: aiomqtt.Message, publish: Publish) -> None:
         now_ns = self.clock.now_ns()

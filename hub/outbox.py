@@ -22,14 +22,15 @@ import contextlib
 import json
 import logging
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from hub.logs import ThrottledLog
+from hub.outbox_thread import Lane, OutboxThread
 
 T = TypeVar("T")
 _log = ThrottledLog(logging.getLogger("hub.outbox"))
@@ -163,7 +164,11 @@ class Outbox:
         self.path = path
         self.max_bytes = max_bytes
         self.stats = OutboxStats()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox")
+        self._thread = OutboxThread()
+        # Deliveries sent but not yet deleted: deleted in the next transaction that runs.
+        self._delivered: list[int] = []
+        self._delivered_lock = threading.Lock()
+        self._delivered_timer: asyncio.TimerHandle | None = None
         self._db: sqlite3.Connection | None = None
         self._fsync = fsync
         self._wal_path = path.with_name(path.name + "-wal")
@@ -228,17 +233,28 @@ class Outbox:
         return max(0.0, ((time.time_ns() if now_ns is None else now_ns) - oldest) / 1e9)
 
     async def close(self) -> None:
+        if self._delivered_timer is not None:
+            self._delivered_timer.cancel()
+            self._delivered_timer = None
         if self._db is not None:
             await self._run(self._close)
-        self._executor.shutdown(wait=True)
+        self._thread.shutdown()
 
     def _close(self) -> None:
+        self._flush_delivered()
         db, self._db = self.db, None
         db.close()
 
-    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._then_trim, fn, *args)
+    async def _run(
+        self,
+        fn: Callable[..., T],
+        *args: Any,
+        lane: Lane = Lane.ORDERED,
+        keys: frozenset[str] = frozenset(),
+    ) -> T:
+        future = self._thread.submit(lambda: self._then_trim(fn, *args), lane, keys)
+        result: T = await asyncio.wrap_future(future)
+        return result
 
     def _then_trim(self, fn: Callable[..., T], *args: Any) -> T:
         result = fn(*args)
@@ -305,9 +321,10 @@ class Outbox:
 
     # --- writing -------------------------------------------------------------------------------
 
-    async def commit(self, batch: Commit) -> None:
-        """Make a batch durable; returns only after the transaction committed."""
-        await self._run(self._commit, batch)
+    async def commit(self, batch: Commit, *, lane: Lane = Lane.ORDERED) -> None:
+        """Make a batch durable; returns only after the transaction committed. An urgent
+        commit runs before queued bulk commits whose alert and rule state it does not share."""
+        await self._run(self._commit, batch, lane=lane, keys=state_keys(batch))
         if batch.readings or batch.alert_points:
             self.new_points.set()
         for destination in {dest for dest, _ in batch.deliveries}:
@@ -315,7 +332,9 @@ class Outbox:
 
     def _commit(self, batch: Commit) -> None:
         now_ns = time.time_ns()
+        delivered = self._take_delivered()
         with self._transaction() as db:
+            self._delete_deliveries(db, delivered)
             points = [(KIND_READING, line, now_ns) for line in batch.readings]
             points += [(KIND_ALERT, line, now_ns) for line in batch.alert_points]
             db.executemany("INSERT INTO points(kind, line, queued_ns) VALUES (?, ?, ?)", points)
@@ -335,6 +354,7 @@ class Outbox:
             total = self.stats.bytes + self.stats.delivery_bytes + self.stats.dead_letter_bytes
             total += added + added_deliveries
             drops = self._enforce_budget(total)
+        self._forget_delivered(delivered)
         st = self.stats
         st.rows += len(points)
         st.bytes += added
@@ -404,7 +424,7 @@ class Outbox:
 
     async def peek_points(self, limit: int) -> list[tuple[int, bytes]]:
         """The oldest `limit` points, in insertion order."""
-        return await self._run(self._peek_points, limit)
+        return await self._run(self._peek_points, limit, lane=Lane.BULK)
 
     def _peek_points(self, limit: int) -> list[tuple[int, bytes]]:
         rows = self.db.execute("SELECT id, line FROM points ORDER BY id LIMIT ?", (limit,))
@@ -494,7 +514,7 @@ class Outbox:
 
     async def ack_points(self, ids: Iterable[int]) -> None:
         """Delete points that the sink acknowledged."""
-        await self._run(self._delete_points, list(ids))
+        await self._run(self._delete_points, list(ids), lane=Lane.BULK)
 
     def _delete_points(self, ids: list[int]) -> None:
         with self._transaction() as db:
@@ -543,13 +563,17 @@ class Outbox:
 
     # --- alert deliveries ----------------------------------------------------------------------
 
-    async def peek_deliveries(self, destination: str, limit: int) -> list[tuple[int, bytes]]:
-        return await self._run(self._peek_deliveries, destination, limit)
+    async def peek_deliveries(
+        self, destination: str, limit: int, *, after: int = 0
+    ) -> list[tuple[int, bytes]]:
+        """The oldest `limit` deliveries with an id above `after`. Urgent on the outbox thread:
+        the peek that starts an alert's delivery does not wait behind bulk commits."""
+        return await self._run(self._peek_deliveries, destination, limit, after, lane=Lane.URGENT)
 
-    def _peek_deliveries(self, destination: str, limit: int) -> list[tuple[int, bytes]]:
+    def _peek_deliveries(self, destination: str, limit: int, after: int) -> list[tuple[int, bytes]]:
         rows = self.db.execute(
-            "SELECT id, payload FROM deliveries WHERE destination=? ORDER BY id LIMIT ?",
-            (destination, limit),
+            "SELECT id, payload FROM deliveries WHERE destination=? AND id>? ORDER BY id LIMIT ?",
+            (destination, after, limit),
         )
         return [(int(i), bytes(p)) for i, p in rows]
 
@@ -562,12 +586,52 @@ class Outbox:
 
     def _ack_deliveries(self, delivery_ids: list[int]) -> None:
         with self._transaction() as db:
-            for delivery_id in delivery_ids:
-                for (size,) in db.execute(
-                    "DELETE FROM deliveries WHERE id=? RETURNING length(payload)", (delivery_id,)
-                ).fetchall():
-                    self.stats.deliveries -= 1
-                    self.stats.delivery_bytes -= int(size)
+            self._delete_deliveries(db, delivery_ids)
+
+    def _delete_deliveries(self, db: sqlite3.Connection, delivery_ids: list[int]) -> None:
+        for delivery_id in delivery_ids:
+            for (size,) in db.execute(
+                "DELETE FROM deliveries WHERE id=? RETURNING length(payload)", (delivery_id,)
+            ).fetchall():
+                self.stats.deliveries -= 1
+                self.stats.delivery_bytes -= int(size)
+
+    def ack_deliveries_soon(self, delivery_ids: Sequence[int]) -> None:
+        """Delete sent deliveries with the next transaction on the outbox thread (an ingest
+        commit), or in one of their own after DELIVERED_FLUSH_S as bulk work, so a sent alert
+        costs no fsync of its own. Peek with `after` to skip them meanwhile; a crash before
+        that transaction sends them again (at least once, as with any send-then-delete)."""
+        with self._delivered_lock:
+            self._delivered.extend(delivery_ids)
+        if self._delivered_timer is None:
+            loop = asyncio.get_running_loop()
+            self._delivered_timer = loop.call_later(DELIVERED_FLUSH_S, self._flush_delivered_soon)
+
+    def _flush_delivered_soon(self) -> None:
+        self._delivered_timer = None
+        if self._take_delivered() and self._db is not None:
+            flush = asyncio.ensure_future(self._run(self._flush_delivered, lane=Lane.BULK))
+            flush.add_done_callback(self._delivered_flushed)
+
+    def _delivered_flushed(self, flush: asyncio.Future[None]) -> None:
+        if not flush.cancelled() and flush.exception() is not None:
+            _log.error("deleting sent alert deliveries failed: %r", flush.exception())
+
+    def _flush_delivered(self) -> None:
+        ids = self._take_delivered()
+        if ids:
+            with self._transaction() as db:
+                self._delete_deliveries(db, ids)
+            self._forget_delivered(ids)
+
+    def _take_delivered(self) -> list[int]:
+        with self._delivered_lock:
+            return list(self._delivered)
+
+    def _forget_delivered(self, ids: list[int]) -> None:
+        """After the transaction that deleted them committed (the loop only appends)."""
+        with self._delivered_lock:
+            del self._delivered[: len(ids)]
 
     async def dead_letter_delivery(
         self, destination: str, delivery_id: int, reason: str, now_ns: int
@@ -654,6 +718,9 @@ class Outbox:
         )
 
 
+# Sent deliveries are deleted with the next commit, or after this long in a transaction of
+# their own: the longest a SIGKILL can make the hub send an alert again.
+DELIVERED_FLUSH_S = 1.0
 _BUSY_TIMEOUT_MS = 5000  # sqlite3.connect's default, set explicitly to restore it
 
 
@@ -783,3 +850,12 @@ def _write_rule_state(
 def _chunks(items: list[int], size: int) -> Iterable[list[int]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def state_keys(batch: Commit) -> frozenset[str]:
+    """The alert and rule state a commit writes: what an urgent commit must not overtake."""
+    keys = {key for key, _ in batch.alert_state}
+    keys.update(batch.pruned_state)
+    keys.update(f"rule:{rule}" for rule, _ in batch.rule_state)
+    keys.update(f"rule:{rule}" for rule, _, _ in batch.rule_entries)
+    return frozenset(keys)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from typing import NamedTuple
 from hub.clock import Clock
 from hub.engine import AlertBatch, Engine
 from hub.outbox import Commit, Outbox
+from hub.outbox_thread import Lane
 from hub.records import DoorEvent, Record, UniqueTimes, encode_record
 from hub.registry import Observation, Registry
 from hub.vessels import VesselTable
@@ -28,13 +30,19 @@ _Item = tuple[Sequence[Record], "asyncio.Future[None]"]
 
 # Records a person or an alert is waiting on: their publishes go ahead of bulk telemetry.
 URGENT_RECORDS: frozenset[type] = frozenset({DoorEvent})
-# Bulk records are tagged, checked and encoded this many at a time, with the event loop free in
-# between, so an urgent publish waits for one slice, not for a whole group commit.
-SLICE_RECORDS = 256
-# For this long after an urgent publish, bulk group commits are one slice: an urgent commit
-# waits on the outbox thread for the bulk commit in flight (~20 ms for a slice, ~100 ms or
-# more for 2000 rows on a loaded gateway), and door sources send one event per commit.
+# While door events are about, bulk records are tagged, checked and encoded in slices sized to
+# take about this long, with the event loop free in between, so an urgent publish waits for one
+# short slice, not for a whole group commit. Otherwise a group goes through the rules in one
+# call: each call serialises the rule-state entries it changed, so a slice costs more than its
+# records, and slices are never smaller than MIN_SLICE_RECORDS.
+SLICE_BUDGET_S = 0.002
+MIN_SLICE_RECORDS = 64
+PIECE_RECORDS = 32  # publishes are cut into pieces of this many records, slices take pieces
+# For this long after an urgent publish, bulk group commits hold at most this many records: an
+# urgent commit may overtake queued bulk work on the outbox thread, but not the bulk commit
+# already running there (~20 ms for 256 rows, ~100 ms or more for 2000 on a loaded gateway).
 URGENT_WINDOW_S = 2.0
+URGENT_WINDOW_COMMIT_RECORDS = 256
 
 
 class _Slice(NamedTuple):
@@ -49,6 +57,7 @@ class _Step:
 
     commit: Commit = field(default_factory=Commit)
     slices: list[_Slice] = field(default_factory=list)
+    urgent: bool = False
     observations: list[Observation] = field(default_factory=list)
     alerts: list[AlertBatch] = field(default_factory=list)
 
@@ -88,6 +97,8 @@ class Pipeline:
         self.commit_failures = 0
         self.vessels = vessels
         self._times = UniqueTimes()  # stored points stay unique on (series, timestamp)
+        self._record_s = 50e-6  # moving average of the loop time one bulk record takes
+        self._in_flight_urgent: asyncio.Task[None] | None = None
 
     async def publish(self, records: Sequence[Record]) -> None:
         """Hand records to the hub; returns once they are durable in the outbox."""
@@ -105,45 +116,87 @@ class Pipeline:
     async def run(self) -> None:
         """The single writer: drains the queues into group commits until cancelled.
 
-        One commit is in flight on the outbox thread while the next group is tagged, passed
-        through the rules and encoded on the loop; commits (and their acknowledgements and
-        alert notifications) stay in order, since each waits for the one before."""
-        in_flight: asyncio.Task[None] | None = None
+        One bulk commit is in flight on the outbox thread while the next group is tagged,
+        passed through the rules and encoded on the loop, and one urgent commit beside it:
+        urgent publishes that arrive meanwhile wait for it and share the next urgent commit,
+        while bulk work goes on. Bulk commits stay in order, and so do urgent ones; the outbox
+        thread runs an urgent commit ahead of queued bulk work it shares no alert or rule
+        state with."""
+        self._in_flight_urgent = None
+        bulk: asyncio.Task[None] | None = None
         try:
             while True:
-                step = await self._next_step()
-                if in_flight is not None:
-                    await in_flight
-                in_flight = asyncio.create_task(self._finish(step))
-        finally:
-            if in_flight is not None:  # the commit runs on regardless: settle its sources
-                await asyncio.shield(in_flight)
+                await self._wait_for_work()
+                if self._urgent_due():
+                    self._launch_urgent(None)
+                    continue
+                step = await self._bulk_step()
+                while step is not None and bulk is not None and not bulk.done():
+                    if self._urgent_due():
+                        self._launch_urgent(step)
+                        step = None
+                        break
+                    self._ready.clear()
+                    await self._ready.wait()
+                if step is not None:
+                    bulk = asyncio.create_task(self._finish(step, Lane.BULK))
+                    bulk.add_done_callback(self._wake)
+        finally:  # the commits run on regardless: settle their sources
+            for task in (self._in_flight_urgent, bulk):
+                if task is not None:
+                    await asyncio.shield(task)
 
-    async def _next_step(self) -> _Step:
-        """Urgent publishes first, on their own; otherwise up to `write_batch` bulk records,
-        slice by slice, ending early when an urgent publish arrived meanwhile."""
-        while self._urgent.empty() and self._queue.empty() and not self._backlog:
+    def _wake(self, _task: asyncio.Task[None]) -> None:
+        self._ready.set()
+
+    def _bulk_waiting(self) -> bool:
+        return not self._queue.empty() or bool(self._backlog)
+
+    def _urgent_due(self) -> bool:
+        """Urgent publishes queued, and no urgent commit in flight (or held) to wait for."""
+        in_flight = self._in_flight_urgent
+        return not self._urgent.empty() and (in_flight is None or in_flight.done())
+
+    async def _wait_for_work(self) -> None:
+        while not self._urgent_due() and not self._bulk_waiting():
             self._ready.clear()
             await self._ready.wait()
+
+    def _launch_urgent(self, unsubmitted: _Step | None) -> None:
+        """Tag, check and encode the queued urgent publishes and commit them now, together
+        with the bulk step prepared so far (after it in the same transaction): the bulk rows
+        ride on the urgent commit's fsync instead of needing one of their own."""
+        step = unsubmitted or _Step()
+        step.urgent = True
+        while not self._urgent.empty() and len(step.observations) < 2 * self.write_batch:
+            records, future = self._urgent.get_nowait()
+            self._add(step, [_Slice(records, future, True)])
+        self._in_flight_urgent = asyncio.create_task(self._finish(step, Lane.URGENT))
+        self._in_flight_urgent.add_done_callback(self._wake)
+
+    async def _bulk_step(self) -> _Step | None:
+        """Up to `write_batch` bulk records, slice by slice, with the loop free in between;
+        None if urgent publishes arrived meanwhile and took the slices into their commit."""
         step = _Step()
-        if not self._urgent.empty():
-            while not self._urgent.empty() and len(step.observations) < self.write_batch:
-                records, future = self._urgent.get_nowait()
-                self._add(step, [_Slice(records, future, True)])
-            return step
-        # Without urgent publishes about, a group goes through the rules in one call (each call
+        # Outside the urgent window a group goes through the rules in one call (each call
         # serialises the rule-state entries it changed, so a vessel heard twice is written once).
-        limit = self.write_batch
+        limit = slice_records = self.write_batch
         if asyncio.get_running_loop().time() - self._urgent_at < URGENT_WINDOW_S:
-            limit = min(limit, SLICE_RECORDS)
+            limit = min(limit, URGENT_WINDOW_COMMIT_RECORDS)
+            slice_records = max(MIN_SLICE_RECORDS, int(SLICE_BUDGET_S / self._record_s))
         while len(step.observations) < limit:
-            slices = self._take_bulk(limit - len(step.observations))
+            count = min(limit - len(step.observations), slice_records)
+            slices = self._take_bulk(count)
             if not slices:
                 break
+            started = time.perf_counter()
             self._add(step, slices)
+            taken = sum(len(piece.records) for piece in slices)
+            self._record_s = 0.7 * self._record_s + 0.3 * (time.perf_counter() - started) / taken
             await asyncio.sleep(0)  # an urgent publish gets in here
-            if not self._urgent.empty():
-                break
+            if self._urgent_due():
+                self._launch_urgent(step)
+                return None
         return step
 
     def _take_bulk(self, limit: int) -> list[_Slice]:
@@ -155,9 +208,9 @@ class Pipeline:
                 if self._queue.empty():
                     break
                 records, future = self._queue.get_nowait()
-                cuts = range(0, len(records), SLICE_RECORDS)
+                cuts = range(0, len(records), PIECE_RECORDS)
                 self._backlog.extend(
-                    _Slice(records[i : i + SLICE_RECORDS], future, i == cuts[-1]) for i in cuts
+                    _Slice(records[i : i + PIECE_RECORDS], future, i == cuts[-1]) for i in cuts
                 )
             piece = self._backlog.popleft()
             if piece.future.done() and not piece.future.cancelled():
@@ -186,11 +239,11 @@ class Pipeline:
         step.observations += observations
         step.alerts.append(alerts)
 
-    async def _finish(self, step: _Step) -> None:
+    async def _finish(self, step: _Step, lane: Lane) -> None:
         if not step.slices:
             return
         try:
-            await self.outbox.commit(step.commit)
+            await self.outbox.commit(step.commit, lane=lane)
         except Exception as exc:  # disk full, I/O error: the writer must outlive it
             self.engine.unsaved(step.commit)
             self._fail(step.slices, exc)

@@ -50,6 +50,7 @@ class DeliveryLoop:
         self.connected = False
         self.last_error = ""
         self._draining = asyncio.Lock()
+        self._sent_upto = 0  # id of the last delivery sent or dead-lettered by this process
 
     async def drain(self) -> None:
         """Send pending deliveries until none is left; raises SinkError on transient failure.
@@ -60,11 +61,12 @@ class DeliveryLoop:
     async def _drain(self) -> None:
         while True:
             self.outbox.delivery_event(self.destination).clear()
-            rows = await self.outbox.peek_deliveries(self.destination, 100)
+            rows = await self.outbox.peek_deliveries(self.destination, 100, after=self._sent_upto)
             if not rows:
                 return
-            # Sent rows are acknowledged together (one transaction, which waits behind the
-            # ingest commit in flight), also when a send fails part way.
+            # Sent rows are deleted with the outbox's next transaction, not one fsync'd delete
+            # each before the next alert may go; rows are sent in id order, so peeking above
+            # the last one sent skips those meanwhile (also when a send fails part way).
             acked: list[int] = []
             try:
                 for delivery_id, payload in rows:
@@ -77,12 +79,14 @@ class DeliveryLoop:
                         await self.outbox.dead_letter_delivery(
                             self.destination, delivery_id, str(exc), self.clock.now_ns()
                         )
+                        self._sent_upto = delivery_id
                         continue
                     acked.append(delivery_id)
                     self.sent += 1
+                    self._sent_upto = delivery_id
             finally:
                 if acked:
-                    await self.outbox.ack_deliveries(acked)
+                    self.outbox.ack_deliveries_soon(acked)
 
     async def send(self, payload: bytes) -> None:
         raise NotImplementedError

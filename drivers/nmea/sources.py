@@ -8,6 +8,7 @@ import logging
 import os
 import random
 import socket
+import time
 from collections import deque
 from collections.abc import Sequence
 from typing import Any
@@ -27,7 +28,11 @@ rejected = ThrottledLog(log)  # refused clients and failed accept() calls, howev
 
 MAX_PARTIAL_LINE = 4096  # a "line" longer than this without a newline is garbage
 READ_CHUNK = 65536
-UDP_SLICE = 1000  # datagrams decoded between two reads of the socket
+# Datagrams are decoded UDP_CHUNK at a time until UDP_SLICE_S has passed, then the event loop
+# runs other work (a door event, the socket reader): a fixed count of 1000 took 100–300 ms on a
+# loaded gateway, which a door alert then waited for.
+UDP_CHUNK = 32
+UDP_SLICE_S = 0.002
 ACCEPT_RETRY_S = 0.5  # after accept() failed (EMFILE: out of descriptors), as asyncio does
 
 
@@ -399,19 +404,24 @@ class NmeaUdpSource(_NmeaSource):
         try:
             while True:
                 await queue.ready.wait()
-                by_sender: dict[Any, list[bytes]] = {}
-                for data, peer in queue.take(UDP_SLICE):
-                    by_sender.setdefault(peer, []).extend(data.split(b"\n"))
+                deadline = time.perf_counter() + UDP_SLICE_S
+                while queue.ready.is_set() and time.perf_counter() < deadline:
+                    await self._decode_chunk(queue.take(UDP_CHUNK), publish)
                 if queue.paused and queue.size <= queue.max_bytes // 2:
                     queue.paused = False
                     loop.add_reader(sock.fileno(), queue.drain)
-                # Fragments are reassembled per sending station: two receivers forwarding to one
-                # port reuse the same sequence ids.
-                for peer, lines in by_sender.items():
-                    await self._ingest(lines, publish, self.decoder, f"{peer[0]}:{peer[1]}")
-                await asyncio.sleep(0)  # let the reader run between slices
+                await asyncio.sleep(0)  # let the reader and other work run between slices
         finally:
             loop.remove_reader(sock.fileno())
+
+    async def _decode_chunk(self, datagrams: list[tuple[bytes, Any]], publish: Publish) -> None:
+        by_sender: dict[Any, list[bytes]] = {}
+        for data, peer in datagrams:
+            by_sender.setdefault(peer, []).extend(data.split(b"\n"))
+        # Fragments are reassembled per sending station: two receivers forwarding to one port
+        # reuse the same sequence ids.
+        for peer, lines in by_sender.items():
+            await self._ingest(lines, publish, self.decoder, f"{peer[0]}:{peer[1]}")
 
     async def _watch_drops(self) -> None:
         while True:

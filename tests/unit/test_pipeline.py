@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -39,12 +40,12 @@ async def test_failed_commit_is_reported_and_the_writer_goes_on(
     real_commit = outbox.commit
     calls = 0
 
-    async def failing_once(batch: Commit) -> None:
+    async def failing_once(batch: Commit, **lane: Any) -> None:
         nonlocal calls
         calls += 1
         if calls == 1:
             raise OSError(28, "No space left on device")
-        await real_commit(batch)
+        await real_commit(batch, **lane)
 
     monkeypatch.setattr(outbox, "commit", failing_once)
     try:
@@ -75,10 +76,10 @@ async def test_concurrent_publishers_share_one_commit(
     commits = 0
     real_commit = outbox.commit
 
-    async def counting(batch: Commit) -> None:
+    async def counting(batch: Commit, **lane: Any) -> None:
         nonlocal commits
         commits += 1
-        await real_commit(batch)
+        await real_commit(batch, **lane)
 
     monkeypatch.setattr(outbox, "commit", counting)
     # Queue 50 publishes before the writer starts: they are folded into one transaction.
