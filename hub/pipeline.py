@@ -58,6 +58,11 @@ class _Step:
     commit: Commit = field(default_factory=Commit)
     slices: list[_Slice] = field(default_factory=list)
     urgent: bool = False
+    # An urgent step carrying bulk slices: how many (they come first) and the bulk commit that
+    # was in flight then. The urgent commit may overtake it on the outbox thread, so a publish
+    # whose earlier pieces are in it is acknowledged only once that commit is durable too.
+    carried: int = 0
+    after: asyncio.Task[None] | None = None
     observations: list[Observation] = field(default_factory=list)
     alerts: list[AlertBatch] = field(default_factory=list)
 
@@ -99,6 +104,7 @@ class Pipeline:
         self._times = UniqueTimes()  # stored points stay unique on (series, timestamp)
         self._record_s = 50e-6  # moving average of the loop time one bulk record takes
         self._in_flight_urgent: asyncio.Task[None] | None = None
+        self._bulk: asyncio.Task[None] | None = None
 
     async def publish(self, records: Sequence[Record]) -> None:
         """Hand records to the hub; returns once they are durable in the outbox."""
@@ -122,8 +128,7 @@ class Pipeline:
         while bulk work goes on. Bulk commits stay in order, and so do urgent ones; the outbox
         thread runs an urgent commit ahead of queued bulk work it shares no alert or rule
         state with."""
-        self._in_flight_urgent = None
-        bulk: asyncio.Task[None] | None = None
+        self._in_flight_urgent = self._bulk = None
         try:
             while True:
                 await self._wait_for_work()
@@ -131,7 +136,7 @@ class Pipeline:
                     self._launch_urgent(None)
                     continue
                 step = await self._bulk_step()
-                while step is not None and bulk is not None and not bulk.done():
+                while step is not None and self._bulk is not None and not self._bulk.done():
                     if self._urgent_due():
                         self._launch_urgent(step)
                         step = None
@@ -139,10 +144,10 @@ class Pipeline:
                     self._ready.clear()
                     await self._ready.wait()
                 if step is not None:
-                    bulk = asyncio.create_task(self._finish(step, Lane.BULK))
-                    bulk.add_done_callback(self._wake)
+                    self._bulk = asyncio.create_task(self._finish(step, Lane.BULK))
+                    self._bulk.add_done_callback(self._wake)
         finally:  # the commits run on regardless: settle their sources
-            for task in (self._in_flight_urgent, bulk):
+            for task in (self._in_flight_urgent, self._bulk):
                 if task is not None:
                     await asyncio.shield(task)
 
@@ -168,6 +173,7 @@ class Pipeline:
         ride on the urgent commit's fsync instead of needing one of their own."""
         step = unsubmitted or _Step()
         step.urgent = True
+        step.carried, step.after = len(step.slices), self._bulk
         while not self._urgent.empty() and len(step.observations) < 2 * self.write_batch:
             records, future = self._urgent.get_nowait()
             self._add(step, [_Slice(records, future, True)])
@@ -250,9 +256,10 @@ class Pipeline:
             await asyncio.sleep(1.0)  # sources see the error and retry; don't spin
             return
         self.records_in += len(step.observations)
-        for piece in step.slices:
-            if piece.last and not piece.future.done():
-                piece.future.set_result(None)
+        _settle(step.slices[step.carried :])
+        if step.after is not None and step.carried:
+            await asyncio.shield(step.after)  # it settles (or fails) its own pieces first
+        _settle(step.slices[: step.carried])
         if self.vessels is not None:
             self.vessels.update(step.observations)
         for alerts in step.alerts:
@@ -292,3 +299,9 @@ class Pipeline:
                 # available") has nothing to store; counted, the rest of the batch goes on.
                 self.encode_errors[record.measurement] += 1
         return lines
+
+
+def _settle(slices: list[_Slice]) -> None:
+    for piece in slices:
+        if piece.last and not piece.future.done():
+            piece.future.set_result(None)

@@ -125,3 +125,74 @@ async def test_door_event_is_committed_ahead_of_queued_bulk_readings(tmp_path: P
     finally:
         writer.cancel()
         await outbox.close()
+
+
+class _CountingRegistry(Registry):
+    """Counts the records the pipeline has tagged, so the test can wait for a prepared step."""
+
+    def __init__(self) -> None:
+        super().__init__([])
+        self.observed = 0
+
+    def observe(self, record: Any) -> Any:
+        self.observed += 1
+        return super().observe(record)
+
+
+class _HeldBulkOutbox(Outbox):
+    """An outbox whose bulk commits wait at a gate, as behind a forwarder's work on the outbox
+    thread: an urgent commit then overtakes them."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.gate = asyncio.Event()
+        self.held = 0
+
+    async def commit(self, batch: Commit, *, lane: Any = None) -> None:
+        if lane is not None and lane.name == "BULK":
+            self.held += 1
+            await self.gate.wait()
+        await super().commit(batch) if lane is None else await super().commit(batch, lane=lane)
+
+
+async def _until(done: Any, timeout_s: float = 30.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not done():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.001)
+
+
+async def test_a_publish_split_around_an_overtaking_door_commit_waits_for_both(
+    tmp_path: Path,
+) -> None:
+    """A bulk publish whose last pieces ride on a door event's urgent commit is acknowledged
+    only once its first pieces, in the bulk commit the urgent one overtook, are durable too."""
+    outbox = _HeldBulkOutbox(path=tmp_path / "o.sqlite", max_bytes=10**8)
+    await outbox.open()
+    registry = _CountingRegistry()
+    pipeline = Pipeline(
+        site="s",
+        clock=ManualClock(),
+        registry=registry,
+        engine=Engine([], AlertManager("s", 0)),
+        outbox=outbox,
+        destinations=[],
+    )
+    writer = asyncio.create_task(pipeline.run())
+    try:
+        bulk = asyncio.create_task(pipeline.publish([reading(i) for i in range(3000)]))
+        await _until(lambda: outbox.held == 1 and registry.observed == 3000)
+        door = DoorEvent(door_id="D-1", time_ns=1_767_225_600 * 10**9, event="forced", source="t")
+        await pipeline.publish([door])  # durable ahead of the held bulk commit
+        lines = [line for _, line in await outbox.peek_points(10_000)]
+        assert any(line.startswith(b"door_event,") for line in lines)
+        assert 1 < len(lines) < 3001  # with the rest of the bulk publish, not its first group
+        assert not bulk.done()  # its first group is not durable yet
+        outbox.gate.set()
+        await bulk
+        assert len(await outbox.peek_points(10_000)) == 3001
+    finally:
+        outbox.gate.set()
+        writer.cancel()
+        await asyncio.gather(writer, return_exceptions=True)
+        await outbox.close()
