@@ -25,7 +25,7 @@ BENCHES = [
     ["bench_drain.py", "--points", "500000"],
     ["bench_rss.py", "--vessels", "10000", "--meters", "2000"],
     ["bench_latency.py", "--alerts", "1000", "--ais-rate", "5000"],
-    ["bench_rtu.py", "--seconds", "15"],
+    ["bench_rtu.py", "--seconds", "60"],  # first 10 s and a 60 s steady state
     ["bench_meters.py", "--seconds", "30"],
     ["bench_zones.py"],
 ]
