@@ -72,10 +72,15 @@ class CountingReader:
         self.requests = 0
 
     async def read(
-        self, function: int, address: int, count: int, device_id: int
+        self,
+        function: int,
+        address: int,
+        count: int,
+        device_id: int,
+        timeout_s: float | None = None,
     ) -> list[int] | ExceptionReply:
         self.requests += 1
-        return await self.inner.read(function, address, count, device_id)
+        return await self.inner.read(function, address, count, device_id, timeout_s)
 
     async def close(self) -> None:
         await self.inner.close()
@@ -218,6 +223,8 @@ async def bench(args: argparse.Namespace) -> None:
     finally:
         simulator.terminate()
         simulator.wait(10)
+    if results[0].readings == 0:  # a broken reader must not print as a fast poller
+        raise SystemExit("bench_meters: the hub poller took no reading")
     report(results, args.meters)
 
 
