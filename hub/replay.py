@@ -55,6 +55,9 @@ class JsonlReplay:
             yield out
 
 
+REPLAY_WINDOW = 4  # chunks published and not yet durable
+
+
 async def replay(cfg: HubConfig, path: Path, batch: int) -> int:
     http_off = cfg.http.model_copy(update={"enabled": False})
     hub = Hub(cfg.model_copy(update={"sources": [], "http": http_off}))
@@ -67,11 +70,12 @@ async def replay(cfg: HubConfig, path: Path, batch: int) -> int:
     progress = Progress(path.stat().st_size, "bytes")  # noqa: ASYNC240
     started = time.monotonic()
     records = 0
-    # Two chunks in flight: the next one is decoded while the pipeline commits the last.
+    # A few chunks in flight: the next ones are decoded while the pipeline commits the last
+    # (and its group commit takes what is queued when the disk is slower than the decoding).
     window: collections.deque[asyncio.Task[None]] = collections.deque()
     for chunk in source:
         window.append(asyncio.create_task(hub.pipeline.publish(chunk)))
-        if len(window) > 1:
+        if len(window) > REPLAY_WINDOW:
             await window.popleft()
         records += len(chunk)
         progress.update(source.bytes_read - progress.done)

@@ -196,3 +196,34 @@ async def test_a_publish_split_around_an_overtaking_door_commit_waits_for_both(
         writer.cancel()
         await asyncio.gather(writer, return_exceptions=True)
         await outbox.close()
+
+
+async def test_queued_groups_join_the_step_waiting_for_a_slow_commit(tmp_path: Path) -> None:
+    """Group commit follows the disk: while one bulk commit is slow, the queued publishes are
+    prepared into the next step, so they take one commit (one fsync) instead of one each."""
+    outbox = _HeldBulkOutbox(path=tmp_path / "o.sqlite", max_bytes=10**8)
+    await outbox.open()
+    registry = _CountingRegistry()
+    pipeline = Pipeline(
+        site="s",
+        clock=ManualClock(),
+        registry=registry,
+        engine=Engine([], AlertManager("s", 0)),
+        outbox=outbox,
+        destinations=[],
+        write_batch=500,
+    )
+    writer = asyncio.create_task(pipeline.run())
+    try:
+        groups = [[reading(g * 500 + i) for i in range(500)] for g in range(5)]
+        published = [asyncio.create_task(pipeline.publish(group)) for group in groups]
+        await _until(lambda: outbox.held == 1 and registry.observed == 2500)
+        outbox.gate.set()
+        await asyncio.gather(*published)
+        assert outbox.held == 2  # the first group, then the other four together
+        assert len(await outbox.peek_points(10_000)) == 2500
+    finally:
+        outbox.gate.set()
+        writer.cancel()
+        await asyncio.gather(writer, return_exceptions=True)
+        await outbox.close()
