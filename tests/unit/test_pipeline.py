@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +14,11 @@ from hub.alerts import AlertManager
 from hub.clock import ManualClock
 from hub.engine import Engine
 from hub.outbox import Commit, Outbox
+from hub.outbox_thread import Lane
 from hub.pipeline import Pipeline
 from hub.records import DoorEvent, WaterMeterReading
 from hub.registry import Registry
+from tests.util import wait_for
 
 
 def reading(i: int) -> WaterMeterReading:
@@ -148,25 +152,18 @@ class _HeldBulkOutbox(Outbox):
         self.gate = asyncio.Event()
         self.held = 0
 
-    async def commit(self, batch: Commit, *, lane: Any = None) -> None:
-        if lane is not None and lane.name == "BULK":
+    async def commit(self, batch: Commit, *, lane: Lane = Lane.ORDERED) -> None:
+        if lane is Lane.BULK:
             self.held += 1
             await self.gate.wait()
-        await super().commit(batch) if lane is None else await super().commit(batch, lane=lane)
+        await super().commit(batch, lane=lane)
 
 
-async def _until(done: Any, timeout_s: float = 30.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not done():
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.001)
-
-
-async def test_a_publish_split_around_an_overtaking_door_commit_waits_for_both(
-    tmp_path: Path,
-) -> None:
-    """A bulk publish whose last pieces ride on a door event's urgent commit is acknowledged
-    only once its first pieces, in the bulk commit the urgent one overtook, are durable too."""
+@contextlib.asynccontextmanager
+async def _held_pipeline(
+    tmp_path: Path, **kwargs: Any
+) -> AsyncIterator[tuple[Pipeline, _HeldBulkOutbox, _CountingRegistry]]:
+    """A running pipeline whose bulk commits wait at the outbox's gate until the test opens it."""
     outbox = _HeldBulkOutbox(path=tmp_path / "o.sqlite", max_bytes=10**8)
     await outbox.open()
     registry = _CountingRegistry()
@@ -177,11 +174,26 @@ async def test_a_publish_split_around_an_overtaking_door_commit_waits_for_both(
         engine=Engine([], AlertManager("s", 0)),
         outbox=outbox,
         destinations=[],
+        **kwargs,
     )
     writer = asyncio.create_task(pipeline.run())
     try:
+        yield pipeline, outbox, registry
+    finally:
+        outbox.gate.set()
+        writer.cancel()
+        await asyncio.gather(writer, return_exceptions=True)
+        await outbox.close()
+
+
+async def test_a_publish_split_around_an_overtaking_door_commit_waits_for_both(
+    tmp_path: Path,
+) -> None:
+    """A bulk publish whose last pieces ride on a door event's urgent commit is acknowledged
+    only once its first pieces, in the bulk commit the urgent one overtook, are durable too."""
+    async with _held_pipeline(tmp_path) as (pipeline, outbox, registry):
         bulk = asyncio.create_task(pipeline.publish([reading(i) for i in range(3000)]))
-        await _until(lambda: outbox.held == 1 and registry.observed == 3000)
+        await wait_for(lambda: outbox.held == 1 and registry.observed == 3000, timeout=30)
         door = DoorEvent(door_id="D-1", time_ns=1_767_225_600 * 10**9, event="forced", source="t")
         await pipeline.publish([door])  # durable ahead of the held bulk commit
         lines = [line for _, line in await outbox.peek_points(10_000)]
@@ -191,39 +203,16 @@ async def test_a_publish_split_around_an_overtaking_door_commit_waits_for_both(
         outbox.gate.set()
         await bulk
         assert len(await outbox.peek_points(10_000)) == 3001
-    finally:
-        outbox.gate.set()
-        writer.cancel()
-        await asyncio.gather(writer, return_exceptions=True)
-        await outbox.close()
 
 
 async def test_queued_groups_join_the_step_waiting_for_a_slow_commit(tmp_path: Path) -> None:
     """Group commit follows the disk: while one bulk commit is slow, the queued publishes are
     prepared into the next step, so they take one commit (one fsync) instead of one each."""
-    outbox = _HeldBulkOutbox(path=tmp_path / "o.sqlite", max_bytes=10**8)
-    await outbox.open()
-    registry = _CountingRegistry()
-    pipeline = Pipeline(
-        site="s",
-        clock=ManualClock(),
-        registry=registry,
-        engine=Engine([], AlertManager("s", 0)),
-        outbox=outbox,
-        destinations=[],
-        write_batch=500,
-    )
-    writer = asyncio.create_task(pipeline.run())
-    try:
+    async with _held_pipeline(tmp_path, write_batch=500) as (pipeline, outbox, registry):
         groups = [[reading(g * 500 + i) for i in range(500)] for g in range(5)]
         published = [asyncio.create_task(pipeline.publish(group)) for group in groups]
-        await _until(lambda: outbox.held == 1 and registry.observed == 2500)
+        await wait_for(lambda: outbox.held == 1 and registry.observed == 2500, timeout=30)
         outbox.gate.set()
         await asyncio.gather(*published)
         assert outbox.held == 2  # the first group, then the other four together
         assert len(await outbox.peek_points(10_000)) == 2500
-    finally:
-        outbox.gate.set()
-        writer.cancel()
-        await asyncio.gather(writer, return_exceptions=True)
-        await outbox.close()
