@@ -118,3 +118,37 @@ class GatewayVM:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+
+def hub_toml(influx_port: int, db: str, site: str) -> str:
+    """A gateway's hub.toml: simulated meters into the host's InfluxDB (10.0.2.2 in qemu)."""
+    return f"""[hub]
+site = "{site}"
+data_dir = "/var/lib/harbourgrid"
+
+[http]
+host = "0.0.0.0"
+port = 8080
+token_env = "HUB_HTTP_TOKEN"
+
+[influxdb]
+api = "v1"
+url = "http://10.0.2.2:{influx_port}"
+database = "{db}"
+flush_interval_s = 0.5
+
+[mqtt]
+enabled = false
+
+[webhook]
+enabled = false
+
+[registry.community]
+meters_csv = "registry/meters.csv"
+
+[[sources]]
+type = "simulated_meters"
+name = "simulated"
+meters = 3
+interval_s = 2
+"""

@@ -171,39 +171,6 @@ def gateways(image: Path, tmp_path: Path) -> Iterator[list[Gateway]]:
         gw.kill()
 
 
-def hub_toml(influx_port: int, db: str, site: str) -> str:
-    return f"""[hub]
-site = "{site}"
-data_dir = "/var/lib/harbourgrid"
-
-[http]
-host = "0.0.0.0"
-port = 8080
-token_env = "HUB_HTTP_TOKEN"
-
-[influxdb]
-api = "v1"
-url = "http://10.0.2.2:{influx_port}"
-database = "{db}"
-flush_interval_s = 0.5
-
-[mqtt]
-enabled = false
-
-[webhook]
-enabled = false
-
-[registry.community]
-meters_csv = "registry/meters.csv"
-
-[[sources]]
-type = "simulated_meters"
-name = "simulated"
-meters = 3
-interval_s = 2
-"""
-
-
 @needs_vm
 @pytest.mark.timeout(5400)
 def test_image_boots_provisions_and_delivers_readings(
@@ -223,7 +190,7 @@ def test_image_boots_provisions_and_delivers_readings(
     write_config(
         disk,
         {
-            "hub.toml": hub_toml(influxdb.port, db.db, "image-test"),
+            "hub.toml": gateway_vm.hub_toml(influxdb.port, db.db, "image-test"),
             "hub.env": f"# secrets\nHUB_HTTP_TOKEN={token}\n",
             "registry/meters.csv": (ROOT / "deploy/registry/meters.example.csv").read_text(),
             "hostname": "hg-test-gw\n",
@@ -270,7 +237,7 @@ def test_image_boots_provisions_and_delivers_readings(
     # Re-provisioning with a config that names a secret nobody set: refused, old config kept.
     write_config(
         disk,
-        {"hub.toml": hub_toml(influxdb.port, db.db, "image-test").replace(
+        {"hub.toml": gateway_vm.hub_toml(influxdb.port, db.db, "image-test").replace(
             '[mqtt]\nenabled = false', '[mqtt]\nenabled = true\npassword_env = "HUB_MQTT_PASSWORD"'
         )},
     )  # fmt: skip

@@ -92,39 +92,6 @@ def booted() -> Iterator[list[Gateway]]:
         gw.kill()
 
 
-def hub_toml(influx_port: int, db: str) -> str:
-    return f"""[hub]
-site = "arm64-test"
-data_dir = "/var/lib/harbourgrid"
-
-[http]
-host = "0.0.0.0"
-port = 8080
-token_env = "HUB_HTTP_TOKEN"
-
-[influxdb]
-api = "v1"
-url = "http://10.0.2.2:{influx_port}"
-database = "{db}"
-flush_interval_s = 0.5
-
-[mqtt]
-enabled = false
-
-[webhook]
-enabled = false
-
-[registry.community]
-meters_csv = "registry/meters.csv"
-
-[[sources]]
-type = "simulated_meters"
-name = "simulated"
-meters = 3
-interval_s = 2
-"""
-
-
 @pytest.mark.timeout(4 * 3600)
 def test_arm64_image_boots_provisions_and_delivers_readings(
     image: Path, booted: list[Gateway], influxdb: InfluxDB, tmp_path: Path
@@ -139,7 +106,7 @@ def test_arm64_image_boots_provisions_and_delivers_readings(
     write_config(
         disk,
         {
-            "hub.toml": hub_toml(influxdb.port, db.db),
+            "hub.toml": gateway_vm.hub_toml(influxdb.port, db.db, "arm64-test"),
             "hub.env": f"HUB_HTTP_TOKEN={token}\n",
             "registry/meters.csv": (ROOT / "deploy/registry/meters.example.csv").read_text(),
             "hostname": "hg-arm64-gw\n",
